@@ -1,0 +1,90 @@
+"""Scoped activation capture and layer lookup by paper alias or dotted name."""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+
+class UnknownLayerError(KeyError):
+    """A layer name the model does not have; the message lists the available ones."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Paper aliases (``conv1``, ``relu1``, ``fc7``...) of a model's leaf layers, in forward order."""
+    names = []
+    for name, mod in model.named_modules():
+        if name and not list(mod.children()):
+            names.append(name.rsplit(".", 1)[-1])
+    return names
+
+
+def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:
+    """Find a layer by paper alias (``"conv5"``), dotted name (``"features.conv5"``) or the module itself.
+
+    Returns ``(dotted_name, module)``. Raises :class:`UnknownLayerError` listing the available aliases.
+    """
+    named = dict(model.named_modules())
+    if isinstance(layer, nn.Module):
+        for name, mod in named.items():
+            if mod is layer:
+                return name, mod
+        raise UnknownLayerError("the given module is not part of this model")
+    if layer in named and layer:
+        return layer, named[layer]
+    hits = [name for name in named if name.rsplit(".", 1)[-1] == layer]
+    if len(hits) == 1:
+        return hits[0], named[hits[0]]
+    if len(hits) > 1:
+        raise UnknownLayerError(f"layer '{layer}' is ambiguous: {', '.join(hits)}")
+    raise UnknownLayerError(f"unknown layer '{layer}'; available: {', '.join(layer_names(model))}")
+
+
+@contextlib.contextmanager
+def capture(model: nn.Module, layers: Sequence[str | nn.Module], *, detach: bool = True) -> Iterator[dict]:
+    """Record the outputs of named layers during forward passes inside the ``with`` block.
+
+    ``acts[name]`` holds the latest output of each layer, keyed by the name given. Hooks are removed on exit, also
+    when the block raises.
+
+    Example:
+        >>> with capture(model, ["conv5", "fc7"]) as acts:
+        ...     model(images)
+        >>> acts["conv5"].shape   # (B, 256, 13, 13)
+    """
+    acts: dict = {}
+    handles = []
+    try:
+        for layer in layers:
+            key = layer if isinstance(layer, str) else resolve_layer(model, layer)[0]
+            _, mod = resolve_layer(model, layer)
+
+            def hook(_mod, _inp, out, key=key):
+                acts[key] = out.detach() if detach else out
+
+            handles.append(mod.register_forward_hook(hook))
+        yield acts
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode for the block and restore its previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter (CPU for a parameterless model)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
