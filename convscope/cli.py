@@ -1,0 +1,62 @@
+"""The ``convscope`` command: a thin dispatcher over the modules in :mod:`convscope.commands`.
+
+Each command module defines ``HELP`` (one line), ``ORDER`` (position in ``--help``), ``add_arguments(parser)``
+and ``run(args) -> int``. User mistakes raise the exceptions of :mod:`convscope.errors` and are printed as one
+line (exit code 2), never as a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+from . import __version__, commands
+
+
+def _command_modules():
+    mods = [importlib.import_module(f"convscope.commands.{m.name}") for m in pkgutil.iter_modules(commands.__path__)
+            if not m.name.startswith("_")]
+    return sorted(mods, key=lambda m: (getattr(m, "ORDER", 99), m.__name__))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="convscope",
+        description="Train AlexNet/ZFNet as their papers describe, and look inside trained convnets "
+                    "(deconvnet, top-9 atlas, occlusion, invariance, correspondence, transfer, retrieval).",
+        epilog="Run 'convscope COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"convscope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for mod in _command_modules():
+        name = mod.__name__.rsplit(".", 1)[-1]
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0
+    from .errors import user_error_types
+
+    try:
+        return int(args._run(args) or 0)
+    except user_error_types() as err:
+        print(f"convscope {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"convscope {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
