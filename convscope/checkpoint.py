@@ -101,6 +101,17 @@ class Preprocess:
         mean = self._crop_mean().to(images.device)
         return (images.float() - mean) * self.input_scale
 
+    def views(self, images: torch.Tensor, ten_crop: bool = False) -> torch.Tensor:
+        """uint8 (B, 3, S, S) -> model inputs (B, V, 3, crop, crop): V=1 centre view, or AlexNet's 10 crops
+        (4 corners + centre and their flips). The mean image is subtracted at full size, before cropping."""
+        from .data.transforms import TenCrop
+
+        x = images.float() - self.mean_image.to(images.device)
+        if ten_crop:
+            return TenCrop(self.crop)(x) * self.input_scale
+        top = (x.shape[-1] - self.crop) // 2
+        return x[..., None, :, top:top + self.crop, top:top + self.crop].mul(self.input_scale)
+
     def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
         """Model input (centre view) -> float RGB in 0..1, for display."""
         return (x / self.input_scale + self._crop_mean().to(x.device)).div(255).clamp(0, 1)

@@ -1,0 +1,108 @@
+"""What the analysis commands share: loading a run, reading images into model inputs, naming the true class,
+and drawing labelled subsets of a dataset folder."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    parser.add_argument("--checkpoint", required=True, help="convscope checkpoint (.pt) or run folder")
+    parser.add_argument("--out", default=out, help="output folder (arrays, JSON and PNG)")
+    parser.add_argument("--device", default="cpu", help="torch device to run on")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+
+
+def load(args: argparse.Namespace):
+    """The run of ``--checkpoint`` on ``--device``, and the output folder (created)."""
+    from ..checkpoint import load_run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    run = load_run(args.checkpoint, device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return run, out
+
+
+def read_inputs(run, paths) -> torch.Tensor:
+    """Image files -> (N, 3, crop, crop) model inputs (centre view), on the model's device."""
+    from ..data.images import read_image
+
+    images = torch.stack([read_image(p, run.preprocess.image_size) for p in paths])
+    return run.preprocess(images).to(next(run.model.parameters()).device)
+
+
+def class_index(run, name: str | int | None, path: str | Path | None = None) -> int | None:
+    """A class given by index, name or wnid; else the image's parent folder if it names a class; else None."""
+    from ..data.datasets import IMAGENETTE_WORDS
+
+    classes = list(run.classes)
+    wnids = list(run.config.get("wnids", [])) if isinstance(run.config, dict) else []
+
+    def lookup(key: str) -> int | None:
+        for names in (classes, wnids):
+            if key in names:
+                return names.index(key)
+        word = IMAGENETTE_WORDS.get(key)
+        return classes.index(word) if word in classes else None
+
+    if name is not None:
+        if str(name).isdigit() and int(name) < max(len(classes), 1):
+            return int(name)
+        hit = lookup(str(name))
+        if hit is None:
+            shown = ", ".join(classes[:12]) + (" ..." if len(classes) > 12 else "")
+            raise UserError(f"unknown class '{name}'; the model's classes: {shown}")
+        return hit
+    return lookup(Path(path).parent.name) if path is not None else None
+
+
+def subset(root: str | Path, split: str, *, image_size: int, per_class: int | None, seed: int = 0,
+           classes: list[str] | None = None):
+    """``per_class`` random images of every class of a dataset split -> (uint8 (N,3,S,S), labels (N,), dataset).
+
+    Unreadable images are skipped. ``per_class=None`` takes every image.
+    """
+    from ..data import build_dataset
+
+    data = build_dataset(root, split, image_size=image_size, classes=classes)
+    labels = torch.as_tensor([t for _, t in data.samples])
+    gen = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in labels.unique().tolist():
+        idx = (labels == c).nonzero().flatten()
+        picks.append(idx[torch.randperm(idx.numel(), generator=gen)[:per_class]] if per_class else idx)
+    order = torch.cat(picks).sort().values.tolist()
+    items = [(i, data[i]) for i in order]
+    kept = [(i, item) for i, item in items if item is not None]
+    if not kept:
+        raise UserError(f"no readable images in {root} ({split})")
+    images = torch.stack([item[0] for _, item in kept])
+    targets = torch.as_tensor([item[1] for _, item in kept])
+    return images, targets, data, [i for i, _ in kept]
+
+
+def preprocess_batches(run, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """uint8 (N, 3, S, S) -> (N, 3, crop, crop) float model inputs on CPU, in batches."""
+    return torch.cat([run.preprocess(images[s:s + batch_size]) for s in range(0, images.shape[0], batch_size)])
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(value):
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

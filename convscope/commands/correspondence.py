@@ -1,0 +1,46 @@
+"""``convscope correspondence ANNOTATIONS --checkpoint RUN``: ZF Table 1 part-correspondence consistency."""
+from __future__ import annotations
+
+import argparse
+
+from . import _inputs
+
+HELP = "consistency of masked object parts across images vs random masks (ZF Table 1)"
+ORDER = 52
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("annotations", help="JSON or CSV part boxes (see convscope.analysis.correspondence)")
+    _inputs.add_run_arguments(parser, out="analysis/correspondence")
+    parser.add_argument("--parts", nargs="+", default=None, help="parts to mask (default: all in the file)")
+    parser.add_argument("--layers", nargs="+", default=["5", "7"], help="ZF layer numbers or layer names")
+    parser.add_argument("--draws", type=int, default=10, help="random-mask draws")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-root", default=None,
+                        help="folder the annotation's relative image paths start from (default: as the file says)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis import correspondence, read_annotations
+    from ..report.figures import correspondence_figure
+
+    ann = read_annotations(args.annotations, parts=args.parts, root=args.data_root)
+    run_, out = _inputs.load(args)
+    pre = run_.preprocess
+    inputs = _inputs.read_inputs(run_, ann.files)
+    boxes = ann.input_boxes(pre.image_size, pre.crop)
+    table = correspondence(run_.model, inputs, boxes, parts=ann.parts, draws=args.draws, seed=args.seed,
+                           layers=[int(x) if x.isdigit() else x for x in args.layers])
+    _inputs.write_json(out / "correspondence.json", dict(
+        annotations=str(args.annotations), images=[str(f) for f in ann.files], layers=list(table.layers),
+        rows=list(table.rows), mean=table.mean, std=table.std, random_draws=table.random_draws,
+        normalisation="sum_{i!=j} Hamming(sign eps_i, sign eps_j) / (n (n-1) D); part std over image pairs, "
+                      "random std over draws"))
+    correspondence_figure(pre.to_pixels(inputs).cpu(), boxes, ann.parts).savefig(out / "correspondence.png", dpi=110)
+    header = "| mask | " + " | ".join(f"Delta {name}" for name in table.layers) + " |"
+    print(header)
+    print("|" + "---|" * (len(table.layers) + 1))
+    for r, row in enumerate(table.rows):
+        cells = " | ".join(f"{table.mean[r, j]:.4f} ± {table.std[r, j]:.4f}" for j in range(len(table.layers)))
+        print(f"| {row} | {cells} |")
+    return 0

@@ -1,0 +1,253 @@
+"""``convscope inspect --checkpoint RUN --data ROOT --out DIR``: ZF Fig. 2 (top-9 atlas), AlexNet Fig. 3 / ZF Fig. 6
+(filters), ZF Fig. 4 (feature evolution) as PNG grids, plus ``index.json`` saying what every tile is."""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from ..errors import UserError
+from . import _inputs
+
+HELP = "deconvnet top-9 atlas per layer, conv1 filters and feature evolution (ZF Fig. 2, 4, 6; AlexNet Fig. 3)"
+DESCRIPTION = """Stream a dataset split once through a trained model, keep the k strongest activations of every
+feature map of the chosen layers, and draw, for a seeded random subset of live maps, each activation's deconvnet
+projection beside its receptive-field patch (ZF Fig. 2). Also draws the conv1 filters (AlexNet Fig. 3), optionally
+against a second model's with a dead-filter count (ZF Fig. 6), and the strongest activation of some maps at each
+saved epoch snapshot RUN/epochs/epoch_*.pt (ZF Fig. 4). Writes top9_<layer>.png, filters_conv1.png,
+[filters_compare.png], evolution_<layer>.png and index.json to --out."""
+ORDER = 40
+PAPER_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)  # ZF Fig. 4
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _inputs.add_run_arguments(parser, out="analysis/inspect")
+    parser.add_argument("--data", required=True, help="dataset root (e.g. $CONVSCOPE_DATA/imagenette2-160)")
+    parser.add_argument("--split", default="val", help="split to search for the strongest activations")
+    parser.add_argument("--layers", default="conv1,conv2,conv3,conv4,conv5", help="comma-separated layers")
+    parser.add_argument("--maps", type=int, default=16, help="feature maps drawn per layer (seeded random, live ones)")
+    parser.add_argument("-k", "--k", type=int, default=9, help="strongest activations kept per feature map")
+    parser.add_argument("--max-images", type=int, default=0, help="use N images spread over the split (0 = all)")
+    parser.add_argument("--evolution-epochs", default="paper",
+                        help="epoch snapshots for the evolution strip: 'paper' (ZF's 1,2,5,10,20,30,40,64 that "
+                             "exist, plus the last), 'all', 'none', or a list like 1,5,10")
+    parser.add_argument("--evolution-maps", type=int, default=4, help="feature maps per layer in the strip")
+    parser.add_argument("--evolution-images", type=int, default=1000,
+                        help="images (spread over the split) searched at each snapshot; 0 = all")
+    parser.add_argument("--compare", default=None, metavar="CKPT",
+                        help="second checkpoint whose conv1 filters are drawn beside these (ZF Fig. 6)")
+    parser.add_argument("--dead-rms", type=float, default=0.02,
+                        help="a filter is dead when its RMS < this x the layer's largest filter RMS")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--workers", type=int, default=2, help="data loader worker processes")
+    parser.add_argument("--no-cache", action="store_true", help="decode JPEGs every pass instead of once")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random choice of maps")
+
+
+class _WithIndex:
+    """Dataset items ``(image, label)`` -> ``(image, label, index)``; unreadable images stay ``None``."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        item = self.dataset[i]
+        return None if item is None else (item[0], item[1], i)
+
+
+def _collate(batch):
+    import torch
+
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return torch.zeros(0, 3, 1, 1, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), torch.zeros(
+            0, dtype=torch.long)
+    return (torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch]),
+            torch.tensor([b[2] for b in batch]))
+
+
+def _loader(dataset, args):
+    from torch.utils.data import DataLoader
+
+    return DataLoader(_WithIndex(dataset), batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
+                      collate_fn=_collate, persistent_workers=False)
+
+
+def _open(args, image_size: int, subset: int):
+    from ..data.loading import open_split
+
+    return open_split(args.data, args.split, image_size, cache=not args.no_cache, subset=subset,
+                      workers=args.workers)
+
+
+def _epoch_files(checkpoint: str) -> list[tuple[int, Path]]:
+    path = Path(checkpoint)
+    run_dir = path if path.is_dir() else path.parent
+    files = []
+    for f in sorted((run_dir / "epochs").glob("epoch_*.pt")):
+        m = re.search(r"epoch_(\d+)", f.stem)
+        if m:
+            files.append((int(m.group(1)), f))
+    return sorted(files)
+
+
+def _pick_epochs(files: list[tuple[int, Path]], spec: str) -> list[tuple[int, Path]]:
+    if spec == "none" or not files:
+        return []
+    if spec == "all":
+        return files
+    by_epoch = dict(files)
+    if spec == "paper":
+        chosen = [e for e in PAPER_EPOCHS if e in by_epoch]
+        if len(chosen) < 2:  # ZF's epochs were not saved: spread up to 8 over what was
+            step = max(1, len(files) // 8)
+            chosen = [e for e, _ in files[::step]][:8]
+        last = files[-1][0]
+        if last not in chosen:
+            chosen.append(last)
+        return [(e, by_epoch[e]) for e in sorted(chosen)]
+    try:
+        wanted = [int(e) for e in spec.split(",") if e.strip()]
+    except ValueError:
+        raise UserError(f"--evolution-epochs must be paper, all, none or a list of integers, not '{spec}'") from None
+    missing = [e for e in wanted if e not in by_epoch]
+    if missing:
+        raise UserError(f"no snapshot for epoch(s) {missing}; saved: {', '.join(str(e) for e, _ in files)}")
+    return [(e, by_epoch[e]) for e in wanted]
+
+
+def _sample_info(dataset, index: int) -> dict:
+    samples = getattr(dataset, "samples", None)
+    classes = getattr(dataset, "classes", None)
+    if not samples:
+        return {"image_index": index}
+    path, label = samples[index]
+    return {"image_index": index, "image": str(path), "label": int(label),
+            "class": classes[label] if classes and 0 <= label < len(classes) else None}
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..analysis import (compare_filters, feature_evolution, filter_stats, project_top, receptive_field,
+                            resolve_layer, top_activations)
+    from ..checkpoint import load_run
+    from ..report import images as img
+
+    layers = [name.strip() for name in args.layers.split(",") if name.strip()]
+    if not layers:
+        raise UserError("--layers is empty")
+    if args.k < 1 or args.maps < 1:
+        raise UserError(f"-k and --maps must be positive (got {args.k}, {args.maps})")
+    run_, out = _inputs.load(args)
+    model, pre = run_.model, run_.preprocess
+    for layer in layers:
+        resolve_layer(model, layer)
+        try:
+            receptive_field(model, layer)
+        except (ValueError, NotImplementedError) as err:
+            raise UserError(f"cannot inspect layer '{layer}': {err}") from None
+    epochs = _pick_epochs(_epoch_files(args.checkpoint), args.evolution_epochs)
+
+    dataset = _open(args, pre.image_size, args.max_images)
+    if len(dataset) == 0:
+        raise UserError(f"no images in {args.data} ({args.split})")
+    index: dict = dict(checkpoint=str(args.checkpoint), model=run_.model_name, epoch=run_.epoch, data=str(args.data),
+                       split=args.split, images=len(dataset), k=args.k, input_size=pre.crop, figures={}, tiles=[],
+                       layers={})
+
+    # ZF Fig. 2: one pass, all layers
+    tops = top_activations(model, _loader(dataset, args), layer=layers, k=args.k, transform=pre, batch_index=True)
+    gen = torch.Generator().manual_seed(args.seed)
+    chosen: dict[str, list[int]] = {}
+    for layer in layers:
+        top = tops[layer]
+        live = (top.values[:, 0] > 0).nonzero().flatten()
+        dead = (top.values[:, 0] <= 0).nonzero().flatten()
+        pool = torch.cat([live[torch.randperm(len(live), generator=gen)], dead])  # live first, then never-active
+        maps = sorted(top.channels[pool[:args.maps]].tolist())
+        chosen[layer] = maps
+        tp = project_top(model, top, dataset, channels=maps, transform=pre, to_pixels=pre.to_pixels,
+                         batch_size=args.batch_size)
+        rf = receptive_field(model, layer)
+        fig, boxes = img.top9_figure(tp.projections, tp.patches, labels=[f"map {c}" for c in maps],
+                                     title=f"{run_.model_name} {layer}: top-{args.k} activations over "
+                                           f"{len(dataset)} {args.split} images (projection | patch)")
+        name = f"top9_{layer}.png"
+        img.save_png(fig, out / name)
+        index["figures"][name] = dict(kind="top9", layer=layer)
+        index["layers"][layer] = dict(maps=len(top.channels), shown=maps, never_active=int(len(dead)),
+                                      receptive_field=dict(size=rf.size, stride=rf.stride, offset=rf.offset),
+                                      map_size=list(top.map_size))
+        for i, c in enumerate(maps):
+            for r in range(args.k):
+                j = i * args.k + r
+                if int(tp.index[i, r]) < 0:
+                    continue
+                entry = dict(figure=name, layer=layer, map=c, rank=r + 1, activation=float(tp.values[i, r]),
+                             position=tp.yx[i, r].tolist(), rf_box=tp.boxes[i, r].tolist(),
+                             projection_tile=list(boxes[j][0]), patch_tile=list(boxes[j][1]))
+                entry.update(_sample_info(dataset, int(tp.index[i, r])))
+                index["tiles"].append(entry)
+        print(f"{layer}: {len(top.channels)} maps ({len(dead)} never active) -> {out / name}")
+
+    # AlexNet Fig. 3 / ZF Fig. 6
+    stats = filter_stats(model, "conv1", rel_rms=args.dead_rms)
+    fig, _ = img.filter_grid(stats.weights, dead=stats.dead, ncol=16,
+                             title=f"{run_.model_name} conv1 filters (each on its own scale; red = dead)")
+    img.save_png(fig, out / "filters_conv1.png")
+    index["figures"]["filters_conv1.png"] = dict(kind="filters", layer="conv1")
+    index["filters"] = dict(layer="conv1", count=len(stats.rms), dead=stats.num_dead,
+                            dead_maps=stats.dead.nonzero().flatten().tolist(), criterion=stats.criterion)
+    if args.compare:
+        other = load_run(args.compare, device=args.device)
+        cmp = compare_filters(model, other.model, "conv1", rel_rms=args.dead_rms)
+        parts = [img.filter_grid(s.weights, per_tile=False, dead=s.dead, ncol=12,
+                                 title=f"{name}: {s.num_dead}/{len(s.rms)} dead")[0]
+                 for name, s in ((run_.model_name, cmp.a), (other.model_name, cmp.b))]
+        fig, _ = img.side_by_side(parts)
+        img.save_png(fig, out / "filters_compare.png")
+        index["figures"]["filters_compare.png"] = dict(kind="filters_compare", layer="conv1")
+        index["filters_compare"] = dict(a=dict(checkpoint=str(args.checkpoint), model=run_.model_name,
+                                               dead=cmp.a.num_dead, count=len(cmp.a.rms)),
+                                        b=dict(checkpoint=str(args.compare), model=other.model_name,
+                                               dead=cmp.b.num_dead, count=len(cmp.b.rms)),
+                                        criterion=cmp.a.criterion, scale="common per model")
+        print(f"conv1 dead filters ({stats.criterion}): {cmp.a.num_dead} vs {cmp.b.num_dead}")
+
+    # ZF Fig. 4
+    if epochs:
+        evo_data = _open(args, pre.image_size, args.evolution_images) if args.evolution_images else dataset
+        evo_maps = {layer: chosen[layer][:args.evolution_maps] for layer in layers}
+
+        def snapshots():
+            for e, path in epochs:
+                yield e, load_run(path, device=args.device).model
+
+        evo = feature_evolution(snapshots(), _loader(evo_data, args), evo_data, channels=evo_maps, transform=pre,
+                                to_pixels=pre.to_pixels, batch_index=True)
+        for layer, fe in evo.items():
+            name = f"evolution_{layer}.png"
+            fig, boxes = img.evolution_strip(fe.projections, epochs=fe.epochs.tolist(),
+                                             labels=[f"map {c}" for c in fe.channels.tolist()],
+                                             title=f"{layer}: strongest activation over {len(evo_data)} "
+                                                   f"{args.split} images per epoch")
+            img.save_png(fig, out / name)
+            index["figures"][name] = dict(kind="evolution", layer=layer, epochs=fe.epochs.tolist())
+            n_ep = len(fe.epochs)
+            for i, c in enumerate(fe.channels.tolist()):
+                for j, e in enumerate(fe.epochs.tolist()):
+                    entry = dict(figure=name, layer=layer, map=c, epoch=e, rank=1,
+                                 activation=float(fe.values[j, i]), position=fe.yx[j, i].tolist(),
+                                 projection_tile=list(boxes[i * n_ep + j]))
+                    entry.update(_sample_info(evo_data, int(fe.index[j, i])))
+                    index["tiles"].append(entry)
+        print(f"evolution over epochs {[e for e, _ in epochs]} -> {out}/evolution_*.png")
+    else:
+        print("no epoch snapshots selected (RUN/epochs/epoch_*.pt): no evolution strip")
+    _inputs.write_json(out / "index.json", index)
+    print(f"wrote {len(index['figures'])} figures and {len(index['tiles'])} tile records to {out}")
+    return 0

@@ -1,0 +1,67 @@
+"""``convscope invariance IMAGE... --checkpoint RUN``: ZF Fig. 5 invariance curves."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UserError
+from . import _inputs
+
+HELP = "feature distance and p(true class) vs translation, scale, rotation (ZF Fig. 5)"
+ORDER = 51
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    _inputs.add_run_arguments(parser, out="analysis/invariance")
+    parser.add_argument("--target", nargs="*", default=None,
+                        help="true class per image (index, name or wnid); default: each image's folder name")
+    parser.add_argument("--kinds", nargs="+", choices=("translate", "scale", "rotate"),
+                        default=["translate", "scale", "rotate"])
+    parser.add_argument("--translate", nargs="+", type=float, default=None,
+                        help="vertical shifts in pixels (default: ZF's -60..60 of 224, scaled to the input size)")
+    parser.add_argument("--scale", nargs="+", type=float, default=None, help="scale factors (default 1..1.8)")
+    parser.add_argument("--rotate", nargs="+", type=float, default=None, help="angles in degrees (default 0..330)")
+    parser.add_argument("--layers", nargs="+", default=["1", "7"], help="ZF layer numbers or layer names")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..analysis import invariance_curves
+    from ..analysis.invariance import DEFAULT_AMOUNTS
+    from ..report.figures import invariance_figure
+
+    run_, out = _inputs.load(args)
+    if args.target and len(args.target) not in (1, len(args.images)):
+        raise UserError(f"give one --target or one per image ({len(args.images)}), not {len(args.target)}")
+    inputs = _inputs.read_inputs(run_, args.images)
+    targets = []
+    for i, path in enumerate(args.images):
+        name = args.target[min(i, len(args.target) - 1)] if args.target else None
+        t = _inputs.class_index(run_, name, path)
+        if t is None:
+            raise UserError(f"no true class for {path}: its folder is not a class name; pass --target")
+        targets.append(t)
+    crop = run_.preprocess.crop
+    result, curves = {}, []
+    for kind in args.kinds:
+        amounts = getattr(args, kind)
+        if amounts is None and kind == "translate":  # ZF shift range is for a 224 crop
+            amounts = [round(a * crop / 224) for a in DEFAULT_AMOUNTS["translate"]]
+        cur = invariance_curves(run_.model, inputs, torch.tensor(targets), kind=kind, amounts=amounts,
+                                layers=[int(x) if x.isdigit() else x for x in args.layers])
+        curves.append(cur)
+        result[kind] = dict(amounts=cur.amounts, distance=cur.distance, prob=cur.prob,
+                            mean_distance={k: v.mean(0) for k, v in cur.distance.items()}, mean_prob=cur.prob.mean(0))
+    _inputs.write_json(out / "invariance.json", dict(
+        images=args.images, targets=targets, target_names=[run_.classes[t] for t in targets],
+        layers=list(curves[0].layers), distance="||f(Tx) - f(x)|| / ||f(x)|| (relative Euclidean)", curves=result))
+    fig = invariance_figure(curves, image_names=[Path(p).stem[:18] for p in args.images])
+    fig.savefig(out / "invariance.png", dpi=110)
+    for cur in curves:
+        last = {k: float(v[:, -1].mean()) for k, v in cur.distance.items()}
+        print(f"{cur.kind}: amounts {cur.amounts.tolist()}; mean p(true) {[round(v, 3) for v in cur.prob.mean(0).tolist()]};"
+              f" distance at last amount {last}")
+    print(f"-> {out / 'invariance.png'}")
+    return 0

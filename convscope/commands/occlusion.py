@@ -1,0 +1,89 @@
+"""``convscope occlusion IMAGE... --checkpoint RUN``: ZF Fig. 7 occlusion maps and their four panels."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from . import _inputs
+
+HELP = "occlusion sensitivity maps over occluder positions (ZF Fig. 7)"
+ORDER = 50
+FILLS = ("grey", "mean-image", "image-mean")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
+    _inputs.add_run_arguments(parser, out="analysis/occlusion")
+    parser.add_argument("--target", default=None,
+                        help="true class (index, name or wnid); default: the image's folder name if it is a class, "
+                             "else the predicted class")
+    parser.add_argument("--layer", default="relu5", help="layer whose strongest map is summed (paper: layer 5)")
+    parser.add_argument("--patch", type=int, default=32, help="occluder side in input pixels")
+    parser.add_argument("--stride", type=int, default=8, help="occluder step in input pixels")
+    parser.add_argument("--fill", choices=FILLS, default="grey",
+                        help="grey = uniform pixel value 128 (ZF); mean-image = the training mean image (input 0); "
+                             "image-mean = the image's own mean colour")
+    parser.add_argument("--chunk", type=int, default=64, help="occluded images per forward pass (memory bound)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..analysis import occlusion_map, resolve_layer
+    from ..report.figures import occlusion_figure
+
+    run_, out = _inputs.load(args)
+    model, pre = run_.model, run_.preprocess
+    resolve_layer(model, args.layer)
+    if args.patch < 1 or args.stride < 1:
+        raise UserError(f"--patch and --stride must be positive (got {args.patch}, {args.stride})")
+    if args.patch > pre.crop:
+        raise UserError(f"occluder patch {args.patch} px is larger than the model's {pre.crop}x{pre.crop} input")
+    inputs = _inputs.read_inputs(run_, args.images)  # reads every file first: bad paths fail before any work
+    if args.fill == "grey":
+        fill = pre(torch.full((1, 3, pre.image_size, pre.image_size), 128, dtype=torch.uint8))[0]
+    else:
+        fill = 0.0 if args.fill == "mean-image" else "mean"
+    for path, x in zip(args.images, inputs):
+        target = _inputs.class_index(run_, args.target, path)
+        if target is None:
+            with torch.no_grad():
+                target = int(model(x[None]).argmax())
+        occ = occlusion_map(model, x, target=target, layer=args.layer, patch=args.patch, stride=args.stride,
+                            fill=fill, chunk=args.chunk)
+        projection = _projection(model, x, occ)
+        stem = Path(path).stem
+        arrays = dict(prob=occ.prob, feature=occ.feature, label=occ.label, origins=occ.origins)
+        if projection is not None:
+            arrays["projection"] = projection
+        np.savez_compressed(out / f"{stem}.npz", **{k: v.numpy() for k, v in arrays.items()})
+        name = (lambda c: run_.classes[c] if c < len(run_.classes) else str(c))
+        low = int(occ.prob.argmin())
+        _inputs.write_json(out / f"{stem}.json", dict(
+            image=str(path), target=target, target_name=name(target), layer=occ.layer, channel=occ.channel,
+            patch=occ.patch, stride=occ.stride, fill=args.fill, grid=list(occ.prob.shape),
+            clean_prob=occ.clean_prob, clean_label=name(occ.clean_label), clean_feature=occ.clean_feature,
+            min_prob=float(occ.prob.min()), min_prob_origin=occ.origins.reshape(-1, 2)[low].tolist(),
+            max_prob=float(occ.prob.max()),
+            labels_seen=sorted({name(int(c)) for c in occ.label.unique()})))
+        fig = occlusion_figure(pre.to_pixels(x).cpu(), occ, class_names=run_.classes, projection=projection,
+                               title=f"{Path(path).name}: occlusion sensitivity (ZF Fig. 7)")
+        fig.savefig(out / f"{stem}.png", dpi=110)
+        print(f"{path}: p({name(target)}) clean {occ.clean_prob:.3f}, min {occ.prob.min():.3f} "
+              f"over {occ.prob.numel()} positions -> {out / (stem + '.png')}")
+    return 0
+
+
+def _projection(model, x, occ):
+    """Deconvnet projection of the strongest activation of the measured map, or None if it cannot be made."""
+    try:
+        from ..analysis.deconv import deconv_project
+    except ImportError:  # deconv lands in a separate change; the maps do not need it
+        return None
+    try:
+        return deconv_project(model, x[None], layer=occ.layer, channel=occ.channel)[0].cpu()
+    except NotImplementedError:
+        return None

@@ -1,0 +1,80 @@
+"""``convscope retrieval --checkpoint RUN --data DIR``: fc7 nearest neighbours vs raw pixels vs binary codes
+(AlexNet §6.1, Fig. 4 right)."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from . import _inputs
+
+HELP = "nearest neighbours in fc7 space vs raw pixels vs auto-encoder binary codes, precision@k (AlexNet Fig. 4)"
+ORDER = 54
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    _inputs.add_run_arguments(parser, out="analysis/retrieval")
+    parser.add_argument("--data", required=True, help="labelled dataset folder (e.g. imagenette2-160)")
+    parser.add_argument("--gallery-split", default="train")
+    parser.add_argument("--query-split", default="val")
+    parser.add_argument("--gallery-per-class", type=int, default=100, help="0 = all")
+    parser.add_argument("--query-per-class", type=int, default=20, help="0 = all")
+    parser.add_argument("--layer", default="7", help="feature layer (ZF number or name; AlexNet: fc7)")
+    parser.add_argument("--k", type=int, default=10, help="neighbours for precision@k")
+    parser.add_argument("--bits", type=int, default=64, help="binary code length of the auto-encoder (0 = skip)")
+    parser.add_argument("--ae-epochs", type=int, default=60)
+    parser.add_argument("--show", type=int, default=5, help="queries drawn in retrieval.png")
+    parser.add_argument("--show-k", type=int, default=6, help="neighbours drawn per query")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis import (binary_codes, extract_features, hamming_neighbours, nearest_neighbours, precision_at_k,
+                            train_binary_autoencoder)
+    from ..report.figures import retrieval_figure
+
+    run_, out = _inputs.load(args)
+    pre = run_.preprocess
+    gal_u8, gal_y, data, gal_idx = _inputs.subset(args.data, args.gallery_split, image_size=pre.image_size,
+                                                  per_class=args.gallery_per_class or None, seed=args.seed)
+    qry_u8, qry_y, qdata, qry_idx = _inputs.subset(args.data, args.query_split, image_size=pre.image_size,
+                                                   per_class=args.query_per_class or None, seed=args.seed + 1,
+                                                   classes=getattr(data, "wnids", None))
+    layer = int(args.layer) if args.layer.isdigit() else args.layer
+
+    def features(images):
+        parts = [extract_features(run_.model, pre(images[s:s + 200]), layers=[layer])
+                 for s in range(0, images.shape[0], 200)]
+        return torch.cat([next(iter(p.values())) for p in parts])
+
+    gal_f, qry_f = features(gal_u8), features(qry_u8)
+    gal_px, qry_px = _inputs.preprocess_batches(run_, gal_u8), _inputs.preprocess_batches(run_, qry_u8)
+    neighbours = {"fc7 Euclidean": nearest_neighbours(qry_f, gal_f, k=args.k),
+                  "pixel Euclidean": nearest_neighbours(qry_px, gal_px, k=args.k)}
+    if args.bits:
+        ae = train_binary_autoencoder(gal_f, bits=args.bits, epochs=args.ae_epochs, seed=args.seed)
+        neighbours[f"{args.bits}-bit code Hamming"] = hamming_neighbours(binary_codes(ae, qry_f),
+                                                                         binary_codes(ae, gal_f), k=args.k)
+    precision = {m: precision_at_k(nb, qry_y, gal_y) for m, nb in neighbours.items()}
+    show = torch.randperm(qry_y.numel(), generator=torch.Generator().manual_seed(args.seed))[:args.show]
+    ks = sorted({k for k in (1, 5, args.k) if k <= args.k})
+    _inputs.write_json(out / "retrieval.json", dict(
+        data=str(args.data), layer=layer, gallery=int(gal_y.numel()), queries=int(qry_y.numel()),
+        chance=float(torch.bincount(gal_y).max() / gal_y.numel()),
+        precision_at_k={m: p for m, p in precision.items()},
+        examples=[dict(query=qdata.samples[qry_idx[i]][0],
+                       neighbours={m: [data.samples[gal_idx[j]][0] for j in nb.index[i, :args.show_k].tolist()]
+                                   for m, nb in neighbours.items()}) for i in show.tolist()]))
+    pix = lambda x: pre.to_pixels(x).cpu()  # noqa: E731
+    fig = retrieval_figure(
+        pix(qry_px[show]),
+        {m: pix(gal_px[nb.index[show, :args.show_k].reshape(-1)]).reshape(len(show), -1, *gal_px.shape[1:])
+         for m, nb in neighbours.items()},
+        correct={m: gal_y[nb.index[show, :args.show_k]] == qry_y[show, None] for m, nb in neighbours.items()})
+    fig.savefig(out / "retrieval.png", dpi=100)
+    print(f"precision@k on {qry_y.numel()} queries vs a gallery of {gal_y.numel()} "
+          f"(chance {float(torch.bincount(gal_y).max() / gal_y.numel()):.3f}):")
+    print("| method | " + " | ".join(f"P@{k}" for k in ks) + " |")
+    for m, p in precision.items():
+        print(f"| {m} | " + " | ".join(f"{float(p[k - 1]):.3f}" for k in ks) + " |")
+    return 0

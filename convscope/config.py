@@ -1,0 +1,184 @@
+"""Training recipes as data: one frozen dataclass, named presets with each value's source, and a CLI generated
+from the fields (one source of truth; unknown flags are errors)."""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Literal, get_args, get_origin
+
+from .errors import UserError
+
+
+def _f(default, help: str, **kw):
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on. Saved as ``config.json`` in the run folder and in every checkpoint."""
+
+    # what to train
+    model: str = _f("alexnet", "registered model name (see `convscope train --list-models`)")
+    model_options: dict = _f({}, "builder options, e.g. width=0.5,lrn=False,remove=conv3+conv4")
+    # data (AlexNet §2)
+    data_root: str = _f("", "dataset folder (ImageNet/ImageFolder layout or CIFAR-10 batches)")
+    train_split: str = _f("train", "training split folder")
+    val_split: str = _f("val", "validation split folder ('val' also finds 'test')")
+    image_size: int = _f(256, "shorter side -> S, centre crop S x S (AlexNet §2: 256)")
+    crop: int = _f(224, "network input: random crops in training, centre/10 crops in evaluation (AlexNet: 224)")
+    flip: bool = _f(True, "random horizontal flips (AlexNet §4.1)")
+    pca_alpha: float = _f(0.1, "std of the PCA lighting coefficients, 0 = off (AlexNet §4.1: 0.1)")
+    input_scale: float = _f(1.0, "multiply the mean-subtracted 0..255 input by this (papers: raw RGB = 1)")
+    train_subset: int = _f(0, "use only the first N training images (0 = all; for tests and quick runs)")
+    val_subset: int = _f(0, "use only N validation images, spread evenly over the split (0 = all)")
+    cache: bool = _f(True, "decode the dataset once into a uint8 memmap (fast epochs on CPU)")
+    cache_dir: str = _f("", "where decoded data and statistics go (default: $CONVSCOPE_CACHE or ~/.cache/convscope)")
+    workers: int = _f(2, "DataLoader worker processes")
+    # optimisation (AlexNet §5, ZF §3)
+    batch_size: int = _f(128, "images per step, over all processes (AlexNet §5: 128)")
+    lr: float = _f(0.01, "learning rate (AlexNet §5: 0.01, all layers)")
+    momentum: float = _f(0.9, "momentum (AlexNet §5: 0.9)")
+    weight_decay: float = _f(5e-4, "weight decay in the paper's update rule (AlexNet §5: 0.0005)")
+    epochs: int = _f(90, "epochs (AlexNet: ~90; ZF: 70)")
+    lr_schedule: Literal["plateau", "constant"] = _f("plateau", "divide lr by 10 when val error stops improving")
+    plateau_patience: int = _f(3, "epochs without improvement before the lr is divided")
+    max_lr_drops: int = _f(3, "how many times the lr may be divided (AlexNet §5: three)")
+    filter_renorm: float = _f(0.0, "after each step rescale conv filters with RMS above this to it (ZF: 0.1; 0=off)")
+    # machinery
+    precision: Literal["fp32", "bf16", "fp16"] = _f("fp32", "autocast precision (fp32 for paper runs)")
+    channels_last: bool = _f(False, "channels_last memory format (GPU speed)")
+    compile: bool = _f(False, "torch.compile the model")
+    device: str = _f("auto", "cpu, cuda, or auto (cuda when available)")
+    seed: int = _f(0, "seed for init, data order, augmentation and dropout")
+    out_dir: str = _f("runs/default", "run folder: checkpoints, metrics, TensorBoard events, config")
+    keep_last: int = _f(2, "epoch checkpoints kept besides best.pt and the snapshots")
+    keep_epochs: list = _f([], "epochs whose checkpoints are kept as snapshots (ZF Fig. 4), e.g. 1,2,5,10")
+    save_every_steps: int = _f(0, "also checkpoint every N steps inside an epoch (0 = only at epoch ends)")
+    ten_crop_eval: bool = _f(False, "evaluate with 10 crops each epoch (AlexNet §4.1); default centre crop")
+    max_steps: int = _f(0, "stop after this many training steps in total (0 = no limit; for quick runs)")
+
+
+PRESETS: dict[str, TrainConfig] = {
+    "alexnet_2012": TrainConfig(
+        model="alexnet",            # AlexNet §3: 5 conv + 3 fc, 2 columns (groups=2), LRN, overlapping pooling
+        model_options={"init": "paper"},  # §5: weights N(0, 0.01^2), biases 1 in conv2/4/5, fc6/7
+        image_size=256, crop=224,   # §2, §4.1: 256x256, random 224x224 crops + flips
+        pca_alpha=0.1,              # §4.1: alpha ~ N(0, 0.1^2)
+        batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4,  # §5
+        epochs=90,                  # §5: "roughly 90 cycles"
+        lr_schedule="plateau", max_lr_drops=3,  # §5: divided by 10 when val error stopped improving, 3 times
+    ),
+    "zfnet_2013": TrainConfig(
+        model="zfnet",              # ZF Fig. 3
+        model_options={"init": "paper"},  # ZF §3: weights 1e-2, biases 0
+        image_size=256, crop=224,   # ZF §3: resize smallest side to 256, centre 256 crop, 10 sub-crops of 224
+        pca_alpha=0.0,              # ZF does not use AlexNet's colour augmentation
+        batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4,  # ZF §3: mini-batch 128, lr 1e-2, momentum 0.9
+        epochs=70,                  # ZF §3: stopped after 70 epochs
+        lr_schedule="plateau",      # ZF §3: "annealed the learning rate throughout training manually"
+        filter_renorm=0.1,          # ZF §3: filters with RMS above 1e-1 renormalised to 1e-1
+    ),
+    # Small-compute recipes: the papers' method (mean image, random crops + flips, PCA lighting, SGD with the
+    # paper's update rule, plateau schedule, dropout) at the data's scale. He init replaces N(0, 0.01^2), which
+    # stalls these narrow nets in the few epochs a CPU affords; the input is scaled to unit-ish range for it.
+    "imagenette": TrainConfig(
+        # a quarter-width ZFNet: ~12 CPU epochs in under an hour on 2 cores; use width=1 on a GPU
+        model="zfnet", model_options={"width": 0.25, "input_size": 128, "fc_width": 1024, "init": "kaiming"},
+        image_size=144, crop=128,   # 160-px photos: 256/224 scaled to 144/128
+        pca_alpha=0.1, input_scale=1 / 64, batch_size=64, lr=0.01, epochs=12, plateau_patience=1,
+        filter_renorm=0.1, keep_epochs=[1, 2, 4, 8, 12],
+    ),
+    "cifar10": TrainConfig(
+        model="cifar_convnet", model_options={"init": "kaiming"},  # cuda-convnet layers-18pct shape
+        image_size=32, crop=28,     # cuda-convnet: random 24-28 px crops of the 32 px images + flips
+        pca_alpha=0.1, input_scale=1 / 64, batch_size=128, lr=0.01, epochs=30, plateau_patience=2,
+        keep_epochs=[1, 2, 5, 10, 20, 30],
+    ),
+}
+
+
+def _parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        low = text.lower()
+        if low in ("true", "false"):
+            return low == "true"
+        if "+" in text:  # remove=conv3+conv4
+            return tuple(text.split("+"))
+        return text
+
+
+def parse_options(text: str) -> dict:
+    """``"width=0.5,lrn=False,remove=conv3+conv4"`` -> ``{"width": 0.5, "lrn": False, "remove": ("conv3", "conv4")}``."""
+    if isinstance(text, dict):
+        return text
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UserError(f"model option '{item}' is not key=value")
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _convert(f: dataclasses.Field, text: str):
+    kind = f.type if not isinstance(f.type, str) else eval(f.type, globals())  # noqa: S307 (our own annotations)
+    if kind is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise argparse.ArgumentTypeError(f"expected true/false, not '{text}'")
+    if kind is dict:
+        return parse_options(text)
+    if kind is list:
+        return [int(t) for t in text.split(",") if t.strip()]
+    if get_origin(kind) is Literal:
+        if text not in get_args(kind):
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(get_args(kind))}")
+        return text
+    return kind(text)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--dashed-name`` flag per :class:`TrainConfig` field (default None = keep the preset's value)."""
+    group = parser.add_argument_group("recipe fields (override the preset)")
+    for f in fields(TrainConfig):
+        metavar = "|".join(get_args(f.type)) if get_origin(f.type) is Literal else f.name.upper()
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar=metavar,
+                           type=lambda text, f=f: _convert(f, text), help=f.metadata["help"])
+
+
+def resolve_config(preset: str, args: argparse.Namespace | dict) -> TrainConfig:
+    """The preset with every non-None override from the command line (or a dict) applied."""
+    if preset not in PRESETS:
+        raise UserError(f"unknown recipe '{preset}'; available: {', '.join(PRESETS)}")
+    overrides = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    names = {f.name for f in fields(TrainConfig)}
+    values = {k: v for k, v in overrides.items() if k in names and v is not None}
+    cfg = replace(PRESETS[preset], **values)
+    if "model_options" in values and values["model_options"] is not PRESETS[preset].model_options:
+        cfg = replace(cfg, model_options={**PRESETS[preset].model_options, **values["model_options"]})
+    return cfg
+
+
+def config_to_json(cfg: TrainConfig) -> str:
+    return json.dumps(dataclasses.asdict(cfg), indent=2, default=list)
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """Rebuild a config saved in a checkpoint/config.json; unknown keys (from newer versions) are an error."""
+    names = {f.name for f in fields(TrainConfig)}
+    bad = sorted(set(d) - names)
+    if bad:
+        raise UserError(f"saved config has unknown fields: {', '.join(bad)}")
+    d = dict(d)
+    if isinstance(d.get("model_options"), dict):
+        d["model_options"] = {k: tuple(v) if isinstance(v, list) else v for k, v in d["model_options"].items()}
+    return TrainConfig(**d)

@@ -1,0 +1,65 @@
+"""Opening a split for a run: reader, optional decoded cache, optional subset; and the epoch sampler."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, Sampler, Subset
+
+from ..dist import barrier
+from .cache import DecodedCache, cache_key, passthrough
+from .datasets import build_dataset, collate_skip_bad
+
+
+def default_cache_dir(cache_dir: str = "") -> Path:
+    return Path(cache_dir or os.environ.get("CONVSCOPE_CACHE") or Path.home() / ".cache" / "convscope")
+
+
+def open_split(root: str, split: str, image_size: int, *, cache: bool = True, cache_dir: str = "",
+               classes: list[str] | None = None, subset: int = 0, workers: int = 2, is_main: bool = True) -> Dataset:
+    """One split at ``image_size``, decoded once into the cache when ``cache``; ``subset`` keeps N images spread
+    evenly over the split (so every class is represented). Rank 0 builds the cache; the others wait for it."""
+    ds = build_dataset(root, split, image_size=image_size, classes=classes)
+    if cache:
+        path = default_cache_dir(cache_dir) / f"{cache_key(root, split, image_size)}.u8"
+        if is_main:
+            ds = DecodedCache(ds, path, num_workers=workers)
+        barrier()
+        if not is_main:
+            ds = DecodedCache(ds, path, num_workers=workers, progress=False)
+    if subset and subset < len(ds):
+        keep = torch.linspace(0, len(ds) - 1, subset).round().long().tolist()
+        sub = Subset(ds, keep)
+        sub.classes, sub.samples = ds.classes, [ds.samples[i] for i in keep]
+        sub.targets = [ds.targets[i] for i in keep]
+        sub.wnids = getattr(ds, "wnids", ds.classes)
+        ds = sub
+    return ds
+
+
+def collate_for(ds: Dataset):
+    """The collate function that fits ``ds``: batches come whole from a decoded cache."""
+    base = ds.dataset if isinstance(ds, Subset) else ds
+    return passthrough if isinstance(base, DecodedCache) else collate_skip_bad
+
+
+class EpochSampler(Sampler[list[int]]):
+    """Batches of one epoch for one rank: a permutation seeded by (seed, epoch), cut to a whole number of steps
+    shared by all ranks, rank r taking every world-th index; ``start`` skips batches already done (resume)."""
+
+    def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
+                 start: int = 0):
+        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        perm = torch.randperm(n, generator=g)
+        per_rank = batch_size // world_size
+        steps = n // (per_rank * world_size) if n >= per_rank * world_size else 1
+        mine = perm[rank::world_size][: steps * per_rank]
+        self.batches = [mine[i * per_rank:(i + 1) * per_rank].tolist() for i in range(steps)][start:]
+        self.steps = steps
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)

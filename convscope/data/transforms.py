@@ -1,0 +1,118 @@
+"""The papers' augmentation and test views as batch operations on tensors (torchvision-v2 style modules).
+
+They act on (B, 3, H, W) or (3, H, W) tensors, on whatever device the batch is on, with no per-image Python:
+one gather crops and flips a whole batch. Pixel values are in 0..255 (the papers work on raw RGB).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchvision.transforms.v2 import functional as TF
+
+
+def _batched(fn):
+    def wrapper(self, x: torch.Tensor, *args, **kwargs):
+        if x.ndim == 3:
+            return fn(self, x[None], *args, **kwargs)[0]
+        return fn(self, x, *args, **kwargs)
+
+    return wrapper
+
+
+class SubtractMean(nn.Module):
+    """AlexNet §2: subtract the per-pixel mean image of the training set ("mean activity") at full size S."""
+
+    def __init__(self, mean_image: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean_image", mean_image.float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float() - self.mean_image
+
+    def inverse(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mean_image
+
+
+class RandomCropFlip(nn.Module):
+    """AlexNet §4.1: a random ``size`` x ``size`` crop and a random horizontal flip, drawn per image."""
+
+    def __init__(self, size: int, flip: bool = True):
+        super().__init__()
+        self.size, self.flip = size, flip
+
+    @_batched
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        b, _, h, w = x.shape
+        c = self.size
+        if c > h or c > w:
+            raise ValueError(f"crop {c} is larger than the {h}x{w} images")
+        dev = x.device
+        top = torch.randint(0, h - c + 1, (b, 1), generator=generator).to(dev)
+        left = torch.randint(0, w - c + 1, (b, 1), generator=generator).to(dev)
+        flip = (torch.rand(b, 1, generator=generator) < 0.5).to(dev) if self.flip else torch.zeros(b, 1, dtype=torch.bool, device=dev)
+        ar = torch.arange(c, device=dev)[None]
+        rows = top + ar  # (B, c)
+        cols = left + torch.where(flip, c - 1 - ar, ar)  # (B, c)
+        out = x[torch.arange(b, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (B, c, c, 3)
+        return out.permute(0, 3, 1, 2).contiguous()
+
+
+class PCALighting(nn.Module):
+    """AlexNet §4.1 colour augmentation: add ``[p1 p2 p3] [a1 s1, a2 s2, a3 s3]^T`` to every pixel of an image,
+    ``a_i ~ N(0, alpha_std^2)`` drawn once per image, ``p_i`` the eigenvectors (columns of ``eigvec``) of the
+    training set's RGB covariance and ``eigval`` its eigenvalues.
+
+    Deviation, stated: the paper writes ``a_i * lambda_i``, but lambda is a variance (pixel units squared), so its
+    size would depend on the pixel scale (0..1 or 0..255). We use ``s_i = sqrt(lambda_i)``, the standard deviation
+    along p_i, which makes the jitter ~10% of the natural colour spread in any units.
+    """
+
+    def __init__(self, eigval: torch.Tensor, eigvec: torch.Tensor, alpha_std: float = 0.1):
+        super().__init__()
+        self.register_buffer("eigval", eigval.float(), persistent=False)
+        self.register_buffer("eigvec", eigvec.float(), persistent=False)
+        self.alpha_std = alpha_std
+
+    @_batched
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.alpha_std == 0:
+            return x
+        alpha = (torch.randn(x.shape[0], 3, generator=generator) * self.alpha_std).to(x.device)
+        offset = (alpha * self.eigval.sqrt()) @ self.eigvec.T  # (B, 3): sum_i alpha_i s_i p_i
+        return x + offset[:, :, None, None]
+
+
+class CenterCrop(nn.Module):
+    """The single central view used for centre-crop evaluation."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return TF.center_crop(x, [self.size, self.size])
+
+
+class TenCrop(nn.Module):
+    """AlexNet §4.1 test views: the four corners and the centre, and their horizontal flips.
+
+    (B, 3, H, W) -> (B, 10, 3, c, c) in torchvision's order: tl, tr, bl, br, centre, then the same of the flip.
+    """
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack(TF.ten_crop(x, [self.size, self.size]), dim=-4)
+
+
+class Scale(nn.Module):
+    """Multiply by a constant (the recipe's ``input_scale``; 1 = raw centred RGB, as in the papers)."""
+
+    def __init__(self, scale: float):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale if self.scale != 1 else x

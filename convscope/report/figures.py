@@ -1,0 +1,178 @@
+"""Matplotlib figures for the issue-5 analyses: occlusion panels (ZF Fig. 7), invariance curves (ZF Fig. 5),
+retrieval grids (AlexNet Fig. 4 right) and annotated correspondence images.
+
+Each function takes analysis results (CPU tensors) plus display images as float RGB (3, H, W) in 0..1 and returns a
+:class:`matplotlib.figure.Figure` built without pyplot (no global state, no display backend); callers save it with
+``fig.savefig(path)``.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+
+
+def _rgb(image: torch.Tensor) -> np.ndarray:
+    return image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+
+
+def contrast_normalise(projection: torch.Tensor) -> torch.Tensor:
+    """A zero-centred deconv projection (3, H, W) -> 0..1 for display: grey is 0, the largest magnitude reaches 0 or 1."""
+    p = projection.detach().float().cpu()
+    p = p - p.mean()
+    return (p / (2 * p.abs().max().clamp_min(1e-12)) + 0.5).clamp(0, 1)
+
+
+def _map_extent(origins: torch.Tensor, patch: int, stride: int) -> list[float]:
+    """imshow extent that puts each map cell on its occluder's centre (x0, x1, y1, y0)."""
+    c = origins.float() + patch / 2
+    return [float(c[0, 0, 1]) - stride / 2, float(c[0, -1, 1]) + stride / 2,
+            float(c[-1, 0, 0]) + stride / 2, float(c[0, 0, 0]) - stride / 2]
+
+
+def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (),
+                     projection: torch.Tensor | None = None, title: str = "") -> Figure:
+    """ZF Fig. 7 for one image: (a) input with one occluder, (b) total activation of the strongest layer-5 map vs
+    occluder position, (b') that map's deconvnet projection, (c) p(true class), (d) most probable class.
+
+    Args:
+        image: (3, H, W) display image in 0..1 (e.g. ``preprocess.to_pixels(x)``).
+        occ: an :class:`~convscope.analysis.OcclusionMap` of the same image.
+        class_names: names of the classes, for titles and the label legend.
+        projection: optional (3, H, W) deconv projection of map ``occ.channel`` (model-input space).
+    """
+    name = (lambda c: class_names[c] if c < len(class_names) else str(c))
+    h, w = image.shape[-2:]
+    extent = _map_extent(occ.origins, occ.patch, occ.stride)
+    panels = 5 if projection is not None else 4
+    fig = Figure(figsize=(3.2 * panels, 3.6), layout="constrained")
+    axes = fig.subplots(1, panels)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].imshow(_rgb(image))
+    cy, cx = (occ.origins[occ.prob.shape[0] // 2, occ.prob.shape[1] // 2]).tolist()
+    axes[0].add_patch(Rectangle((cx - 0.5, cy - 0.5), occ.patch, occ.patch, color="0.5", alpha=0.9))
+    axes[0].set_title(f"(a) input, true: {name(occ.target)}\np={occ.clean_prob:.2f}, "
+                      f"patch {occ.patch}/stride {occ.stride}", fontsize=8)
+    k = 1
+    im = axes[k].imshow(occ.feature.numpy(), extent=extent, cmap="viridis")
+    axes[k].set_xlim(-0.5, w - 0.5)
+    axes[k].set_ylim(h - 0.5, -0.5)
+    axes[k].set_title(f"(b) {occ.layer} map {occ.channel}: total activation\n(clean {occ.clean_feature:.3g})",
+                      fontsize=8)
+    fig.colorbar(im, ax=axes[k], shrink=0.7)
+    if projection is not None:
+        k += 1
+        axes[k].imshow(_rgb(contrast_normalise(projection)))
+        axes[k].set_title(f"(b') deconv projection of\n{occ.layer} map {occ.channel}", fontsize=8)
+    k += 1
+    im = axes[k].imshow(occ.prob.numpy(), extent=extent, cmap="jet", vmin=0, vmax=max(occ.clean_prob, 1e-3))
+    axes[k].set_xlim(-0.5, w - 0.5)
+    axes[k].set_ylim(h - 0.5, -0.5)
+    axes[k].set_title(f"(c) p({name(occ.target)}) vs occluder position\nmin {occ.prob.min():.2f}", fontsize=8)
+    fig.colorbar(im, ax=axes[k], shrink=0.7)
+    k += 1
+    labels, inverse = torch.unique(occ.label, return_inverse=True)
+    colours = _palette(len(labels))
+    axes[k].imshow(colours[inverse.numpy()], extent=extent)
+    axes[k].set_xlim(-0.5, w - 0.5)
+    axes[k].set_ylim(h - 0.5, -0.5)
+    axes[k].set_title("(d) most probable class", fontsize=8)
+    axes[k].legend(handles=[Patch(color=colours[i], label=name(int(c))) for i, c in enumerate(labels)],
+                   fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def _palette(n: int) -> np.ndarray:
+    from matplotlib import colormaps
+
+    return colormaps["tab10" if n <= 10 else "tab20"](np.arange(n) % 20)[:, :3]
+
+
+def invariance_figure(curves: Sequence, *, image_names: Sequence[str] = ()) -> Figure:
+    """ZF Fig. 5: one row per transformation; columns: layer-1 distance, layer-7 distance, p(true class).
+
+    ``curves`` are :class:`~convscope.analysis.InvarianceCurves` with the same images, one per kind.
+    """
+    from ..analysis.invariance import UNITS
+
+    cols = len(curves[0].layers) + 1
+    fig = Figure(figsize=(3.4 * cols, 2.8 * len(curves)), layout="constrained")
+    axes = np.asarray(fig.subplots(len(curves), cols)).reshape(len(curves), cols)
+    for r, cur in enumerate(curves):
+        amounts = cur.amounts.numpy()
+        series = [(f"{name}: relative distance", cur.distance[name]) for name in cur.layers]
+        series.append(("p(true class)", cur.prob))
+        for c, (label, values) in enumerate(series):
+            ax = axes[r, c]
+            for i, row in enumerate(values.numpy()):
+                ax.plot(amounts, row, marker=".", lw=1,
+                        label=image_names[i] if i < len(image_names) else f"image {i}")
+            ax.set_xlabel(f"{cur.kind} ({UNITS[cur.kind]})", fontsize=8)
+            ax.set_title(label, fontsize=9)
+            ax.tick_params(labelsize=7)
+            if c == len(series) - 1:
+                ax.set_ylim(-0.02, 1.02)
+    axes[0, -1].legend(fontsize=6)
+    return fig
+
+
+def retrieval_figure(queries: torch.Tensor, neighbours: dict[str, torch.Tensor],
+                     correct: dict[str, torch.Tensor] | None = None) -> Figure:
+    """AlexNet Fig. 4 (right): each query (first column) beside its nearest gallery images, one block per method.
+
+    Args:
+        queries: (Q, 3, h, w) display images in 0..1.
+        neighbours: {method: (Q, k, 3, h, w) display images of the nearest gallery items}.
+        correct: optional {method: (Q, k) bool}; same-label neighbours get a green frame, others red.
+    """
+    q = queries.shape[0]
+    k = max(v.shape[1] for v in neighbours.values())
+    rows = q * len(neighbours)
+    fig = Figure(figsize=(1.1 * (k + 1), 1.15 * rows), layout="constrained")
+    axes = np.asarray(fig.subplots(rows, k + 1)).reshape(rows, k + 1)
+    for m, (method, imgs) in enumerate(neighbours.items()):
+        for i in range(q):
+            r = m * q + i
+            axes[r, 0].imshow(_rgb(queries[i]))
+            axes[r, 0].set_ylabel(method, fontsize=7)
+            for j in range(k):
+                ax = axes[r, j + 1]
+                if j < imgs.shape[1]:
+                    ax.imshow(_rgb(imgs[i, j]))
+                    if correct is not None:
+                        colour = "limegreen" if bool(correct[method][i, j]) else "red"
+                        for side in ax.spines.values():
+                            side.set_edgecolor(colour)
+                            side.set_linewidth(2.5)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 0].set_title("query", fontsize=8)
+    return fig
+
+
+def correspondence_figure(images: torch.Tensor, boxes: torch.Tensor, parts: Sequence[str]) -> Figure:
+    """The images of a correspondence run with their part boxes drawn (to check an annotation file).
+
+    ``images`` (N, 3, H, W) in 0..1, ``boxes`` (N, P, 4) ``[x0, y0, x1, y1]`` in the same pixels.
+    """
+    n = images.shape[0]
+    colours = _palette(len(parts))
+    fig = Figure(figsize=(2.2 * n, 2.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, n))
+    for i, ax in enumerate(axes):
+        ax.imshow(_rgb(images[i]))
+        for p, (x0, y0, x1, y1) in enumerate(boxes[i].tolist()):
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.5, color=colours[p]))
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].legend(handles=[Patch(color=colours[p], label=part) for p, part in enumerate(parts)], fontsize=6,
+                   loc="upper left")
+    return fig

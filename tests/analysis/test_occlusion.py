@@ -1,0 +1,165 @@
+"""Occlusion sensitivity (ZF Fig. 7): grid, fill = image, batching, Captum cross-check, errors, the command."""
+import pytest
+import torch
+
+from convscope import cli
+from convscope.analysis import UnknownLayerError, occlusion_map
+from convscope.analysis.occlusion import occlusion_grid
+from convscope.checkpoint import atomic_save
+from convscope.models import get_model
+
+OPTIONS = dict(num_classes=3, width=0.125, fc_width=256, input_size=64, init="kaiming")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return get_model("zfnet", **OPTIONS).eval()
+
+
+@pytest.fixture(scope="module")
+def image():
+    return torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(1)) * 40
+
+
+def _no_hooks(model):
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("h, w, patch, stride", [(64, 64, 16, 8), (64, 48, 20, 6), (33, 40, 33, 5), (10, 10, 1, 1)])
+def test_grid_shape_follows_image_patch_stride(h, w, patch, stride):
+    grid = occlusion_grid(h, w, patch, stride)
+    assert grid.shape == ((h - patch) // stride + 1, (w - patch) // stride + 1, 2)
+    assert grid[0, 0].tolist() == [0, 0] and grid[-1, -1].tolist() == [(h - patch) // stride * stride,
+                                                                      (w - patch) // stride * stride]
+
+
+def test_map_shape_and_metadata(model, image):
+    occ = occlusion_map(model, image, target=2, patch=24, stride=10)
+    assert occ.prob.shape == occ.feature.shape == occ.label.shape == (5, 5)
+    assert occ.origins.shape == (5, 5, 2) and occ.label.dtype == torch.int64
+    assert occ.layer == "relu5" and occ.target == 2 and 0 <= occ.channel < 32
+
+
+def test_fill_equal_to_image_gives_constant_clean_maps(model, image):
+    occ = occlusion_map(model, image, target=1, patch=16, stride=8, fill=image)
+    torch.testing.assert_close(occ.prob, torch.full_like(occ.prob, occ.clean_prob), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(occ.feature, torch.full_like(occ.feature, occ.clean_feature), rtol=1e-5, atol=1e-4)
+    assert (occ.label == occ.clean_label).all()
+
+
+def test_batched_equals_one_by_one_and_by_hand(model, image):
+    big = occlusion_map(model, image, target=0, patch=16, stride=16, chunk=64)
+    small = occlusion_map(model, image, target=0, patch=16, stride=16, chunk=1)
+    odd = occlusion_map(model, image, target=0, patch=16, stride=16, chunk=7)
+    for other in (small, odd):
+        torch.testing.assert_close(big.prob, other.prob, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(big.feature, other.feature, rtol=1e-5, atol=1e-4)
+        assert torch.equal(big.label, other.label)
+    y, x = big.origins[2, 3].tolist()  # one position by hand
+    occluded = image.clone()
+    occluded[:, y:y + 16, x:x + 16] = 0.0
+    with torch.no_grad():
+        p = model(occluded[None]).softmax(1)[0]
+    assert big.prob[2, 3].item() == pytest.approx(p[0].item(), rel=1e-5)
+    assert big.label[2, 3].item() == int(p.argmax())
+
+
+def test_mean_fill_uses_the_image_mean_colour(model, image):
+    occ = occlusion_map(model, image, target=0, patch=64, stride=1, fill="mean")
+    with torch.no_grad():
+        p = model(image.mean(dim=(1, 2), keepdim=True).expand_as(image)[None]).softmax(1)[0, 0]
+    assert occ.prob.shape == (1, 1) and occ.prob[0, 0].item() == pytest.approx(p.item(), rel=1e-5)
+
+
+def _captum_drop(model, image, target, patch, stride, fill):
+    from captum.attr import Occlusion
+
+    prob = lambda x: model(x).softmax(dim=1)  # noqa: E731  (captum attributes the target column)
+    return Occlusion(prob).attribute(image[None], sliding_window_shapes=(3, patch, patch), strides=(3, stride, stride),
+                                     baselines=fill, target=target)[0]
+
+
+def test_matches_captum_with_a_single_window_position(model, image):
+    occ = occlusion_map(model, image, target=1, patch=64, stride=4, fill=0.0)
+    attr = _captum_drop(model, image, 1, 64, 4, 0.0)  # one window: every pixel gets p(clean) - p(occluded)
+    torch.testing.assert_close(attr, torch.full_like(attr, occ.clean_prob - occ.prob[0, 0].item()), rtol=1e-4,
+                               atol=1e-6)
+
+
+def test_matches_captum_where_windows_tile_the_image(model, image):
+    # stride == patch: each pixel is covered by exactly one window, so captum's per-pixel average is our drop
+    occ = occlusion_map(model, image, target=2, patch=16, stride=16, fill=0.5)
+    attr = _captum_drop(model, image, 2, 16, 16, 0.5)
+    expected = (occ.clean_prob - occ.prob).repeat_interleave(16, 0).repeat_interleave(16, 1)
+    torch.testing.assert_close(attr, expected.expand_as(attr), rtol=1e-4, atol=1e-6)
+
+
+def test_patch_larger_than_image_is_a_clear_error(model, image):
+    with pytest.raises(ValueError, match="occluder patch 80 px is larger than the 64x64 image"):
+        occlusion_map(model, image, target=0, patch=80)
+
+
+def test_unknown_layer_lists_the_available_ones(model, image):
+    with pytest.raises(UnknownLayerError, match="unknown layer 'conv9'; available: conv1"):
+        occlusion_map(model, image, target=0, layer="conv9")
+    assert _no_hooks(model)
+
+
+def test_hooks_removed_after_success_and_error(model, image):
+    occlusion_map(model, image, target=0, patch=32, stride=32)
+    assert _no_hooks(model)
+    with pytest.raises(IndexError):
+        occlusion_map(model, image, target=99, patch=32, stride=32)
+    assert _no_hooks(model)
+
+
+# --- the command -----------------------------------------------------------------------------------------------
+
+def _tiny_run(tmp_path, model):
+    path = tmp_path / "run.pt"
+    atomic_save(dict(model_name="zfnet", model_options=OPTIONS, model=model.state_dict(), classes=["a", "b", "c"],
+                     preprocess=dict(mean_image=torch.full((3, 72, 72), 120.0), crop=64, input_scale=1 / 64)), path)
+    return path
+
+
+def _photo(path, seed=0):
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(seed)
+    Image.fromarray(torch.randint(0, 255, (80, 90, 3), generator=g, dtype=torch.uint8).numpy()).save(path)
+    return path
+
+
+def test_command_writes_maps_json_and_png(tmp_path, model):
+    (tmp_path / "b").mkdir()
+    img = _photo(tmp_path / "b" / "x.jpg")
+    rc = cli.main(["occlusion", str(img), "--checkpoint", str(_tiny_run(tmp_path, model)), "--out",
+                   str(tmp_path / "out"), "--patch", "16", "--stride", "16"])
+    assert rc == 0
+    import json
+
+    import numpy as np
+    info = json.loads((tmp_path / "out" / "x.json").read_text())
+    assert info["target_name"] == "b" and info["grid"] == [4, 4] and info["fill"] == "grey"
+    assert np.load(tmp_path / "out" / "x.npz")["prob"].shape == (4, 4)
+    assert (tmp_path / "out" / "x.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("case, message", [
+    ("unreadable", "cannot read image"),
+    ("missing", "image not found"),
+    ("big_patch", "occluder patch 65 px is larger than the model's 64x64 input"),
+    ("layer", "unknown layer 'conv7'; available:"),
+])
+def test_command_bad_input_is_one_line(tmp_path, model, capsys, case, message):
+    img = _photo(tmp_path / "x.jpg")
+    if case == "unreadable":
+        img.write_bytes(b"not a jpeg at all")
+    if case == "missing":
+        img = tmp_path / "nope.jpg"
+    extra = {"big_patch": ["--patch", "65"], "layer": ["--layer", "conv7"]}.get(case, [])
+    rc = cli.main(["occlusion", str(img), "--checkpoint", str(_tiny_run(tmp_path, model)), "--out",
+                   str(tmp_path / "out"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
