@@ -13,7 +13,7 @@ torch.set_num_threads(1)
 
 MODELS = {
     "zfnet": lambda: cs.get_model("zfnet", num_classes=3, width=0.05, input_size=96, fc_width=8),
-    "alexnet": lambda: cs.get_model("alexnet", num_classes=3, width=0.05, input_size=96, fc_width=8),
+    "alexnet": lambda: cs.get_model("alexnet", num_classes=3, width=0.1, input_size=96, fc_width=8),
     "alexnet_tv": lambda: cs.get_model("alexnet_tv", num_classes=3, input_size=96),
     "cifar_convnet": lambda: cs.get_model("cifar_convnet", width=0.25),
 }

@@ -1,0 +1,87 @@
+"""``convscope inspect`` end to end on a tiny checkpoint and a synthetic image folder; optional real data."""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import convscope as cs
+from convscope.checkpoint import atomic_save
+from convscope.cli import main
+
+OPTS = dict(num_classes=2, width=0.1, input_size=64, fc_width=8)
+
+
+def _checkpoint(path, seed, epoch):
+    torch.manual_seed(seed)
+    model = cs.get_model("zfnet", **OPTS)
+    atomic_save(dict(model_name="zfnet", model_options=OPTS, model=model.state_dict(), epoch=epoch,
+                     classes=["stripes", "noise"], preprocess=dict(mean_image=torch.full((3, 72, 72), 120.0),
+                                                                   crop=64, input_scale=1 / 64)), path)
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for c in range(2):
+            d = tmp_path / "data" / split / f"class{c}"
+            d.mkdir(parents=True)
+            for i in range(4):
+                a = rng.integers(0, 255, (50, 60, 3), dtype=np.uint8)
+                if c == 0:
+                    a[:, ::6] = 255
+                Image.fromarray(a).save(d / f"{i}.jpg")
+    run = tmp_path / "run"
+    for e in (1, 2, 3):
+        _checkpoint(run / "epochs" / f"epoch_{e:03d}.pt", e, e)
+    _checkpoint(run / "best.pt", 3, 3)
+    return tmp_path
+
+
+def test_inspect_writes_figures_and_index(run_dir, capsys):
+    out = run_dir / "out"
+    rc = main(["inspect", "--checkpoint", str(run_dir / "run" / "best.pt"), "--data", str(run_dir / "data"),
+               "--out", str(out), "--no-cache", "--workers", "0", "--maps", "3", "--layers", "conv1,conv3,conv5",
+               "--evolution-epochs", "1,3", "--evolution-maps", "2", "--compare",
+               str(run_dir / "run" / "epochs" / "epoch_001.pt"), "--threads", "1"])
+    assert rc == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"top9_conv1.png", "top9_conv3.png", "top9_conv5.png", "filters_conv1.png", "filters_compare.png",
+            "evolution_conv1.png", "evolution_conv5.png", "index.json"} <= names
+    index = json.loads((out / "index.json").read_text())
+    assert index["images"] == 8 and index["filters"]["criterion"]
+    tiles = [t for t in index["tiles"] if t["figure"] == "top9_conv3.png"]
+    assert len(tiles) == 3 * 9  # 3 maps x top-9 (a conv3 map has more than 9 units over 8 images)
+    for t in tiles:
+        assert {"layer", "map", "rank", "image", "position", "activation", "projection_tile", "patch_tile"} <= set(t)
+        assert Path(t["image"]).is_file()
+    evo = [t for t in index["tiles"] if t["figure"] == "evolution_conv1.png"]
+    assert sorted({t["epoch"] for t in evo}) == [1, 3] and len(evo) == 4
+
+
+def test_inspect_rejects_bad_options(run_dir, capsys):
+    args = ["inspect", "--checkpoint", str(run_dir / "run" / "best.pt"), "--data", str(run_dir / "data"),
+            "--out", str(run_dir / "o"), "--no-cache", "--workers", "0"]
+    assert main(args + ["--layers", "conv9"]) == 2
+    assert "unknown layer 'conv9'" in capsys.readouterr().err
+    assert main(args + ["--layers", "fc6"]) == 2
+    assert "cannot inspect layer 'fc6'" in capsys.readouterr().err
+    assert main(args + ["--evolution-epochs", "7"]) == 2
+    assert "no snapshot for epoch(s) [7]" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (os.environ.get("CONVSCOPE_DATA") and os.environ.get("CONVSCOPE_CHECKPOINT")),
+                    reason="needs CONVSCOPE_DATA (with imagenette2-160/) and CONVSCOPE_CHECKPOINT (a trained run)")
+@pytest.mark.slow
+def test_inspect_on_real_data(tmp_path):
+    data = Path(os.environ["CONVSCOPE_DATA"]) / "imagenette2-160"
+    if not data.is_dir():
+        pytest.skip(f"{data} is absent")
+    rc = main(["inspect", "--checkpoint", os.environ["CONVSCOPE_CHECKPOINT"], "--data", str(data), "--out",
+               str(tmp_path), "--max-images", "200", "--maps", "4", "--evolution-epochs", "none", "--no-cache",
+               "--threads", "1"])
+    assert rc == 0 and (tmp_path / "top9_conv5.png").is_file()
