@@ -111,14 +111,21 @@ def batch_topk(layer: str, acts: torch.Tensor, index: torch.Tensor, k: int,
     b, c, h, w = acts.shape
     chans = torch.arange(c) if channels is None else channels.cpu()
     order = torch.argsort(index)  # flat (b, y, x) order == key order once images are sorted by dataset index
-    acts, index = acts[order], index[order]
-    rows = acts.permute(1, 0, 2, 3).reshape(c, b * h * w).float()
-    kk = min(k, rows.shape[1])
-    v, flat = rows.topk(kk, dim=1)
-    # topk's order among equal values is unspecified: where the k-th value is tied, redo those rows stably
-    tied = (rows >= v[:, -1:]).sum(1) > kk
-    if tied.any():
-        sv, sflat = torch.sort(rows[tied], dim=1, descending=True, stable=True)
+    acts, index = acts[order].float(), index[order]
+    kk = min(k, b * h * w)
+    # two stages: each image's best k+1 per map, then the best k+1 of those candidates per map. The k best are
+    # then exact unless the k-th and (k+1)-th candidate values tie (then an image's left-out unit could tie too)
+    per_v, per_p = acts.flatten(2).topk(min(kk + 1, h * w), dim=2)  # (b, c, j)
+    j = per_v.shape[2]
+    cand_v = per_v.permute(1, 0, 2).reshape(c, b * j)
+    cand_flat = (torch.arange(b, device=acts.device).view(1, b, 1) * (h * w) + per_p.permute(1, 0, 2)).reshape(c, -1)
+    v, pos = cand_v.topk(min(kk + 1, b * j), dim=1)
+    flat = cand_flat.gather(1, pos)
+    tied = v[:, kk - 1] == v[:, kk] if v.shape[1] > kk else torch.zeros(c, dtype=torch.bool, device=acts.device)
+    v, flat = v[:, :kk], flat[:, :kk]
+    if tied.any():  # redo those maps over all their units with a stable sort: ties go to the smallest key
+        rows = acts[:, tied].permute(1, 0, 2, 3).reshape(int(tied.sum()), b * h * w)
+        sv, sflat = torch.sort(rows, dim=1, descending=True, stable=True)
         v[tied], flat[tied] = sv[:, :kk], sflat[:, :kk]
     img = flat // (h * w)
     yx = torch.stack([(flat % (h * w)) // w, flat % w], dim=-1)

@@ -222,3 +222,20 @@ def test_ddp_ranks_merge_to_the_single_process_answer():
         got_v, got_i, got_yx = result[rank]
         torch.testing.assert_close(got_v, v)
         assert torch.equal(got_i, i) and torch.equal(got_yx, yx)
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 17])
+def test_heavily_tied_values_stream_to_the_brute_force_order(batch_size):
+    gen = torch.Generator().manual_seed(7)
+    acts = torch.randint(0, 3, (17, 4, 3, 5), generator=gen).float()  # values in {0, 1, 2}: ties everywhere
+    acts[:, 3] = 0.0
+    perm = torch.randperm(17, generator=gen)  # batches arrive in a scrambled dataset order
+    top = empty_topk("x", torch.arange(4), 6, (3, 5))
+    for s in range(0, 17, batch_size):
+        sel = perm[s:s + batch_size]
+        top = merge_topk(top, batch_topk("x", acts[sel], sel, 6))
+    for c in range(4):
+        expected = sorted((-float(acts[i, c, y, x]), i, y, x) for i in range(17) for y in range(3) for x in range(5))[:6]
+        assert top.values[c].tolist() == [-e[0] for e in expected]
+        assert top.index[c].tolist() == [e[1] for e in expected]
+        assert top.yx[c].tolist() == [[e[2], e[3]] for e in expected]
