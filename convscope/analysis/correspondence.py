@@ -52,7 +52,7 @@ class Annotations:
     view_size: int
 
     def input_boxes(self, image_size: int, crop: int | None = None) -> torch.Tensor:
-        """Boxes in model-input pixels: rescaled to ``image_size`` then shifted into the centre ``crop``; (N,P,4) int64."""
+        """Boxes in model-input pixels: rescaled to ``image_size``, shifted into the centre ``crop``; (N,P,4) int64."""
         crop = image_size if crop is None else crop
         boxes = self.boxes * (image_size / self.view_size) - (image_size - crop) // 2
         return boxes.round().clamp(0, crop).long()

@@ -88,7 +88,8 @@ def invariance_curves(
         >>> curves = invariance_curves(model, x, y, kind="rotate")
         >>> curves.distance["relu7"].shape, curves.prob.shape   # (B, 12), (B, 12)
     """
-    amounts = torch.tensor(DEFAULT_AMOUNTS[kind] if amounts is None else [float(a) for a in amounts])
+    amounts = torch.tensor(DEFAULT_AMOUNTS[kind] if amounts is None else [float(a) for a in amounts],
+                           dtype=torch.float64)
     targets = torch.as_tensor(targets, dtype=torch.long).cpu()
     names = tuple(stage_layer(model, layer) for layer in layers)
     images = images.cpu()

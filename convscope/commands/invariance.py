@@ -57,11 +57,12 @@ def run(args: argparse.Namespace) -> int:
     _inputs.write_json(out / "invariance.json", dict(
         images=args.images, targets=targets, target_names=[run_.classes[t] for t in targets],
         layers=list(curves[0].layers), distance="||f(Tx) - f(x)|| / ||f(x)|| (relative Euclidean)", curves=result))
-    fig = invariance_figure(curves, image_names=[Path(p).stem[:18] for p in args.images])
+    names = [f"{run_.classes[t]} ({Path(p).stem[-6:]})" for p, t in zip(args.images, targets)]
+    fig = invariance_figure(curves, image_names=names)
     fig.savefig(out / "invariance.png", dpi=110)
     for cur in curves:
         last = {k: float(v[:, -1].mean()) for k, v in cur.distance.items()}
-        print(f"{cur.kind}: amounts {cur.amounts.tolist()}; mean p(true) {[round(v, 3) for v in cur.prob.mean(0).tolist()]};"
-              f" distance at last amount {last}")
+        probs = [round(v, 3) for v in cur.prob.mean(0).tolist()]
+        print(f"{cur.kind}: amounts {cur.amounts.tolist()}; mean p(true) {probs}; distance at last amount {last}")
     print(f"-> {out / 'invariance.png'}")
     return 0

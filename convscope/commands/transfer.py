@@ -27,8 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spatial", type=int, default=6,
                         help="average-pool conv maps to this side before the probe (0 = keep full size)")
     parser.add_argument("--svm", action="store_true", help="also train linear SVMs (multi-class hinge loss)")
+    parser.add_argument("--probe-steps", type=int, default=300, help="full-batch Adam steps per linear classifier")
     parser.add_argument("--scratch-epochs", type=int, default=30, help="epochs of the from-scratch baseline (0 = skip)")
     parser.add_argument("--scratch-splits", type=int, default=1, help="random splits for the scratch baseline")
+    parser.add_argument("--scratch-only", action="store_true",
+                        help="only the from-scratch baseline (it does not depend on the checkpoint's weights)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -58,13 +61,15 @@ def run(args: argparse.Namespace) -> int:
                  for s in range(0, images.shape[0], 200)]
         return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
-    train_f, test_f = features(train_u8), features(test_u8)
-    tables = {"softmax": linear_probes(train_f, train_y, test_f, test_y, n_per_class=args.n_per_class,
-                                       splits=args.splits, seed=args.seed)}
-    if args.svm:
+    tables, train_f = {}, {}
+    if not args.scratch_only:
+        train_f, test_f = features(train_u8), features(test_u8)
+        tables["softmax"] = linear_probes(train_f, train_y, test_f, test_y, n_per_class=args.n_per_class,
+                                          splits=args.splits, seed=args.seed, steps=args.probe_steps)
+    if args.svm and not args.scratch_only:
         tables["svm"] = linear_probes(train_f, train_y, test_f, test_y, n_per_class=args.n_per_class,
-                                      splits=args.splits, loss="svm", seed=args.seed)
-    if args.scratch_epochs:
+                                      splits=args.splits, loss="svm", seed=args.seed, steps=args.probe_steps)
+    if args.scratch_epochs or args.scratch_only:
         options = dict(load_checkpoint(_checkpoint_file(args.checkpoint)).get("model_options", {}))
         options.update(num_classes=len(data.classes), init="kaiming")
         device = next(run_.model.parameters()).device

@@ -20,10 +20,15 @@ def _rgb(image: torch.Tensor) -> np.ndarray:
 
 
 def contrast_normalise(projection: torch.Tensor) -> torch.Tensor:
-    """A zero-centred deconv projection (3, H, W) -> 0..1 for display: grey is 0, the largest magnitude reaches 0 or 1."""
+    """A zero-centred deconv projection (3, H, W) -> 0..1 for display: 0 is grey, the largest magnitude is 0 or 1."""
     p = projection.detach().float().cpu()
     p = p - p.mean()
     return (p / (2 * p.abs().max().clamp_min(1e-12)) + 0.5).clamp(0, 1)
+
+
+def _underlay(ax, image: torch.Tensor) -> None:
+    """The image in faint grey under a map over occluder positions, for orientation."""
+    ax.imshow(_rgb(image).mean(axis=2), cmap="gray", alpha=0.35)
 
 
 def _map_extent(origins: torch.Tensor, patch: int, stride: int) -> list[float]:
@@ -59,7 +64,8 @@ def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (
     axes[0].set_title(f"(a) input, true: {name(occ.target)}\np={occ.clean_prob:.2f}, "
                       f"patch {occ.patch}/stride {occ.stride}", fontsize=8)
     k = 1
-    im = axes[k].imshow(occ.feature.numpy(), extent=extent, cmap="viridis")
+    _underlay(axes[k], image)
+    im = axes[k].imshow(occ.feature.numpy(), extent=extent, cmap="viridis", alpha=0.85)
     axes[k].set_xlim(-0.5, w - 0.5)
     axes[k].set_ylim(h - 0.5, -0.5)
     axes[k].set_title(f"(b) {occ.layer} map {occ.channel}: total activation\n(clean {occ.clean_feature:.3g})",
@@ -70,7 +76,9 @@ def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (
         axes[k].imshow(_rgb(contrast_normalise(projection)))
         axes[k].set_title(f"(b') deconv projection of\n{occ.layer} map {occ.channel}", fontsize=8)
     k += 1
-    im = axes[k].imshow(occ.prob.numpy(), extent=extent, cmap="jet", vmin=0, vmax=max(occ.clean_prob, 1e-3))
+    _underlay(axes[k], image)
+    im = axes[k].imshow(occ.prob.numpy(), extent=extent, cmap="jet", vmin=0, vmax=max(occ.clean_prob, 1e-3),
+                        alpha=0.85)
     axes[k].set_xlim(-0.5, w - 0.5)
     axes[k].set_ylim(h - 0.5, -0.5)
     axes[k].set_title(f"(c) p({name(occ.target)}) vs occluder position\nmin {occ.prob.min():.2f}", fontsize=8)
@@ -78,7 +86,8 @@ def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (
     k += 1
     labels, inverse = torch.unique(occ.label, return_inverse=True)
     colours = _palette(len(labels))
-    axes[k].imshow(colours[inverse.numpy()], extent=extent)
+    _underlay(axes[k], image)
+    axes[k].imshow(colours[inverse.numpy()], extent=extent, alpha=0.85)
     axes[k].set_xlim(-0.5, w - 0.5)
     axes[k].set_ylim(h - 0.5, -0.5)
     axes[k].set_title("(d) most probable class", fontsize=8)
