@@ -60,6 +60,16 @@ def load_stats(cfg: TrainConfig, train_ds, out: Path, dist: DistInfo) -> DataSta
     return DataStats.load(run_file)
 
 
+def make_scheduler(optimizer, cfg: TrainConfig):
+    """AlexNet §5: divide the lr by 10 when the validation error stops improving, at most ``max_lr_drops`` times."""
+    if cfg.lr_schedule != "plateau":
+        return None
+    floor = cfg.lr * 0.1 ** cfg.max_lr_drops
+    # min_lr a hair under the last allowed lr; eps so that the clamp to it never counts as one more drop
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=0.1, patience=cfg.plateau_patience,
+                                                      min_lr=floor * 0.999, eps=floor * 0.01)
+
+
 def train_one_epoch(model, loader, optimizer, scaler, augment, cfg: TrainConfig, dist: DistInfo, *, epoch: int,
                     on_step) -> dict:
     """One pass over ``loader``; ``augment`` turns uint8 batches into model inputs; ``on_step(i, sums)`` runs
@@ -129,7 +139,6 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(config_to_json(cfg))
-    torch.manual_seed(cfg.seed)
 
     # data (AlexNet §2): decoded splits, training-set mean image and RGB PCA
     opts = dict(cache=cfg.cache, cache_dir=cfg.cache_dir, workers=cfg.workers, is_main=dist.is_main)
@@ -146,6 +155,7 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
         return lighting(crop_flip(images.float() - mean, aug_gen), aug_gen) * cfg.input_scale
 
     # model and optimiser (AlexNet §5)
+    torch.manual_seed(cfg.seed)  # here, not earlier: building the cache/statistics may or may not draw numbers
     try:
         model = get_model(cfg.model, num_classes=len(train_ds.classes), **cfg.model_options).to(dist.device)
     except (TypeError, ValueError) as err:
@@ -153,9 +163,7 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = PaperSGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="min", factor=0.1, patience=cfg.plateau_patience,
-        min_lr=cfg.lr * 0.1 ** cfg.max_lr_drops * 0.999) if cfg.lr_schedule == "plateau" else None
+    scheduler = make_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.precision == "fp16")
     state = dict(epoch=0, step_in_epoch=0, global_step=0, best_err=math.inf, partial=[0.0, 0.0, 0.0])
     if ckpt is not None:
@@ -210,7 +218,7 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
                                    world_size=dist.world_size, start=state["step_in_epoch"])
             loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers,
                                 collate_fn=collate_for(train_ds), pin_memory=dist.device.type == "cuda",
-                                persistent_workers=False)
+                                generator=torch.Generator().manual_seed(epoch))  # leaves the global RNG alone
 
             def on_step(step_in_epoch: int, sums) -> None:
                 state["step_in_epoch"], state["global_step"] = step_in_epoch, state["global_step"] + 1
@@ -227,27 +235,31 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
                     raise _StepLimit
 
             try:
-                train = train_one_epoch(train_model, loader, optimizer, scaler, augment, cfg, dist, epoch=epoch,
-                                        on_step=on_step)
-            except _StepLimit:
-                train = {}
+                train, finished = train_one_epoch(train_model, loader, optimizer, scaler, augment, cfg, dist,
+                                                  epoch=epoch, on_step=on_step), True
+            except _StepLimit:  # max_steps inside an epoch: evaluate, save the position, stop
+                train, finished = {}, False
             val_loader = DataLoader(val_ds, batch_size=max(cfg.batch_size // dist.world_size, 1),
                                     sampler=ShardedEvalSampler(len(val_ds), dist.rank, dist.world_size),
-                                    num_workers=cfg.workers, collate_fn=collate_for(val_ds))
+                                    num_workers=cfg.workers, collate_fn=collate_for(val_ds),
+                                    generator=torch.Generator().manual_seed(epoch))
             val = evaluate([(model, pre)], val_loader, device=dist.device, ten_crop=cfg.ten_crop_eval,
                            precision=cfg.precision, channels_last=cfg.channels_last, progress=dist.is_main)
             lr = optimizer.param_groups[0]["lr"]
-            if scheduler:
-                scheduler.step(val.top1_err)  # one global error: every rank reduced the same counts
             last = dict(epoch=epoch + 1, step=state["global_step"], lr=lr, **train, **val.as_dict())
-            state.update(epoch=epoch + 1, step_in_epoch=0)
-            is_best = val.top1_err < state["best_err"]
-            state["best_err"] = min(state["best_err"], val.top1_err)
             metrics_log.write(last, state["global_step"])
-            save("epoch", dict(last, best=is_best))
             log.info("epoch %d: train loss %.4f err %.4f | val top-1 %.4f top-5 %.4f | lr %.2g | %.0f img/s",
                      epoch + 1, train.get("train_loss", float("nan")), train.get("train_err", float("nan")),
                      val.top1_err, val.top5_err, lr, train.get("images_per_s", 0.0))
+            if not finished:
+                save("step", last)
+                break
+            if scheduler:
+                scheduler.step(val.top1_err)  # one global error: every rank reduced the same counts
+            state.update(epoch=epoch + 1, step_in_epoch=0)
+            is_best = val.top1_err < state["best_err"]
+            state["best_err"] = min(state["best_err"], val.top1_err)
+            save("epoch", dict(last, best=is_best))
             if cfg.max_steps and state["global_step"] >= cfg.max_steps:
                 break
     except Stop as err:

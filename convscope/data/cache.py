@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,10 @@ class DecodedCache(Dataset):
 
     def _build(self, dataset, num_workers, batch_size, progress) -> None:
         n, s = len(dataset), dataset.image_size
-        tmp = self.path.with_suffix(".u8.tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # a unique temp name: two runs building the same cache at once must not write into one file
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, s, s))
         valid = np.zeros(n, dtype=bool)
         labels = np.asarray(dataset.targets, dtype=np.int64)
@@ -70,7 +73,9 @@ class DecodedCache(Dataset):
         del array
         os.replace(tmp, self.path)
         meta = dict(count=n, size=s, labels=labels.tolist(), valid=valid.tolist())
-        self.meta_path.write_text(json.dumps(meta))
+        tmp_meta = f"{tmp}.json"
+        Path(tmp_meta).write_text(json.dumps(meta))
+        os.replace(tmp_meta, self.meta_path)  # the metadata appears last: its presence means "complete"
         if (~valid).any():
             log.warning("%d unreadable image(s) skipped while decoding %s", int((~valid).sum()), self.path.stem)
 

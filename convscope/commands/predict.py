@@ -1,0 +1,43 @@
+"""``convscope predict``: top-5 classes with probabilities for image files (AlexNet Fig. 4, left)."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "top-5 classes with probabilities for image files (AlexNet Fig. 4, left)"
+ORDER = 35
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--ten-crop", action="store_true", help="average the softmax over AlexNet's 10 crops")
+    p.add_argument("--json", default="", help="also write the predictions to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from ..checkpoint import load_run
+    from ..data.images import read_image
+    from ..evaluation import ensemble_probs
+
+    run_ = load_run(args.checkpoint)
+    images = torch.stack([read_image(p, run_.preprocess.image_size) for p in args.images])
+    with torch.inference_mode():
+        probs = ensemble_probs([(run_.model, run_.preprocess)], images, ten_crop=args.ten_crop)
+    k = min(args.top, probs.shape[1])
+    top = probs.topk(k, dim=1)
+    out = []
+    for path, p, i in zip(args.images, top.values.tolist(), top.indices.tolist()):
+        print(path)
+        preds = [dict(cls=run_.classes[j], prob=q) for j, q in zip(i, p)]
+        for pr in preds:
+            print(f"  {pr['prob']:7.2%}  {pr['cls']}")
+        out.append(dict(image=str(path), top=preds))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0

@@ -1,0 +1,70 @@
+"""The papers' augmentation and test views: PCA lighting, 10 crops, random crop + flip, mean subtraction."""
+import torch
+
+from convscope.checkpoint import Preprocess
+from convscope.data import PCALighting, RandomCropFlip, SubtractMean, TenCrop
+
+
+def random_basis(seed=0):
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed)))
+    return q
+
+
+def test_pca_lighting_identity_at_zero():
+    x = torch.rand(4, 3, 8, 8) * 255
+    assert torch.equal(PCALighting(torch.tensor([5.0, 2.0, 1.0]), random_basis(), alpha_std=0.0)(x), x)
+
+
+def test_pca_lighting_adds_constant_colour_in_eigen_span():
+    basis = random_basis(1)
+    eigval = torch.tensor([400.0, 25.0, 0.0])  # third component has no variance: offset must avoid p3
+    x = torch.rand(6, 3, 5, 7) * 255
+    y = PCALighting(eigval, basis, alpha_std=0.1)(x, torch.Generator().manual_seed(0))
+    offset = y - x
+    per_image = offset[:, :, :1, :1]
+    torch.testing.assert_close(offset, per_image.expand_as(offset))  # same colour at every pixel
+    rgb = per_image.flatten(1)  # (B, 3)
+    torch.testing.assert_close(rgb @ basis[:, 2], torch.zeros(6), atol=1e-4, rtol=0)
+    assert (rgb.norm(dim=1) > 0).all() and not torch.allclose(rgb[0], rgb[1])  # drawn per image
+    # single image works like a batch of one
+    assert PCALighting(eigval, basis)(x[0]).shape == x[0].shape
+
+
+def test_ten_crop_is_four_corners_centre_and_flips():
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6)
+    v = TenCrop(4)(x)
+    assert v.shape == (2, 10, 3, 4, 4)
+    expect = [x[..., :4, :4], x[..., :4, 2:], x[..., 2:, :4], x[..., 2:, 2:], x[..., 1:5, 1:5]]
+    for i, e in enumerate(expect):
+        torch.testing.assert_close(v[:, i], e)
+    flipped = x.flip(-1)
+    expect_f = [flipped[..., :4, :4], flipped[..., :4, 2:], flipped[..., 2:, :4], flipped[..., 2:, 2:],
+                flipped[..., 1:5, 1:5]]
+    for i, e in enumerate(expect_f):
+        torch.testing.assert_close(v[:, 5 + i], e)
+    # the flipped image's top-left view is the flip of the original's top-right view
+    torch.testing.assert_close(v[:, 5], v[:, 1].flip(-1))
+
+
+def test_random_crop_flip_gives_true_crops():
+    x = torch.rand(16, 3, 10, 10)
+    y = RandomCropFlip(6)(x, torch.Generator().manual_seed(0))
+    assert y.shape == (16, 3, 6, 6)
+    flips = 0
+    for b in range(16):
+        views = {(t, l, f) for t in range(5) for l in range(5) for f in (0, 1)
+                 if torch.equal(y[b], (x[b, :, t:t + 6, l:l + 6].flip(-1) if f else x[b, :, t:t + 6, l:l + 6]))}
+        assert views, f"output {b} is not a crop of its input"
+        flips += min(f for _, _, f in views)
+    assert 0 < flips < 16  # both flipped and unflipped images occur
+
+
+def test_mean_subtraction_round_trips():
+    mean = torch.rand(3, 8, 8) * 255
+    images = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    sub = SubtractMean(mean)
+    torch.testing.assert_close(sub.inverse(sub(images)), images.float())
+    pre = Preprocess(mean, crop=6, input_scale=1 / 64)
+    x = pre(images)
+    torch.testing.assert_close(pre.to_pixels(x) * 255, images[..., 1:7, 1:7].float(), atol=1e-3, rtol=0)
+    torch.testing.assert_close(pre.views(images)[:, 0], x)  # the centre view is the same computation

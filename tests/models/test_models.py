@@ -1,0 +1,147 @@
+"""The models are the papers' networks: parameter counts, map sizes, LRN formula, groups, init, registry."""
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import convscope as cs
+from convscope.models import LRN, UnknownModelError, register_model, renorm_filters_
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_alexnet_parameter_counts():
+    assert n_params(cs.get_model("alexnet")) == 60_965_224  # two columns (groups=2)
+    assert n_params(cs.get_model("alexnet", groups=1)) == 62_378_344  # one column
+
+
+def sizes(model, kinds=("conv", "maxpool2d")):
+    return [(i["name"], i["size"]) for i in model.feature_info if i["kind"] in kinds]
+
+
+def test_alexnet_map_sizes_at_224():
+    assert [s for _, s in sizes(cs.get_model("alexnet", num_classes=10))] == [55, 27, 27, 13, 13, 13, 13, 6]
+
+
+def test_zfnet_map_sizes_follow_figure_3():
+    m = cs.get_model("zfnet", num_classes=10)
+    got = dict(sizes(m, kinds=("conv", "maxpool2d", "lrn")))
+    assert [got[k] for k in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")] == \
+        [110, 55, 26, 13, 13, 13, 13, 6]
+    assert m.features.conv1.kernel_size == (7, 7) and m.features.conv1.stride == (2, 2)
+    assert all(c.groups == 1 for c in m.modules() if isinstance(c, nn.Conv2d))
+
+
+def test_lrn_matches_paper_formula_by_hand():
+    torch.manual_seed(0)
+    a = torch.randn(2, 7, 3, 3) * 10
+    k, n, alpha, beta = 2.0, 5, 1e-4, 0.75
+    expected = torch.empty_like(a)
+    for i in range(7):  # b_i = a_i / (k + alpha * sum_{j=max(0,i-2)}^{min(6,i+2)} a_j^2)^beta, plain sum
+        lo, hi = max(0, i - n // 2), min(6, i + n // 2)
+        s = (a[:, lo:hi + 1] ** 2).sum(1)
+        expected[:, i] = a[:, i] / (k + alpha * s) ** beta
+    torch.testing.assert_close(LRN()(a), expected, rtol=1e-6, atol=1e-6)
+    # torch's own module with the same alpha differs: it divides alpha by n
+    assert not torch.allclose(nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(a), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_grouped_convs_split_channels():
+    m = cs.get_model("alexnet", num_classes=10, width=0.25)
+    conv2 = m.features.conv2
+    assert conv2.groups == 2
+    x = torch.randn(1, conv2.in_channels, 9, 9)
+    y = conv2(x)
+    half_in, half_out = conv2.in_channels // 2, conv2.out_channels // 2
+    x2 = x.clone()
+    x2[:, half_in:] += torch.randn_like(x2[:, half_in:])  # change only the second column's input
+    y2 = conv2(x2)
+    assert torch.equal(y[:, :half_out], y2[:, :half_out])
+    assert not torch.allclose(y[:, half_out:], y2[:, half_out:])
+    assert m.features.conv3.groups == 1 and m.features.conv4.groups == 2 and m.features.conv5.groups == 2
+
+
+def test_paper_initialisation():
+    torch.manual_seed(0)
+    m = cs.get_model("alexnet")
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5"):
+        w = getattr(m.features, name).weight
+        assert abs(w.std().item() - 0.01) < 0.001 and abs(w.mean().item()) < 0.001
+    ones = {"conv2", "conv4", "conv5", "fc6", "fc7"}
+    for name, mod in m.named_modules():
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            want = 1.0 if name.rsplit(".", 1)[-1] in ones else 0.0
+            assert torch.all(mod.bias == want), name
+    z = cs.get_model("zfnet", num_classes=10)
+    assert all(torch.all(mod.bias == 0) for mod in z.modules() if isinstance(mod, (nn.Conv2d, nn.Linear)))
+
+
+def test_alexnet_tv_matches_torchvision_outputs():
+    torch.manual_seed(0)
+    ref = torchvision.models.alexnet(weights=None).eval()
+    ours = cs.get_model("alexnet_tv").eval()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 3, 224, 224)
+    torch.testing.assert_close(ours(x), ref(x), rtol=0, atol=0)
+    assert [k for k in dict(ours.features.named_children()) if k.startswith("conv")] == [f"conv{i}" for i in range(1, 6)]
+
+
+def test_registry_names_errors_and_duplicates():
+    assert cs.list_models() == ["alexnet", "alexnet_tv", "cifar_convnet", "zfnet"]
+    with pytest.raises(UnknownModelError, match="available: alexnet, alexnet_tv"):
+        cs.get_model("vgg16")
+    with pytest.raises(TypeError, match="no option 'widht'.*valid options"):
+        cs.get_model("zfnet", widht=0.5)
+    with pytest.raises(ValueError, match="already registered"):
+        register_model(cs.models.zfnet.__wrapped__ if hasattr(cs.models.zfnet, "__wrapped__") else cs.models.zfnet)
+
+
+@pytest.mark.parametrize("name", ["alexnet", "alexnet_tv", "zfnet", "cifar_convnet"])
+def test_every_relu_is_a_named_non_inplace_module(name):
+    m = cs.get_model(name, num_classes=10)
+    relus = [(n, mod) for n, mod in m.named_modules() if isinstance(mod, nn.ReLU)]
+    assert relus and all(not mod.inplace and n.rsplit(".", 1)[-1].startswith("relu") for n, mod in relus)
+
+
+def test_ablation_variants_are_options():
+    small = dict(num_classes=10, width=0.25)
+    assert isinstance(cs.get_model("alexnet", activation="tanh", **small).features.tanh1, nn.Tanh)
+    no_lrn = cs.get_model("alexnet", lrn=False, **small)
+    assert not any(isinstance(m, LRN) for m in no_lrn.modules())
+    ov, nov = cs.get_model("alexnet", **small), cs.get_model("alexnet", pool="nonoverlap", **small)
+    assert nov.features.pool1.kernel_size == 2 and sizes(ov) == sizes(nov)  # same output sizes
+    zf_ov, zf_nov = cs.get_model("zfnet", **small), cs.get_model("zfnet", pool="nonoverlap", **small)
+    assert sizes(zf_ov) == sizes(zf_nov)
+    cut = cs.get_model("zfnet", remove=("conv3", "conv4"), **small)
+    assert not hasattr(cut.features, "conv3") and cut(torch.randn(1, 3, 224, 224)).shape == (1, 10)
+    head = cs.get_model("zfnet", remove=("fc6", "fc7"), **small)
+    assert list(dict(head.classifier.named_children())) == ["fc8"]
+    big = cs.get_model("zfnet", num_classes=10, conv_channels={"conv3": 512, "conv4": 1024, "conv5": 512},
+                       fc_width=8192)
+    assert big.features.conv4.out_channels == 1024 and big.classifier.fc6.out_features == 8192
+    extra = cs.get_model("alexnet", extra_conv=True, **small)
+    assert hasattr(extra.features, "conv5b") and extra(torch.randn(1, 3, 224, 224)).shape == (1, 10)
+    with pytest.raises(ValueError, match="unknown conv layer"):
+        cs.get_model("zfnet", remove=("conv9",))
+
+
+def test_width_and_input_size_for_small_data():
+    m = cs.get_model("zfnet", num_classes=10, width=0.25, input_size=128)
+    assert m.features.conv1.out_channels == 24 and m(torch.randn(2, 3, 128, 128)).shape == (2, 10)
+    c = cs.get_model("cifar_convnet")
+    assert c(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_renorm_filters_caps_rms_and_leaves_small_filters():
+    conv = nn.Conv2d(3, 4, 3)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn_like(conv.weight))
+        conv.weight[0] *= 0.01  # RMS ~0.01: below the radius
+    small = conv.weight[0].clone()
+    changed = renorm_filters_(nn.Sequential(conv), radius=0.1)
+    rms = conv.weight.pow(2).mean(dim=(1, 2, 3)).sqrt()
+    assert changed == 3 and torch.all(rms <= 0.1 + 1e-6)
+    torch.testing.assert_close(rms[1:], torch.full((3,), 0.1))
+    assert torch.equal(conv.weight[0], small)

@@ -1,0 +1,212 @@
+"""Training: the paper's SGD rule, plateau schedule, atomic checkpoints, bit-exact resume after kill -9,
+SIGTERM save, NaN stop, learning on real data, ensembles and 10-crop evaluation."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from convscope.checkpoint import CheckpointError, Preprocess, atomic_save, load_checkpoint, load_run, load_weights
+from convscope.config import PRESETS, TrainConfig
+from convscope.evaluation import ensemble_probs
+from convscope.optim import PaperSGD
+from convscope.train import main, make_scheduler
+
+TINY = dict(model="cifar_convnet", model_options={"width": 0.25, "input_size": 32}, image_size=36, crop=32,
+            batch_size=8, epochs=2, workers=0, lr=0.01, input_scale=1 / 64, keep_epochs=[1])
+
+
+def tiny_cfg(root, out, **kw) -> TrainConfig:
+    return replace(PRESETS["cifar10"], data_root=str(root), out_dir=str(out), **{**TINY, **kw})
+
+
+def test_paper_sgd_one_step_by_hand():
+    w0, g = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 0.25])
+    p = torch.nn.Parameter(w0.clone())
+    opt = PaperSGD([p], lr=0.1, momentum=0.9, weight_decay=5e-4)
+    p.grad = g.clone()
+    opt.step()
+    v1 = -5e-4 * 0.1 * w0 - 0.1 * g  # v <- 0.9*0 - 0.0005*eps*w - eps*g
+    torch.testing.assert_close(p.data, w0 + v1)
+    p.grad = g.clone()
+    opt.step()
+    v2 = 0.9 * v1 - 5e-4 * 0.1 * (w0 + v1) - 0.1 * g
+    torch.testing.assert_close(p.data, w0 + v1 + v2)
+
+
+def test_plateau_schedule_divides_by_ten_at_most_max_drops_times():
+    p = torch.nn.Parameter(torch.zeros(1))
+    cfg = replace(PRESETS["alexnet_2012"], plateau_patience=1, max_lr_drops=2)
+    opt = PaperSGD([p], lr=cfg.lr)
+    sched = make_scheduler(opt, cfg)
+    lrs = []
+    for err in [0.9, 0.8, 0.8, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]:
+        sched.step(err)
+        lrs.append(round(opt.param_groups[0]["lr"], 8))
+    assert lrs == [0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.0001, 0.0001, 0.0001, 0.0001]
+
+
+def test_atomic_save_keeps_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_save({"a": torch.ones(2)}, path)
+
+    def broken_save(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        atomic_save({"a": torch.zeros(2)}, path)
+    monkeypatch.undo()
+    assert torch.equal(load_checkpoint(path)["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+
+def test_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path):
+    good = tmp_path / "good.pt"
+    atomic_save({"model": {"w": torch.ones(1)}}, good)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(good.read_bytes()[:50])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_checkpoint(bad)
+    assert load_checkpoint(good)["model"]["w"].item() == 1  # the earlier file is untouched
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "none.pt")
+    import convscope as cs
+
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_weights(cs.get_model("cifar_convnet"), good)
+
+
+def test_training_learns_and_writes_its_run(image_tree, tmp_path):
+    out = tmp_path / "run"
+    last = main(tiny_cfg(image_tree, out, epochs=3, lr=0.02))
+    assert last["epoch"] == 3 and last["val_top1_err"] < 0.5  # chance = 0.5 on 2 classes
+    for f in ("config.json", "stats.pt", "metrics.jsonl", "last.pt", "best.pt", "epochs/epoch_001.pt"):
+        assert (out / f).exists(), f
+    assert not (out / "epochs" / "epoch_002.pt").exists() or (out / "epochs" / "epoch_003.pt").exists()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and {"train_loss", "val_top5_err", "lr"} <= set(rows[0])
+    assert list((out / "tensorboard").iterdir())
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["config"]["data_root"] == str(image_tree) and ckpt["epoch"] == 3
+    run = load_run(out)
+    assert run.classes == ["class0", "class1"] and run.preprocess.crop == 32
+
+
+def _run_cli(args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "convscope", "train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def _cli_args(root, out, **kw):
+    cfg = {**TINY, "data_root": str(root), "out_dir": str(out), **kw}
+    args = ["--recipe", "cifar10"]
+    for k, v in cfg.items():
+        if isinstance(v, dict):
+            v = ",".join(f"{a}={b}" for a, b in v.items())
+        elif isinstance(v, list):
+            v = ",".join(map(str, v))
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    return args
+
+
+def _wait_for_step(path: Path, step: int, proc, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if path.is_file():
+            try:
+                if load_checkpoint(path)["state"]["global_step"] >= step:
+                    return
+            except CheckpointError:
+                pass
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.05)
+    raise TimeoutError
+
+
+def _weights(path):
+    return load_checkpoint(path)["model"]
+
+
+def test_resume_after_kill_is_bit_identical(image_tree, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ref = _run_cli(_cli_args(image_tree, tmp_path / "ref", save_every_steps=1), env=env)
+    killed = _run_cli(_cli_args(image_tree, tmp_path / "kill", save_every_steps=1), env=env)
+    _wait_for_step(tmp_path / "kill" / "last.pt", 5, killed)  # mid epoch 2 (4 steps per epoch)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert ref.wait(timeout=300) == 0, ref.stdout.read()
+    resumed = _run_cli(_cli_args(image_tree, tmp_path / "kill", save_every_steps=1) + ["--resume"], env=env)
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
+    a, b = _weights(tmp_path / "ref" / "last.pt"), _weights(tmp_path / "kill" / "last.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigterm_saves_then_resume_finishes(image_tree, tmp_path):
+    out = tmp_path / "run"
+    proc = _run_cli(_cli_args(image_tree, out, epochs=20, save_every_steps=2))
+    _wait_for_step(out / "last.pt", 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    state = load_checkpoint(out / "last.pt")["state"]
+    assert state["global_step"] >= 2
+    proc = _run_cli(_cli_args(image_tree, out, epochs=state["epoch"] + 1) + ["--resume"])
+    assert proc.wait(timeout=300) == 0
+    assert load_checkpoint(out / "last.pt")["state"]["epoch"] == state["epoch"] + 1
+
+
+def test_resume_without_checkpoint_and_rerun_into_existing_run_are_errors(image_tree, tmp_path):
+    from convscope.errors import UserError
+
+    with pytest.raises(UserError, match="no checkpoint"):
+        main(tiny_cfg(image_tree, tmp_path / "none"), resume=True)
+    main(tiny_cfg(image_tree, tmp_path / "r", epochs=1, max_steps=1))
+    with pytest.raises(UserError, match="already holds a run"):
+        main(tiny_cfg(image_tree, tmp_path / "r", epochs=1))
+    with pytest.raises(UserError, match="not"):
+        main(tiny_cfg(image_tree, tmp_path / "r", model="zfnet"), resume=True)
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(image_tree, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exc:
+        main(tiny_cfg(image_tree, out, lr=1e12, epochs=3))
+    assert exc.value.code == 3
+    ckpt = load_checkpoint(out / "last.pt")
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_ensemble_averages_softmax_and_ten_crop_averages_views():
+    torch.manual_seed(0)
+    import convscope as cs
+
+    models = [cs.get_model("cifar_convnet", width=0.25, input_size=16).eval() for _ in range(2)]
+    pre = Preprocess(torch.rand(3, 18, 18) * 255, crop=16, input_scale=1 / 64)
+    images = torch.randint(0, 256, (3, 3, 18, 18), dtype=torch.uint8)
+    with torch.no_grad():
+        both = ensemble_probs([(m, pre) for m in models], images)
+        singles = [F.softmax(m(pre(images)), 1) for m in models]
+        torch.testing.assert_close(both, (singles[0] + singles[1]) / 2)
+        ten = ensemble_probs([(models[0], pre)], images, ten_crop=True)
+        x = images.float() - pre.mean_image
+        crops = []
+        for v in (x, x.flip(-1)):  # 4 corners + centre of the image, then of its mirror image
+            crops += [v[..., :16, :16], v[..., :16, 2:], v[..., 2:, :16], v[..., 2:, 2:], v[..., 1:17, 1:17]]
+        manual = torch.stack([F.softmax(models[0](c / 64), 1) for c in crops]).mean(0)
+        torch.testing.assert_close(ten, manual)
+
+
+def test_learns_cifar10_jpeg_subset(data_root, tmp_path):
+    """CIFAR-10 (JPEG), 5,000 training images, 2 epochs on CPU: errors fall well below chance (90%)."""
+    cfg = replace(PRESETS["cifar10"], data_root=str(data_root / "cifar10-jpeg"), out_dir=str(tmp_path / "c"),
+                  epochs=2, train_subset=5000, val_subset=1000, workers=0)
+    last = main(cfg)
+    assert last["train_err"] < 0.8 and last["val_top1_err"] < 0.7
