@@ -1,0 +1,39 @@
+# convscope: set-up and the two main commands. Every target creates the virtual environment if it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+# torch/torchvision for the venv; override for your platform, e.g. make TORCH="torch torchvision" (pyproject needs >=2.4/>=0.19)
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+# where the datasets live (imagenette2-160/, cifar10-jpeg/ ...); tests that need real data skip without it
+CONVSCOPE_DATA ?= $(abspath ../shared/data)
+export CONVSCOPE_DATA
+
+.PHONY: venv demo demo-quick test test-all bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q $(TORCH)
+	$(VENV)/bin/pip install -q -e ".[test]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+## demo: train a small ZFNet on Imagenette-160 (real ImageNet photos), inspect it, build the report
+demo: venv
+	$(VENV)/bin/convscope demo --data-root "$(CONVSCOPE_DATA)" --out runs/demo
+
+## demo-quick: the same in a few hundred steps (CI-sized)
+demo-quick: venv
+	$(VENV)/bin/convscope demo --quick --data-root "$(CONVSCOPE_DATA)" --out runs/demo-quick
+
+## test: the test suite (CPU, no network; real-data tests skip when CONVSCOPE_DATA is absent)
+test: venv
+	$(VENV)/bin/python -m pytest -m "not slow and not gpu" -q
+
+test-all: venv
+	$(VENV)/bin/python -m pytest -q
+
+bench: venv
+	$(VENV)/bin/python benchmarks/bench_train.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,93 @@
+"""Training throughput: convscope's loop vs a plain PyTorch/torchvision loop, same model, data and batch.
+
+The plain loop is what a tutorial writes: torchvision ``ImageFolder`` decoding JPEGs every epoch, per-image PIL
+transforms (resize, centre crop, random crop, flip, to tensor, normalise), ``torch.optim.SGD``. Ours: the decoded
+uint8 cache, batch-level crop/flip/PCA lighting, the paper's SGD rule. Both time the same number of steps after
+one warm-up step; the cache is built before timing (its one-off cost is printed separately).
+
+    python benchmarks/bench_train.py --data $CONVSCOPE_DATA/imagenette2-160 [--device cuda] [--images 1024]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from dataclasses import replace
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+from torchvision import datasets
+from torchvision.transforms import v2 as T
+
+import convscope as cs
+from convscope.config import PRESETS
+from convscope.data.loading import open_split
+from convscope.train import main as train_main
+
+
+def plain_loop(data: str, n: int, cfg, device: str, steps: int) -> float:
+    tf = T.Compose([T.Resize(cfg.image_size), T.CenterCrop(cfg.image_size), T.RandomCrop(cfg.crop),
+                    T.RandomHorizontalFlip(), T.PILToTensor(), T.ToDtype(torch.float32, scale=True),
+                    T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    ds = datasets.ImageFolder(os.path.join(data, "train"), transform=tf)
+    keep = torch.linspace(0, len(ds) - 1, n).round().long().tolist()
+    loader = DataLoader(Subset(ds, keep), batch_size=cfg.batch_size, shuffle=True, num_workers=cfg.workers,
+                        drop_last=True, pin_memory=device == "cuda")
+    model = cs.get_model(cfg.model, num_classes=10, **cfg.model_options).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=5e-4)
+    it = iter(loader)
+    t0 = None
+    for i in range(steps + 1):
+        images, targets = next(it)
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        loss = F.cross_entropy(model(images), targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i == 0:  # warm-up step (worker start, allocator) not timed
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return steps * cfg.batch_size / (time.perf_counter() - t0)
+
+
+def ours(data: str, n: int, cfg, device: str) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        run = replace(cfg, data_root=data, out_dir=out, train_subset=n, val_subset=cfg.batch_size, epochs=1,
+                      device=device)
+        return train_main(run)["images_per_s"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=os.path.join(os.environ.get("CONVSCOPE_DATA", ""), "imagenette2-160"))
+    p.add_argument("--images", type=int, default=1024)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--recipe", default="imagenette")
+    p.add_argument("--model-options", default="", help="override, e.g. width=1.0")
+    args = p.parse_args()
+    from convscope.config import parse_options
+
+    cfg = PRESETS[args.recipe]
+    if args.model_options:
+        cfg = replace(cfg, model_options={**cfg.model_options, **parse_options(args.model_options)})
+    t0 = time.perf_counter()
+    open_split(args.data, "train", cfg.image_size, workers=cfg.workers)  # build the decoded cache once
+    open_split(args.data, "val", cfg.image_size, workers=cfg.workers)
+    print(f"decoded cache ready in {time.perf_counter() - t0:.1f} s")
+    steps = args.images // cfg.batch_size - 1
+    plain = plain_loop(args.data, args.images, cfg, args.device, steps)
+    mine = ours(args.data, args.images, cfg, args.device)
+    print(f"\n| machine | model | batch | plain torchvision loop | convscope | ratio |\n|---|---|---|---:|---:|---:|")
+    print(f"| {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {args.device} | "
+          f"{cfg.model} {cfg.model_options} @ {cfg.crop}px | {cfg.batch_size} | {plain:.1f} img/s | "
+          f"{mine:.1f} img/s | {mine / plain:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""``convscope demo``: the whole system on real ImageNet photos in one command.
+
+Trains the ``imagenette`` recipe (a quarter-width ZFNet) on Imagenette-160, evaluates it (centre and 10-crop),
+runs the inspection suite (top-9 atlas, filters, evolution, occlusion, invariance, correspondence, transfer,
+retrieval, predictions) and builds the report. Interrupted? Run it again: training resumes from its last
+checkpoint and finished steps are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+HELP = "train a small ZFNet on Imagenette-160, inspect it and build the report (the whole system, on a CPU)"
+DESCRIPTION = __doc__
+ORDER = 5
+log = logging.getLogger("convscope.demo")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", default=os.environ.get("CONVSCOPE_DATA", ""),
+                   help="folder holding imagenette2-160/ (default $CONVSCOPE_DATA); downloaded there if absent "
+                        "and the machine is online")
+    p.add_argument("--out", default="runs/demo", help="run folder: checkpoints, analyses, report/")
+    p.add_argument("--quick", action="store_true", help="a few hundred steps on part of the data (CI-sized)")
+    p.add_argument("--epochs", type=int, default=0, help="training epochs (default: 6, or 2 with --quick)")
+    p.add_argument("--skip", default="", help="comma-separated steps to skip: transfer,retrieval,correspondence,...")
+
+
+def find_imagenette(data_root: str) -> Path:
+    """The imagenette2-160 folder under ``data_root`` (or ``data_root`` itself), downloading it when missing."""
+    from ..errors import UserError
+
+    root = Path(data_root or "data").expanduser()
+    for cand in (root / "imagenette2-160", root):
+        if (cand / "train").is_dir() and (cand / "val").is_dir() and "imagenette" in cand.name:
+            return cand
+    try:  # torchvision knows where Imagenette lives; this needs the internet
+        from torchvision.datasets import Imagenette
+
+        root.mkdir(parents=True, exist_ok=True)
+        Imagenette(str(root), split="train", size="160px", download=True)
+        return root / "imagenette2-160"
+    except Exception as err:  # noqa: BLE001 - any failure means: not here and not downloadable
+        raise UserError(f"Imagenette-160 is not under {root} and could not be downloaded ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0] if str(err) else ''}); set CONVSCOPE_DATA or --data-root to the "
+                        f"folder holding imagenette2-160/") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cli import main as cli
+
+    data = find_imagenette(args.data_root)
+    out = Path(args.out)
+    skip = set(filter(None, args.skip.split(",")))
+    q = args.quick
+    epochs = args.epochs or (2 if q else 6)
+    val = sorted((data / "val").iterdir())
+    samples = [str(sorted(d.glob("*.JPEG"))[0]) for d in val if d.is_dir()]  # one val photo per class
+
+    def step(name: str, argv: list[str], done: Path) -> None:
+        if name in skip:
+            log.info("demo: skipping %s", name)
+            return
+        if done.exists():
+            log.info("demo: %s already done (%s)", name, done)
+            return
+        log.info("demo: %s", name)
+        rc = cli(argv)
+        if rc:
+            raise SystemExit(rc)
+
+    ckpt = str(out / "best.pt")
+    train = ["train", "--recipe", "imagenette", "--data-root", str(data), "--out-dir", str(out),
+             "--epochs", str(epochs)] + (["--train-subset", "2048", "--val-subset", "500",
+                                         "--keep-epochs", "1,2"] if q else [])
+    metrics = out / "metrics.jsonl"
+    finished = metrics.is_file() and len(metrics.read_text().splitlines()) >= epochs
+    if not finished:
+        rc = cli(train + (["--resume"] if (out / "last.pt").is_file() else []))
+        if rc:
+            return rc
+    sub = ["--subset", "500"] if q else []
+    step("evaluate", ["evaluate", ckpt, "--data-root", str(data), "--views", "both", *sub], out / "eval.json")
+    step("predict", ["predict", *samples, "--checkpoint", ckpt, "--json", str(out / "predictions.json")],
+         out / "predictions.json")
+    step("inspect", ["inspect", "--checkpoint", ckpt, "--data", str(data), "--out", str(out / "inspect"),
+                     "--maps", "8" if q else "16", *(["--max-images", "500"] if q else [])],
+         out / "inspect" / "index.json")
+    step("occlusion", ["occlusion", *samples[:3 if q else 5], "--checkpoint", ckpt, "--out", str(out / "occlusion")],
+         out / "occlusion")
+    step("invariance", ["invariance", *samples[:3], "--checkpoint", ckpt, "--out", str(out / "invariance")],
+         out / "invariance")
+    annotations = Path(__file__).resolve().parent.parent / "data" / "annotations" / "dogs.json"
+    step("correspondence", ["correspondence", str(annotations), "--checkpoint", ckpt, "--data-root",
+                            str(data.parent), "--out", str(out / "correspondence")], out / "correspondence")
+    cifar = data.parent / "cifar10-jpeg"
+    if cifar.is_dir():
+        step("transfer", ["transfer", "--checkpoint", ckpt, "--data", str(cifar), "--out", str(out / "transfer"),
+                          *(["--n-per-class", "10", "--splits", "2", "--scratch-epochs", "5"] if q else [])],
+             out / "transfer")
+    else:
+        log.info("demo: transfer skipped (no cifar10-jpeg/ beside imagenette2-160/)")
+    step("retrieval", ["retrieval", "--checkpoint", ckpt, "--data", str(data), "--out", str(out / "retrieval"),
+                       *(["--gallery-per-class", "30", "--query-per-class", "5"] if q else [])],
+         out / "retrieval")
+    return cli(["report", str(out)])
