@@ -148,7 +148,7 @@ def retrieval_figure(queries: torch.Tensor, neighbours: dict[str, torch.Tensor],
     axes = np.asarray(fig.subplots(rows, k + 1)).reshape(rows, k + 1)
     for m, (method, imgs) in enumerate(neighbours.items()):
         for i in range(q):
-            r = m * q + i
+            r = i * len(neighbours) + m
             axes[r, 0].imshow(_rgb(queries[i]))
             axes[r, 0].set_ylabel(method, fontsize=7)
             for j in range(k):
