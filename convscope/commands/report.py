@@ -1,0 +1,43 @@
+"""``convscope report RUN_DIR``: a static, self-contained HTML report of a run (curves, tables, atlas explorer)."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "build a static HTML report of a run folder (curves, tables, feature explorer); works offline"
+DESCRIPTION = """Build one self-contained folder (index.html + images + a little JavaScript) from what train,
+evaluate, predict, inspect, occlusion, invariance, correspondence, transfer and retrieval wrote into RUN_DIR
+(RUN_DIR/config.json, metrics.jsonl, eval.json, predictions.json, and the folders inspect/, occlusion/,
+invariance/, correspondence/, transfer/, retrieval/). Sections without data say which command makes them.
+Open the printed index.html in a browser; no server or network is needed (or use 'convscope serve')."""
+ORDER = 70
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder (the --out-dir of convscope train)")
+    parser.add_argument("--out", default=None, help="site folder (default: RUN_DIR/report)")
+
+
+def build(run_dir: str, out: str | None = None):
+    """Build the report of ``run_dir`` or raise a :class:`UserError` saying why it cannot be built."""
+    from pathlib import Path
+
+    from ..errors import UserError
+    from ..report import KNOWN_OUTPUTS, build_report
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise UserError(f"no run folder at {run_dir}")
+    if not any((run / name).exists() for name in KNOWN_OUTPUTS):
+        raise UserError(f"{run_dir} holds none of the files a report is built from ({', '.join(KNOWN_OUTPUTS)}); "
+                        f"is it the --out-dir of 'convscope train'?")
+    try:
+        return build_report(run, out)
+    except PermissionError as err:
+        raise UserError(f"cannot write the report: {err}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    index = build(args.run_dir, args.out)
+    print(f"report: {index}")
+    print(f"open it: file://{index}")
+    return 0

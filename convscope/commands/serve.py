@@ -1,0 +1,45 @@
+"""``convscope serve RUN_DIR``: build the report and serve it on 127.0.0.1 (for people who prefer a URL)."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "build the report of a run and serve it at http://127.0.0.1:PORT/ (local only)"
+DESCRIPTION = """Build RUN_DIR's report (as 'convscope report' does) and serve its folder over HTTP on 127.0.0.1
+only; nothing is reachable from other machines. Stop with Ctrl-C. The report itself needs no server: its
+index.html also opens straight from disk."""
+ORDER = 71
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder (the --out-dir of convscope train)")
+    parser.add_argument("--out", default=None, help="site folder (default: RUN_DIR/report)")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port on 127.0.0.1 (0 = any free port)")
+
+
+def make_server(directory, port: int):
+    """A quiet HTTP server for ``directory`` bound to 127.0.0.1:``port`` (not started)."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, format, *args):  # noqa: A002 - the base class's name
+            pass
+
+    return ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Handler, directory=str(directory)))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import UserError
+    from .report import build
+
+    index = build(args.run_dir, args.out)
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be 0..65535, not {args.port}")
+    try:
+        server = make_server(index.parent, args.port)
+    except OSError as err:
+        raise UserError(f"cannot listen on 127.0.0.1:{args.port} ({err.strerror}); try another --port") from None
+    with server:
+        print(f"serving {index.parent} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
+        server.serve_forever()
+    return 0

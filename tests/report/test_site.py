@@ -1,0 +1,157 @@
+"""The static report: builds from partial runs, says what is missing, escapes data, embeds JSON safely."""
+import json
+import re
+import threading
+import urllib.request
+
+import pytest
+from PIL import Image
+
+from convscope.cli import main
+from convscope.report import build_report
+from convscope.report.charts import Series, line_chart
+from convscope.report.site import json_for_script
+
+EVIL = "<script>alert(1)</script>"
+EVIL2 = "</script><img src=x onerror=alert(2)>"
+
+
+def _training_outputs(run):
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(dict(model="zfnet", model_options=dict(width=0.25),
+                                                     data_root="/data/imagenette2-160", epochs=3, crop=64,
+                                                     image_size=72)))
+    lines = [dict(epoch=e, step=10 * e, lr=0.01 / (1 + (e > 2) * 9), train_loss=2.3 - 0.2 * e, train_err=0.9 - 0.1 * e,
+                  images_per_s=100.0, val_top1_err=0.85 - 0.1 * e, val_top5_err=0.5 - 0.1 * e, val_loss=2.2 - 0.2 * e,
+                  val_count=50) for e in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(m) for m in lines) + "\n{\"epoch\": 4, \"ste")  # torn
+    return run
+
+
+def _sections(html):
+    return dict(re.findall(r'<section id="([a-z]+)" class="(section(?: missing)?)"', html))
+
+
+def test_training_only_run_builds_and_says_what_is_missing(tmp_path):
+    run = _training_outputs(tmp_path / "run")
+    index = build_report(run)
+    assert index == run / "report" / "index.html"
+    html = index.read_text()
+    sections = _sections(html)
+    assert sections["overview"] == sections["curves"] == sections["config"] == "section"
+    missing = {"evaluation", "predictions", "filters", "atlas", "evolution", "occlusion", "invariance",
+               "correspondence", "transfer", "retrieval"}
+    assert {k for k, v in sections.items() if v.endswith("missing")} == missing
+    for command in ("convscope evaluate", "convscope predict", "convscope inspect", "convscope occlusion",
+                    "convscope invariance", "convscope correspondence", "convscope transfer", "convscope retrieval"):
+        assert command in html, command
+    assert f"--out {run}/inspect" in html  # the command names this run's folders
+    assert html.count("<svg") == 3 and "65.00%" in html  # loss, error, lr; best val top-1 = 0.85 - 0.2
+    assert "Could not read" not in html
+    assert (run / "report" / "static" / "report.js").is_file()
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # nothing from the network
+
+
+def test_empty_folder_is_a_user_error_and_report_command_prints_the_path(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "none of the files a report is built from" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nope")]) == 2
+    run = _training_outputs(tmp_path / "run")
+    assert main(["report", str(run), "--out", str(tmp_path / "site")]) == 0
+    assert str(tmp_path / "site" / "index.html") in capsys.readouterr().out
+
+
+def _evil_outputs(run):
+    """A run whose class and file names are HTML/JS."""
+    _training_outputs(run)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["data_root"] = f"/data/{EVIL}"
+    (run / "config.json").write_text(json.dumps(cfg))
+    img = run / "imgs" / "a<b>&'q'.jpg"
+    img.parent.mkdir()
+    Image.new("RGB", (80, 60), (200, 30, 30)).save(img)
+    (run / "predictions.json").write_text(json.dumps([dict(image=str(img), top=[dict(cls=EVIL, prob=0.7),
+                                                                                 dict(cls=EVIL2, prob=0.2)])]))
+    (run / "eval.json").write_text(json.dumps(dict(checkpoints=[EVIL], data_root=EVIL, split="val", results=[
+        dict(views="center", models=1, top1_err=0.5, top5_err=0.2, loss=1.0, count=10)])))
+    ins = run / "inspect"
+    ins.mkdir()
+    Image.new("RGB", (120, 60), "white").save(ins / "top9_conv1.png")
+    tile = dict(figure="top9_conv1.png", layer="conv1", map=3, rank=1, activation=2.5, position=[1, 1],
+                rf_box=[0, 0, 8, 8], projection_tile=[0, 0, 20, 20], patch_tile=[30, 0, 50, 20], image_index=0,
+                image=str(img), label=0, **{"class": EVIL2})
+    (ins / "index.json").write_text(json.dumps(dict(model="zfnet", epoch=3, data=EVIL, split="val", images=1, k=1,
+                                                    input_size=64, figures={"top9_conv1.png": dict(kind="top9",
+                                                                                                   layer="conv1")},
+                                                    layers={"conv1": dict(maps=8, shown=[3], never_active=0)},
+                                                    tiles=[tile])))
+    occ = run / "occlusion"
+    occ.mkdir()
+    (occ / "x.json").write_text(json.dumps(dict(image=f"/d/{EVIL}.jpg", target_name=EVIL, clean_label=EVIL2,
+                                                labels_seen=[EVIL], clean_prob=0.5, min_prob=0.1)))
+    return run
+
+
+def test_names_from_data_are_escaped_and_json_cannot_break_out(tmp_path):
+    run = _evil_outputs(tmp_path / "run")
+    html = build_report(run).read_text()
+    assert EVIL not in html and "<img src=x" not in html and "onerror=alert(2)>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown as text
+    # the explorer's JSON: exactly one closing tag per script element, and it parses back to the original names
+    blob = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', html, re.S).group(1)
+    assert "<" not in blob and ">" not in blob
+    data = json.loads(blob)
+    assert data["atlas"]["layers"][0]["maps"][0]["tiles"][0]["cls"] == EVIL2
+    assert html.count("<script") == 2 == html.count("</script>")
+    for url in re.findall(r'(?:src|href)="([^"]+)"', html):  # copied files got URL-safe names
+        if not url.startswith(("#", "file:")):
+            assert re.fullmatch(r"[A-Za-z0-9_./-]+", url), url
+            assert (run / "report" / url).is_file(), url
+
+
+def test_json_for_script_round_trips():
+    value = {"a": "</script><!-- \u2028 & >", "b": [1.5, None]}
+    text = json_for_script(value)
+    assert "</" not in text and "<!--" not in text and "\u2028" not in text
+    assert json.loads(text) == value
+
+
+def test_line_chart_is_escaped_and_handles_gaps():
+    svg = line_chart([Series(EVIL, [(1, 0.5), (2, None), (3, float("nan")), (4, 0.25)])], title=EVIL)
+    assert EVIL not in svg and "&lt;script&gt;" in svg
+    assert svg.count("<circle") == 2
+    assert "no data" in line_chart([Series("x", [])], title="t")
+    assert line_chart([Series("lr", [(1, 0.01), (2, 0.01)])], title="lr", log_y=True).count("<circle") == 2
+
+
+def test_serve_binds_localhost_only(tmp_path):
+    from convscope.commands.serve import make_server
+
+    run = _training_outputs(tmp_path / "run")
+    index = build_report(run)
+    server = make_server(index.parent, 0)
+    try:
+        host, port = server.server_address
+        assert host == "127.0.0.1"
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10) as r:
+            assert b"Training curves" in r.read()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_malformed_section_file_is_reported_in_its_section(tmp_path):
+    run = _training_outputs(tmp_path / "run")
+    (run / "eval.json").write_text("{not json")
+    html = build_report(run).read_text()
+    assert _sections(html)["evaluation"] == "section missing"
+    assert "Could not read this section" in html and _sections(html)["curves"] == "section"
+
+
+@pytest.mark.parametrize("name", ["report", "serve"])
+def test_commands_are_registered(name, capsys):
+    with pytest.raises(SystemExit):
+        main([name, "--help"])
+    assert "RUN_DIR" in capsys.readouterr().out
