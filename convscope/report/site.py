@@ -540,7 +540,7 @@ def correspondence(site: _Site) -> Section:
     if not path.is_file():
         return _missing(site, "correspondence", "Correspondence", "the part-correspondence table",
                         "convscope correspondence ANNOTATIONS.json --checkpoint RUN --out RUN/correspondence",
-                        note="convscope ships five annotated dog faces in <code>data/annotations/dogs.json</code>.")
+                        note="convscope ships five annotated dog faces in <code>convscope/data/annotations/dogs.json</code>.")
     d = _read_json(path)
     layers = [str(x) for x in d.get("layers") or []]
     rows = [[escape(str(r))] + [f'{_num(d["mean"][i][j], ".4f")} ± {_num(d["std"][i][j], ".4f")}'

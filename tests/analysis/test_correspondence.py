@@ -13,7 +13,7 @@ from convscope.checkpoint import atomic_save
 from convscope.models import get_model
 
 OPTIONS = dict(num_classes=3, width=0.125, fc_width=256, input_size=64, init="kaiming")
-SHIPPED = Path(__file__).resolve().parents[2] / "data" / "annotations" / "dogs.json"
+SHIPPED = Path(__file__).resolve().parents[2] / "convscope" / "data" / "annotations" / "dogs.json"
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
