@@ -39,6 +39,7 @@ class DecodedCache(Dataset):
         self.path = Path(path)
         self.meta_path = self.path.with_suffix(".json")
         self.classes = dataset.classes
+        self.wnids = getattr(dataset, "wnids", dataset.classes)  # folder names: pin another split's label order
         self.samples = dataset.samples
         if not self.meta_path.is_file():
             self._build(dataset, num_workers, batch_size, progress)

@@ -119,3 +119,10 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "unknown model 'vgg'" in r.stderr or "has no" in r.stderr
     r = run_cli("--help")
     assert r.returncode == 0 and "train" in r.stdout and "evaluate" in r.stdout
+
+
+def test_val_labels_follow_train_folders_through_cache_and_subset(data_root):
+    train = open_split(str(data_root / "imagenette2-160"), "train", 32, subset=20, workers=0)
+    assert train.wnids[0] == "n01440764" and train.classes[0] == "tench"
+    val = open_split(str(data_root / "imagenette2-160"), "val", 32, classes=train.wnids, subset=20, workers=0)
+    assert val.classes == train.classes
