@@ -10,15 +10,6 @@ from convscope.models import get_model
 
 OPTIONS = dict(num_classes=3, width=0.125, fc_width=256, input_size=64, init="kaiming")
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test machines are shared: one intra-op thread is faster than contending for two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 
 @pytest.fixture(scope="module")
 def model():

@@ -13,15 +13,6 @@ from convscope.models import get_model
 OPTIONS = dict(num_classes=3, width=0.125, fc_width=256, input_size=64, init="kaiming")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The test machines are shared: one intra-op thread is faster than contending for two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_euclidean_neighbours_equal_brute_force():
     g = torch.Generator().manual_seed(0)
     q, gal = torch.randn(6, 2, 4, generator=g), torch.randn(15, 2, 4, generator=g)
