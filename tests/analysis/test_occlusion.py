@@ -73,7 +73,7 @@ def test_mean_fill_uses_the_image_mean_colour(model, image):
 
 
 def _captum_drop(model, image, target, patch, stride, fill):
-    from captum.attr import Occlusion
+    Occlusion = pytest.importorskip("captum.attr", reason="captum (test-only peer) is not installed").Occlusion
 
     prob = lambda x: model(x).softmax(dim=1)  # noqa: E731  (captum attributes the target column)
     return Occlusion(prob).attribute(image[None], sliding_window_shapes=(3, patch, patch), strides=(3, stride, stride),
