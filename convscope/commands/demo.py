@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "and the machine is online")
     p.add_argument("--out", default="runs/demo", help="run folder: checkpoints, analyses, report/")
     p.add_argument("--quick", action="store_true", help="a few hundred steps on part of the data (CI-sized)")
-    p.add_argument("--epochs", type=int, default=0, help="training epochs (default: 6, or 2 with --quick)")
+    p.add_argument("--epochs", type=int, default=0, help="training epochs (default: 6, or 4 with --quick: 256 steps)")
     p.add_argument("--skip", default="", help="comma-separated steps to skip: transfer,retrieval,correspondence,...")
 
 
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     skip = set(filter(None, args.skip.split(",")))
     q = args.quick
-    epochs = args.epochs or (2 if q else 6)
+    epochs = args.epochs or (4 if q else 6)
     val = sorted((data / "val").iterdir())
     samples = [str(sorted(d.glob("*.JPEG"))[0]) for d in val if d.is_dir()]  # one val photo per class
 
@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
 
     ckpt = str(out / "best.pt")
     train = ["train", "--recipe", "imagenette", "--data-root", str(data), "--out-dir", str(out),
-             "--epochs", str(epochs)] + (["--train-subset", "2048", "--val-subset", "500",
-                                         "--keep-epochs", "1,2"] if q else [])
+             "--epochs", str(epochs)] + (["--train-subset", "4096", "--val-subset", "500",
+                                         "--keep-epochs", "1,2,4"] if q else [])
     metrics = out / "metrics.jsonl"
     finished = metrics.is_file() and len(metrics.read_text().splitlines()) >= epochs
     if not finished:
