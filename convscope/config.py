@@ -23,7 +23,7 @@ class TrainConfig:
     """Everything a training run depends on. Saved as ``config.json`` in the run folder and in every checkpoint."""
 
     # what to train
-    model: str = _f("alexnet", "registered model name (see `convscope train --list-models`)")
+    model: str = _f("alexnet", "registered model: alexnet, alexnet_tv, zfnet, cifar_convnet")
     model_options: dict = _f({}, "builder options, e.g. width=0.5,lrn=False,remove=conv3+conv4")
     # data (AlexNet §2)
     data_root: str = _f("", "dataset folder (ImageNet/ImageFolder layout or CIFAR-10 batches)")
@@ -147,11 +147,11 @@ def _convert(f: dataclasses.Field, text: str):
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--dashed-name`` flag per :class:`TrainConfig` field (default None = keep the preset's value)."""
-    group = parser.add_argument_group("recipe fields (override the preset)")
+    """One ``--dashed-name`` flag per :class:`TrainConfig` field; a flag not given keeps the recipe's value."""
+    group = parser.add_argument_group("recipe fields (each overrides the recipe's value; see --print-config)")
     for f in fields(TrainConfig):
         metavar = "|".join(get_args(f.type)) if get_origin(f.type) is Literal else f.name.upper()
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None, metavar=metavar,
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=argparse.SUPPRESS, metavar=metavar,
                            type=lambda text, f=f: _convert(f, text), help=f.metadata["help"])
 
 
