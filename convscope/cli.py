@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import pkgutil
 import sys
 
@@ -41,8 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if not sys.stderr.isatty():  # progress bars in a log file: a line every 30 s, not ten a second
-        os.environ.setdefault("TQDM_MININTERVAL", "30")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)

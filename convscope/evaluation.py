@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+from .progress import tqdm
 
 from .checkpoint import Preprocess
 from .dist import all_reduce_sum

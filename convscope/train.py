@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from tqdm import tqdm
+from .progress import tqdm
 
 from .checkpoint import CheckpointError, Preprocess, atomic_save, load_checkpoint, unwrap
 from .config import TrainConfig, config_from_dict, config_to_json

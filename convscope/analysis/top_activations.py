@@ -16,7 +16,7 @@ from typing import Callable, Iterable, Sequence, overload
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import tqdm
 
 from ._hooks import capture, eval_mode, model_device
 from .deconv import deconv_project, feature_map_layer

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
+from ..progress import tqdm
 
 from .datasets import collate_skip_bad
 

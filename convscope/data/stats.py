@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
+from ..progress import tqdm
 
 from .cache import passthrough
 
