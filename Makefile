@@ -21,11 +21,11 @@ venv: $(VENV)/.installed
 
 ## demo: train a small ZFNet on Imagenette-160 (real ImageNet photos), inspect it, build the report
 demo: venv
-	$(VENV)/bin/convscope demo --data-root "$(CONVSCOPE_DATA)" --out runs/demo
+	$(VENV)/bin/convscope demo --download --data-root "$(CONVSCOPE_DATA)" --out runs/demo
 
 ## demo-quick: the same in a few hundred steps (CI-sized)
 demo-quick: venv
-	$(VENV)/bin/convscope demo --quick --data-root "$(CONVSCOPE_DATA)" --out runs/demo-quick
+	$(VENV)/bin/convscope demo --quick --download --data-root "$(CONVSCOPE_DATA)" --out runs/demo-quick
 
 ## test: the test suite (CPU, no network; real-data tests skip when CONVSCOPE_DATA is absent)
 test: venv

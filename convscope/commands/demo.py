@@ -20,22 +20,27 @@ log = logging.getLogger("convscope.demo")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=os.environ.get("CONVSCOPE_DATA", ""),
-                   help="folder holding imagenette2-160/ (default $CONVSCOPE_DATA); downloaded there if absent "
-                        "and the machine is online")
+                   help="folder holding imagenette2-160/ (default $CONVSCOPE_DATA)")
+    p.add_argument("--download", action="store_true",
+                   help="if Imagenette-160 is not under --data-root, download it there with torchvision (needs the "
+                        "internet; `make demo` passes this)")
     p.add_argument("--out", default="runs/demo", help="run folder: checkpoints, analyses, report/")
     p.add_argument("--quick", action="store_true", help="a few hundred steps on part of the data (CI-sized)")
     p.add_argument("--epochs", type=int, default=0, help="training epochs (default: 6, or 4 with --quick: 256 steps)")
     p.add_argument("--skip", default="", help="comma-separated steps to skip: transfer,retrieval,correspondence,...")
 
 
-def find_imagenette(data_root: str) -> Path:
-    """The imagenette2-160 folder under ``data_root`` (or ``data_root`` itself), downloading it when missing."""
+def find_imagenette(data_root: str, download: bool = False) -> Path:
+    """The imagenette2-160 folder under ``data_root`` (or ``data_root`` itself); downloaded when asked to."""
     from ..errors import UserError
 
     root = Path(data_root or "data").expanduser()
     for cand in (root / "imagenette2-160", root):
         if (cand / "train").is_dir() and (cand / "val").is_dir() and "imagenette" in cand.name:
             return cand
+    if not download:
+        raise UserError(f"Imagenette-160 is not under {root}: set CONVSCOPE_DATA or --data-root to the folder "
+                        f"holding imagenette2-160/, or add --download to fetch it there (needs the internet)")
     try:  # torchvision knows where Imagenette lives; this needs the internet
         from torchvision.datasets import Imagenette
 
@@ -51,7 +56,7 @@ def find_imagenette(data_root: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     from ..cli import main as cli
 
-    data = find_imagenette(args.data_root)
+    data = find_imagenette(args.data_root, args.download)
     out = Path(args.out)
     skip = set(filter(None, args.skip.split(",")))
     q = args.quick
