@@ -44,36 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random choice of maps")
 
 
-class _WithIndex:
-    """Dataset items ``(image, label)`` -> ``(image, label, index)``; unreadable images stay ``None``."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, i):
-        item = self.dataset[i]
-        return None if item is None else (item[0], item[1], i)
-
-
-def _collate(batch):
-    import torch
-
-    batch = [b for b in batch if b is not None]
-    if not batch:
-        return torch.zeros(0, 3, 1, 1, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), torch.zeros(
-            0, dtype=torch.long)
-    return (torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch]),
-            torch.tensor([b[2] for b in batch]))
-
-
 def _loader(dataset, args):
     from torch.utils.data import DataLoader
 
-    return DataLoader(_WithIndex(dataset), batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
-                      collate_fn=_collate, persistent_workers=False)
+    from ..data.datasets import WithIndex, collate_with_index
+
+    return DataLoader(WithIndex(dataset), batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
+                      collate_fn=collate_with_index, persistent_workers=False)
 
 
 def _open(args, image_size: int, subset: int):

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from ..progress import tqdm
 
-from .datasets import collate_skip_bad
+from ..progress import tqdm
+from .datasets import WithIndex, collate_with_index
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,9 @@ class DecodedCache(Dataset):
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, s, s))
         valid = np.zeros(n, dtype=bool)
         labels = np.asarray(dataset.targets, dtype=np.int64)
-        loader = DataLoader(_Indexed(dataset), batch_size=batch_size, num_workers=num_workers,
-                            collate_fn=_collate_indexed)
-        for idx, images in tqdm(loader, desc=f"decoding {self.path.stem}", unit="batch", disable=not progress):
+        loader = DataLoader(WithIndex(dataset), batch_size=batch_size, num_workers=num_workers,
+                            collate_fn=collate_with_index)
+        for images, _, idx in tqdm(loader, desc=f"decoding {self.path.stem}", unit="batch", disable=not progress):
             array[idx.numpy()] = images.numpy()
             valid[idx.numpy()] = True
         array.flush()
@@ -111,23 +111,4 @@ def passthrough(batch):
     return batch
 
 
-class _Indexed(Dataset):
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, i):
-        item = self.dataset[i]
-        return None if item is None else (i, item[0])
-
-
-def _collate_indexed(batch):
-    batch = [b for b in batch if b is not None]
-    if not batch:
-        return torch.zeros(0, dtype=torch.long), torch.zeros(0, 3, 1, 1, dtype=torch.uint8)
-    return torch.tensor([b[0] for b in batch]), torch.stack([b[1] for b in batch])
-
-
-__all__ = ["DecodedCache", "cache_key", "collate_skip_bad", "passthrough"]
+__all__ = ["DecodedCache", "cache_key", "passthrough"]

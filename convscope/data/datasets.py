@@ -222,3 +222,23 @@ def collate_skip_bad(batch):
     if not batch:
         return torch.zeros(0, 3, 1, 1, dtype=torch.uint8), torch.zeros(0, dtype=torch.long)
     return torch.stack([b[0] for b in batch]), torch.tensor([b[1] for b in batch])
+
+
+class WithIndex(Dataset):
+    """Items ``(image, label)`` -> ``(image, label, index)``; an unreadable image stays ``None``."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        item = self.dataset[i]
+        return None if item is None else (item[0], item[1], i)
+
+
+def collate_with_index(batch):
+    """:func:`collate_skip_bad` for :class:`WithIndex` items: ``(images, labels, indices)``."""
+    images, labels = collate_skip_bad([None if b is None else b[:2] for b in batch])
+    return images, labels, torch.tensor([b[2] for b in batch if b is not None], dtype=torch.long)
