@@ -21,10 +21,10 @@ from .deconv import conv_stack, deconv_project, deconv_signal, feature_map_layer
 from .evolution import FeatureEvolution, feature_evolution
 from .filters import DEAD_CRITERION, FilterComparison, FilterStats, compare_filters, conv_filters, filter_stats
 from .receptive_field import ReceptiveField, receptive_field
-from .top_activations import (TopActivations, TopProjections, all_gather_topk, batch_topk, empty_topk, merge_topk,
+from .top_activations import (TopActivations, TopProjections, all_gather_topk, batch_topk, empty_topk, image_maxima, merge_topk,
                               project_top, rf_patches, top_activations)
 
 __all__ += ["DEAD_CRITERION", "FeatureEvolution", "FilterComparison", "FilterStats", "ReceptiveField",
             "TopActivations", "TopProjections", "all_gather_topk", "batch_topk", "compare_filters", "conv_filters",
             "conv_stack", "deconv_project", "deconv_signal", "empty_topk", "feature_evolution", "feature_map_layer",
-            "filter_stats", "merge_topk", "project_top", "receptive_field", "rf_patches", "top_activations"]
+            "filter_stats", "image_maxima", "merge_topk", "project_top", "receptive_field", "rf_patches", "top_activations"]

@@ -1,10 +1,17 @@
-"""The k strongest activations of every feature map over a whole dataset (ZF §4, Fig. 2: "top 9 activations").
+"""The k images that activate each feature map most over a whole dataset (ZF §4, Fig. 2: "top 9 activations").
 
-One streaming pass: for each batch, each feature map's k best (value, image, position) candidates are merged into
-a running top-k, so memory is O(C * k) per layer whatever the dataset size. The order is total: larger value
-first, ties broken by the smaller (dataset index, y, x), so the result does not depend on batch order or
-sharding, and :func:`merge_topk` of partial results (batches, DDP ranks) equals the brute-force top-k over the
-concatenated maps. A conv's feature map is its rectified output (see :mod:`convscope.analysis.deconv`).
+Semantics (ZF Fig. 2 shows nine *different photos* per feature map): each image contributes one candidate per map,
+its strongest unit (the maximum over all positions of that map, at the first such position in row-major order),
+and the k images with the largest such maxima are kept, together with that position for the deconvnet
+projection and the receptive-field patch. Neighbouring positions of one photo therefore never crowd out other
+photos, and no map's top-k holds an image twice.
+
+One streaming pass: a forward hook reduces each batch's maps to per-image maxima at once (a cheap reduction, so
+the atlas pass costs little more than a plain forward pass), and each map's candidates are merged into a running
+top-k, so memory is O(C * k) per layer whatever the dataset size. The order is total: larger value first, ties
+broken by the smaller dataset index, so the result does not depend on batch order or sharding, and
+:func:`merge_topk` of partial results (batches, DDP ranks) equals the brute-force top-k over the per-image maxima.
+A conv's feature map is its rectified output (see :mod:`convscope.analysis.deconv`).
 
 Patches for display come from :func:`rf_patches`: each unit's receptive-field box in the model input, clipped to
 the image and padded back to the full field size.
@@ -18,20 +25,20 @@ import torch
 from torch import nn
 from ..progress import tqdm
 
-from ._hooks import capture, eval_mode, model_device
+from ._hooks import eval_mode, model_device
 from .deconv import deconv_project, feature_map_layer
 
 
 @dataclass(frozen=True)
 class TopActivations:
-    """The k strongest activations of each feature map of one layer (CPU tensors).
+    """The k images that activate each feature map of one layer most, with their strongest units (CPU tensors).
 
     Attributes:
         layer: the layer name asked for (``"conv5"``).
         channels: (C,) int64 feature-map number of each row (all maps unless a subset was asked for).
-        values: (C, k) activation values, descending; ``-inf`` where fewer than k were seen.
-        index: (C, k) int64 dataset index of the image (-1 for empty slots).
-        yx: (C, k, 2) int64 position of the unit in the feature map.
+        values: (C, k) each image's maximum over the map, descending; ``-inf`` where fewer than k images were seen.
+        index: (C, k) int64 dataset index of the image, distinct within a row (-1 for empty slots).
+        yx: (C, k, 2) int64 position of that image's strongest unit in the feature map.
         map_size: (h, w) of the feature map.
     """
 
@@ -55,14 +62,22 @@ def empty_topk(layer: str, channels: torch.Tensor, k: int, map_size: tuple[int, 
                           tuple(map_size))
 
 
-def _select(values, index, yx, map_size, k):
-    """Keep the k best of each row in the total order (value desc, then (index, y, x) asc)."""
-    h, w = map_size
-    key = torch.where(index >= 0, index * (h * w) + yx[..., 0] * w + yx[..., 1], torch.iinfo(torch.long).max)
-    order = torch.sort(key, dim=1, stable=True).indices
-    values, index, yx, key = values.gather(1, order), index.gather(1, order), yx.gather(
-        1, order[..., None].expand(-1, -1, 2)), key.gather(1, order)
-    order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
+def _select(values, index, yx, k):
+    """Keep the k best of each row in the total order (value desc, then dataset index asc), each image once.
+
+    An image met twice in a row (e.g. a sampler that pads a shard with repeats) keeps only its best entry.
+    """
+    empty = torch.iinfo(torch.long).max
+    key = torch.where(index >= 0, index, empty)
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices  # best first ...
+    order = order.gather(1, torch.sort(key.gather(1, order), dim=1, stable=True).indices)  # ... within each image
+    values, index, key = values.gather(1, order), index.gather(1, order), key.gather(1, order)
+    yx = yx.gather(1, order[..., None].expand(-1, -1, 2))
+    repeat = torch.zeros_like(index, dtype=torch.bool)
+    repeat[:, 1:] = (key[:, 1:] == key[:, :-1]) & (key[:, 1:] != empty)
+    if repeat.any():
+        values, index = values.masked_fill(repeat, float("-inf")), index.masked_fill(repeat, -1)
+    order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]  # ties stay in index order
     return values.gather(1, order), index.gather(1, order), yx.gather(1, order[..., None].expand(-1, -1, 2))
 
 
@@ -77,7 +92,7 @@ def merge_topk(a: TopActivations, b: TopActivations) -> TopActivations:
                          f"{b.layer} {tuple(b.values.shape)} {b.map_size}")
     k = max(a.k, b.k)
     v, i, yx = _select(torch.cat([a.values, b.values], 1), torch.cat([a.index, b.index], 1),
-                       torch.cat([a.yx, b.yx], 1), a.map_size, k)
+                       torch.cat([a.yx, b.yx], 1), k)
     return TopActivations(a.layer, a.channels, v, i, yx, a.map_size)
 
 
@@ -103,35 +118,25 @@ def all_gather_topk(top: TopActivations) -> TopActivations:
     return merged
 
 
-def batch_topk(layer: str, acts: torch.Tensor, index: torch.Tensor, k: int,
-               channels: torch.Tensor | None = None) -> TopActivations:
-    """Top-k of one batch of feature maps (B, C, h, w) with dataset indices (B,), in the module's total order."""
+def image_maxima(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's strongest unit of each map: ``acts`` (B, C, h, w) -> values (B, C) and flat positions
+    ``y * w + x`` (B, C), the first maximum in row-major order where several positions tie."""
+    values, pos = acts.flatten(2).max(dim=2)
+    return values, pos
+
+
+def batch_topk(layer: str, values: torch.Tensor, positions: torch.Tensor, index: torch.Tensor, k: int,
+               map_size: tuple[int, int], channels: torch.Tensor | None = None) -> TopActivations:
+    """Top-k images of one batch from its per-image maxima (:func:`image_maxima`) and dataset indices (B,)."""
     if channels is not None:
-        acts = acts[:, channels]
-    b, c, h, w = acts.shape
+        values, positions = values[:, channels], positions[:, channels]
+    b, c = values.shape
+    w = map_size[1]
     chans = torch.arange(c) if channels is None else channels.cpu()
-    order = torch.argsort(index)  # flat (b, y, x) order == key order once images are sorted by dataset index
-    acts, index = acts[order].float(), index[order]
-    kk = min(k, b * h * w)
-    # two stages: each image's best k+1 per map, then the best k+1 of those candidates per map. The k best are
-    # then exact unless the k-th and (k+1)-th candidate values tie (then an image's left-out unit could tie too)
-    per_v, per_p = acts.flatten(2).topk(min(kk + 1, h * w), dim=2)  # (b, c, j)
-    j = per_v.shape[2]
-    cand_v = per_v.permute(1, 0, 2).reshape(c, b * j)
-    cand_flat = (torch.arange(b, device=acts.device).view(1, b, 1) * (h * w) + per_p.permute(1, 0, 2)).reshape(c, -1)
-    v, pos = cand_v.topk(min(kk + 1, b * j), dim=1)
-    flat = cand_flat.gather(1, pos)
-    tied = v[:, kk - 1] == v[:, kk] if v.shape[1] > kk else torch.zeros(c, dtype=torch.bool, device=acts.device)
-    v, flat = v[:, :kk], flat[:, :kk]
-    if tied.any():  # redo those maps over all their units with a stable sort: ties go to the smallest key
-        rows = acts[:, tied].permute(1, 0, 2, 3).reshape(int(tied.sum()), b * h * w)
-        sv, sflat = torch.sort(rows, dim=1, descending=True, stable=True)
-        v[tied], flat[tied] = sv[:, :kk], sflat[:, :kk]
-    img = flat // (h * w)
-    yx = torch.stack([(flat % (h * w)) // w, flat % w], dim=-1)
-    v, img, yx = _select(v, index[img], yx, (h, w), kk)  # final order among ties by key
-    part = TopActivations(layer, chans, v.cpu(), img.cpu(), yx.cpu(), (h, w))
-    return merge_topk(empty_topk(layer, chans, k, (h, w)), part) if kk < k else part
+    yx = torch.stack([positions // w, positions % w], dim=-1).transpose(0, 1).cpu()  # (C, B, 2)
+    v, i, yx = _select(values.float().t().cpu(), index.cpu().view(1, b).expand(c, b), yx, min(k, b))
+    part = TopActivations(layer, chans, v, i, yx, tuple(map_size))
+    return merge_topk(empty_topk(layer, chans, k, map_size), part) if part.k < k else part
 
 
 class _Stop(Exception):
@@ -174,7 +179,8 @@ def top_activations(
     gather: bool = True,
     progress: bool = True,
 ):
-    """Stream a dataset once and keep each feature map's k strongest activations (ZF Fig. 2, "top 9").
+    """Stream a dataset once and keep, for each feature map, the k images whose strongest unit of that map is
+    largest (ZF Fig. 2, "top 9"), with that unit's position.
 
     Args:
         model: any module; the layers are found by alias or dotted name and captured with scoped hooks, and the
@@ -185,7 +191,7 @@ def top_activations(
             (needed when a collate function drops unreadable images).
         layer: one name (returns :class:`TopActivations`) or several (returns ``{name: TopActivations}``) kept
             in the same pass.
-        k: activations kept per feature map.
+        k: images kept per feature map (each with its strongest unit).
         channels: only these maps (rows follow this order); default all.
         transform: applied to each batch on the model's device before the forward pass (e.g. a run's
             :class:`~convscope.checkpoint.Preprocess` turning uint8 images into model input).
@@ -197,7 +203,7 @@ def top_activations(
 
     Example:
         >>> top = top_activations(model, loader, layer="conv5", k=9, transform=run.preprocess)
-        >>> top.values[42], top.index[42], top.yx[42]   # map 42's 9 best: values, images, (y, x)
+        >>> top.values[42], top.index[42], top.yx[42]   # map 42's 9 images: maxima, dataset indices, (y, x)
     """
     names = [layer] if isinstance(layer, str) else list(layer)
     maps = {name: feature_map_layer(model, name) for name in names}
@@ -213,9 +219,21 @@ def top_activations(
     def stop(*_):
         raise _Stop
 
-    with eval_mode(model), torch.inference_mode(), capture(model, list(set(maps.values()))) as acts:
-        handle = modules[deepest].register_forward_hook(stop)
+    maxima: dict[str, tuple] = {}
+    handles = []
+
+    def reduce(_mod, _inp, out, key):  # keep only the per-image maxima, while the map is hot in cache
+        maxima[key] = image_maxima(out.detach()) + (tuple(out.shape[-2:]),)
+
+    def stop(*_):
+        raise _Stop
+
+    with eval_mode(model), torch.inference_mode():
         try:
+            for module in set(maps.values()):
+                handles.append(modules[module].register_forward_hook(
+                    lambda m, i, o, key=module: reduce(m, i, o, key)))
+            handles.append(modules[deepest].register_forward_hook(stop))
             for batch in tqdm(loader, desc=f"top-{k} {','.join(names)}", disable=not progress, leave=False):
                 images = _images_of(batch).to(device, non_blocking=True)
                 n = images.shape[0]
@@ -235,11 +253,12 @@ def top_activations(
                 except _Stop:
                     pass
                 for name in names:
-                    a = acts[maps[name]]
-                    part = batch_topk(name, a, idx.to(a.device), k, None if chans is None else chans.to(a.device))
+                    values, pos, size = maxima[maps[name]]
+                    part = batch_topk(name, values, pos, idx, k, size, None if chans is None else chans.to(values.device))
                     results[name] = part if name not in results else merge_topk(results[name], part)
         finally:
-            handle.remove()
+            for h in handles:
+                h.remove()
     if indices is not None and seen != len(indices):
         raise RuntimeError(f"the loader yielded {seen} images but its sampler has {len(indices)}")
     if not results:

@@ -1,4 +1,5 @@
-"""Streaming top-k: equals brute force, order- and batching-independent, mergeable, hooks scoped; patches."""
+"""Streaming top-k images per map: equals brute force over per-image maxima, order- and batching-independent,
+mergeable, one slot per image, hooks scoped; patches."""
 import itertools
 import os
 
@@ -7,8 +8,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from convscope.analysis import (batch_topk, empty_topk, merge_topk, project_top, receptive_field, rf_patches,
-                                top_activations)
+from convscope.analysis import (TopActivations, batch_topk, empty_topk, image_maxima, merge_topk, project_top,
+                                receptive_field, rf_patches, top_activations)
 
 torch.set_num_threads(1)
 
@@ -26,19 +27,27 @@ def _images(n=23, seed=1):
     return torch.randn(n, 3, 12, 12, generator=torch.Generator().manual_seed(seed))
 
 
-def brute_force(model, images, layer_idx, k):
-    """Sort every (value, image, y, x) of every map: value desc, then (image, y, x) asc."""
-    with torch.no_grad():
-        acts = model[:layer_idx + 1](images)  # (N, C, h, w)
+def brute_force_maxima(acts, k):
+    """ZF Fig. 2 by hand: each image's best unit of each map (first in row-major order among equal values), then
+    the k images with the largest such values (ties: smaller image index first)."""
     n, c, h, w = acts.shape
     out_v, out_i, out_yx = [], [], []
     for ch in range(c):
-        entries = sorted(((-float(acts[i, ch, y, x]), i, y, x) for i in range(n) for y in range(h) for x in range(w)))
-        top = entries[:k]
-        out_v.append([-e[0] for e in top])
-        out_i.append([e[1] for e in top])
-        out_yx.append([[e[2], e[3]] for e in top])
+        best = []
+        for i in range(n):
+            units = [(float(acts[i, ch, y, x]), y, x) for y in range(h) for x in range(w)]
+            top = max(units, key=lambda u: u[0])  # max() keeps the first of equal values
+            best.append((-top[0], i, top[1], top[2]))
+        entries = sorted(best)[:k]
+        out_v.append([-e[0] for e in entries] + [float("-inf")] * (k - len(entries)))
+        out_i.append([e[1] for e in entries] + [-1] * (k - len(entries)))
+        out_yx.append([[e[2], e[3]] for e in entries] + [[0, 0]] * (k - len(entries)))
     return torch.tensor(out_v), torch.tensor(out_i), torch.tensor(out_yx)
+
+
+def brute_force(model, images, layer_idx, k):
+    with torch.no_grad():
+        return brute_force_maxima(model[:layer_idx + 1](images), k)
 
 
 @pytest.mark.parametrize("batch_size", [1, 4, 23])
@@ -49,8 +58,30 @@ def test_equals_brute_force_for_any_batch_size(batch_size):
     v, i, yx = brute_force(model, images, 4, 5)
     torch.testing.assert_close(top.values, v)
     assert torch.equal(top.index, i) and torch.equal(top.yx, yx)
-    assert torch.equal(top.index[2], torch.tensor([0, 0, 0, 0, 0]))  # ties: smallest (index, y, x) first
-    assert top.yx[2].tolist() == [[0, 0], [0, 1], [0, 2], [1, 0], [1, 1]]
+    assert top.index[2].tolist() == [0, 1, 2, 3, 4]  # all tie at 0: smallest images first, each at its first unit
+    assert top.yx[2].tolist() == [[0, 0]] * 5
+
+
+def test_one_slot_per_image_even_when_one_image_dominates():
+    """The old "top units" semantics let one photo fill most slots; here it fills exactly one."""
+    acts = torch.rand(6, 2, 4, 4)
+    acts[3, 0] += 10.0  # every unit of image 3 beats every unit of the others in map 0
+    top = merge_topk(empty_topk("x", torch.arange(2), 4, (4, 4)),
+                     batch_topk("x", *image_maxima(acts), torch.arange(6), 4, (4, 4)))
+    assert top.index[0, 0] == 3 and (top.index[0] == 3).sum() == 1
+    for row in top.index:
+        assert len(set(row.tolist())) == len(row)
+    y, x = top.yx[0, 0].tolist()
+    assert acts[3, 0, y, x] == acts[3, 0].max()
+
+
+def test_an_image_met_twice_keeps_one_slot():
+    """A sharded sampler may pad a rank with repeats: merging never keeps an image twice."""
+    acts = torch.rand(5, 3, 2, 2)
+    a = batch_topk("x", *image_maxima(acts), torch.arange(5), 4, (2, 2))
+    b = batch_topk("x", *image_maxima(acts[[4, 0]]), torch.tensor([4, 0]), 4, (2, 2))
+    merged = merge_topk(a, b)
+    assert torch.equal(merged.index, a.index) and torch.equal(merged.values, a.values)
 
 
 def test_values_sit_at_their_positions():
@@ -106,12 +137,12 @@ def test_batch_indices_from_the_batch():
 
 def test_channel_subset_and_small_datasets():
     model, images = _model(), _images(2)
-    top = top_activations(model, [images], layer="conv" if False else "3", k=50, channels=[4, 1], progress=False)
+    top = top_activations(model, [images], layer="3", k=50, channels=[4, 1], progress=False)
     assert top.channels.tolist() == [4, 1]
     assert top.values.shape == (2, 50)
-    n_units = 2 * top.map_size[0] * top.map_size[1]
-    assert (top.index[:, :n_units] >= 0).all() and (top.index[:, n_units:] == -1).all()
-    assert torch.isinf(top.values[:, n_units:]).all()
+    v, i, yx = brute_force(model, images, 4, 50)
+    assert torch.equal(top.index, i[[4, 1]]) and torch.equal(top.yx, yx[[4, 1]])
+    assert (top.index[:, 2:] == -1).all() and torch.isinf(top.values[:, 2:]).all()  # only 2 images exist
 
 
 def _no_hooks(model):
@@ -137,8 +168,8 @@ def test_hooks_removed_after_success_and_after_an_exception():
 
 def test_batch_topk_on_device_tensors_keeps_cpu_results():
     acts = torch.rand(3, 2, 4, 4)
-    top = batch_topk("x", acts, torch.tensor([10, 4, 7]), 3)
-    assert top.values.device.type == "cpu"
+    top = batch_topk("x", *image_maxima(acts), torch.tensor([10, 4, 7]), 3, (4, 4))
+    assert top.values.device.type == "cpu" and isinstance(top, TopActivations)
     assert top.values[0, 0] == acts[:, 0].max()
 
 
@@ -229,13 +260,31 @@ def test_heavily_tied_values_stream_to_the_brute_force_order(batch_size):
     gen = torch.Generator().manual_seed(7)
     acts = torch.randint(0, 3, (17, 4, 3, 5), generator=gen).float()  # values in {0, 1, 2}: ties everywhere
     acts[:, 3] = 0.0
+    acts[:, 2] = torch.randint(0, 2, (17, 3, 5), generator=gen).float() * 0.5  # many images tie at the maximum
     perm = torch.randperm(17, generator=gen)  # batches arrive in a scrambled dataset order
     top = empty_topk("x", torch.arange(4), 6, (3, 5))
     for s in range(0, 17, batch_size):
         sel = perm[s:s + batch_size]
-        top = merge_topk(top, batch_topk("x", acts[sel], sel, 6))
-    for c in range(4):
-        expected = sorted((-float(acts[i, c, y, x]), i, y, x) for i in range(17) for y in range(3) for x in range(5))[:6]
-        assert top.values[c].tolist() == [-e[0] for e in expected]
-        assert top.index[c].tolist() == [e[1] for e in expected]
-        assert top.yx[c].tolist() == [[e[2], e[3]] for e in expected]
+        top = merge_topk(top, batch_topk("x", *image_maxima(acts[sel]), sel, 6, (3, 5)))
+    v, i, yx = brute_force_maxima(acts, 6)
+    assert torch.equal(top.values, v) and torch.equal(top.index, i) and torch.equal(top.yx, yx)
+
+
+@pytest.mark.parametrize("k", [1, 9, 40])
+def test_random_batches_and_shards_equal_brute_force(k):
+    gen = torch.Generator().manual_seed(k)
+    acts = torch.randn(33, 7, 5, 6, generator=gen).relu()  # rectified maps: many zeros tie
+    v, i, yx = brute_force_maxima(acts, k)
+    for shards in (1, 3):
+        parts = []
+        for r in range(shards):
+            top = empty_topk("x", torch.arange(7), k, (5, 6))
+            idx = torch.arange(r, 33, shards)
+            for s in range(0, len(idx), 4):
+                sel = idx[s:s + 4]
+                top = merge_topk(top, batch_topk("x", *image_maxima(acts[sel]), sel, k, (5, 6)))
+            parts.append(top)
+        merged = parts[0]
+        for p in parts[1:]:
+            merged = merge_topk(merged, p)
+        assert torch.equal(merged.values, v) and torch.equal(merged.index, i) and torch.equal(merged.yx, yx)
