@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..metrics import SMOOTHNESS, layer_smoothness, spatial_autocorrelation  # noqa: F401 (re-exported)
 from ._hooks import resolve_layer
 
 DEAD_CRITERION = "filter RMS < {rel_rms:g} x the largest filter RMS of the layer (flat tile on a common scale)"
@@ -29,6 +30,7 @@ class FilterStats:
         contrast: (C_out,) peak-to-peak range of each filter's weights.
         dead: (C_out,) bool, by ``criterion``.
         criterion: the dead-filter rule, in words with its threshold.
+        smoothness: (C_out,) :func:`spatial_autocorrelation` of each filter (:data:`SMOOTHNESS`).
     """
 
     layer: str
@@ -37,6 +39,7 @@ class FilterStats:
     contrast: torch.Tensor
     dead: torch.Tensor
     criterion: str
+    smoothness: torch.Tensor
 
     @property
     def num_dead(self) -> int:
@@ -73,7 +76,7 @@ def filter_stats(model: nn.Module, layer: str | nn.Module = "conv1", *, rel_rms:
     contrast = flat.amax(1) - flat.amin(1)
     dead = rms < rel_rms * rms.max() if rms.numel() else torch.zeros(0, dtype=torch.bool)
     return FilterStats(str(layer) if isinstance(layer, str) else resolve_layer(model, layer)[0], w, rms, contrast,
-                       dead, DEAD_CRITERION.format(rel_rms=rel_rms))
+                       dead, DEAD_CRITERION.format(rel_rms=rel_rms), spatial_autocorrelation(w))
 
 
 @dataclass(frozen=True)

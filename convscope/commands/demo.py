@@ -1,8 +1,8 @@
 """``convscope demo``: the whole system on real ImageNet photos in one command.
 
-Trains the ``imagenette`` recipe (a quarter-width ZFNet) on Imagenette-160, evaluates it (centre and 10-crop),
-runs the inspection suite (top-9 atlas, filters, evolution, occlusion, invariance, correspondence, transfer,
-retrieval, predictions) and builds the report. Interrupted? Run it again: training resumes from its last
+Trains the ``imagenette`` recipe (a quarter-width ZFNet, 24 epochs: ~10 minutes on 2 idle cores) on
+Imagenette-160, evaluates it (centre and 10-crop), runs the inspection suite (top-9 atlas, filters, evolution,
+occlusion, invariance, correspondence, transfer, retrieval, predictions) and builds the report. Interrupted? Run it again: training resumes from its last
 checkpoint and finished steps are skipped.
 """
 from __future__ import annotations
@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "internet; `make demo` passes this)")
     p.add_argument("--out", default="runs/demo", help="run folder: checkpoints, analyses, report/")
     p.add_argument("--quick", action="store_true", help="a few hundred steps on part of the data (CI-sized)")
-    p.add_argument("--epochs", type=int, default=0, help="training epochs (default: 6, or 4 with --quick: 256 steps)")
+    p.add_argument("--epochs", type=int, default=0,
+                   help="training epochs (default: the imagenette recipe's 24, or 4 with --quick: 256 steps)")
     p.add_argument("--skip", default="", help="comma-separated steps to skip: transfer,retrieval,correspondence,...")
 
 
@@ -60,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     skip = set(filter(None, args.skip.split(",")))
     q = args.quick
-    epochs = args.epochs or (4 if q else 6)
+    from ..config import PRESETS
+
+    epochs = args.epochs or (4 if q else PRESETS["imagenette"].epochs)
     val = sorted((data / "val").iterdir())
     samples = [str(sorted(d.glob("*.JPEG"))[0]) for d in val if d.is_dir()]  # one val photo per class
 
@@ -103,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     cifar = data.parent / "cifar10-jpeg"
     if cifar.is_dir():
         step("transfer", ["transfer", "--checkpoint", ckpt, "--data", str(cifar), "--out", str(out / "transfer"),
-                          *(["--n-per-class", "10", "--splits", "2", "--scratch-epochs", "5"] if q else [])],
+                          *(["--n-per-class", "10", "--splits", "2", "--scratch-epochs", "5"] if q else
+                            ["--n-per-class", "10", "50", "--splits", "2", "--scratch-epochs", "10"])],
              out / "transfer")
     else:
         log.info("demo: transfer skipped (no cifar10-jpeg/ beside imagenette2-160/)")

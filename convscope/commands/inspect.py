@@ -7,12 +7,14 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
+from ..metrics import SMOOTHNESS
 from . import _inputs
 
 HELP = "deconvnet top-9 atlas per layer, conv1 filters and feature evolution (ZF Fig. 2, 4, 6; AlexNet Fig. 3)"
-DESCRIPTION = """Stream a dataset split once through a trained model, keep the k strongest activations of every
-feature map of the chosen layers, and draw, for a seeded random subset of live maps, each activation's deconvnet
-projection beside its receptive-field patch (ZF Fig. 2). Also draws the conv1 filters (AlexNet Fig. 3), optionally
+DESCRIPTION = """Stream a dataset split once through a trained model and keep, for every feature map of the chosen
+layers, the k images that activate it most (each image counted once, by its strongest unit of that map); then draw,
+for a seeded random subset of live maps, each image's deconvnet projection of that unit beside its receptive-field
+patch (ZF Fig. 2). Also draws the conv1 filters (AlexNet Fig. 3), optionally
 against a second model's with a dead-filter count (ZF Fig. 6), and the strongest activation of some maps at each
 saved epoch snapshot RUN/epochs/epoch_*.pt (ZF Fig. 4). Writes top9_<layer>.png, filters_conv1.png,
 [filters_compare.png], evolution_<layer>.png and index.json to --out."""
@@ -23,10 +25,10 @@ PAPER_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)  # ZF Fig. 4
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _inputs.add_run_arguments(parser, out="analysis/inspect")
     parser.add_argument("--data", required=True, help="dataset root (e.g. $CONVSCOPE_DATA/imagenette2-160)")
-    parser.add_argument("--split", default="val", help="split to search for the strongest activations")
+    parser.add_argument("--split", default="val", help="split searched for each map's top images")
     parser.add_argument("--layers", default="conv1,conv2,conv3,conv4,conv5", help="comma-separated layers")
     parser.add_argument("--maps", type=int, default=16, help="feature maps drawn per layer (seeded random, live ones)")
-    parser.add_argument("-k", "--k", type=int, default=9, help="strongest activations kept per feature map")
+    parser.add_argument("-k", "--k", type=int, default=9, help="images kept per feature map (each by its strongest unit)")
     parser.add_argument("--max-images", type=int, default=0, help="use N images spread over the split (0 = all)")
     parser.add_argument("--evolution-epochs", default="paper",
                         help="epoch snapshots for the evolution strip: 'paper' (ZF's 1,2,5,10,20,30,40,64 that "
@@ -106,6 +108,28 @@ def _sample_info(dataset, index: int) -> dict:
             "class": classes[label] if classes and 0 <= label < len(classes) else None}
 
 
+def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) -> dict:
+    """Per-layer filter smoothness of the random init (rebuilt from the run's seed), every saved epoch and the
+    inspected checkpoint: learned structure versus initial noise at a glance."""
+    import torch
+
+    from ..checkpoint import load_run
+    from ..metrics import SMOOTHNESS, layer_smoothness
+    from ..models import get_model
+
+    rows = []
+    options = dict(run_.config.get("model_options") or {})
+    if run_.config:  # training seeds torch right before building the model, so this is the run's exact init
+        torch.manual_seed(int(run_.config.get("seed", 0)))
+        init = get_model(run_.model_name, num_classes=len(run_.classes) or 1000, **options)
+        rows.append(dict(label="random init", epoch=0, layers=layer_smoothness(init)))
+    for e, path in epoch_files:
+        rows.append(dict(label=f"epoch {e}", epoch=e, layers=layer_smoothness(load_run(path, device=device).model)))
+    rows.append(dict(label=f"this checkpoint (epoch {run_.epoch})", epoch=run_.epoch,
+                     layers=layer_smoothness(run_.model)))
+    return dict(statistic=SMOOTHNESS, rows=rows)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -151,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
                          batch_size=args.batch_size)
         rf = receptive_field(model, layer)
         fig, boxes = img.top9_figure(tp.projections, tp.patches, labels=[f"map {c}" for c in maps],
-                                     title=f"{run_.model_name} {layer}: top-{args.k} activations over "
+                                     title=f"{run_.model_name} {layer}: top-{args.k} images per map among "
                                            f"{len(dataset)} {args.split} images (projection | patch)")
         name = f"top9_{layer}.png"
         img.save_png(fig, out / name)
@@ -179,6 +203,10 @@ def run(args: argparse.Namespace) -> int:
     index["figures"]["filters_conv1.png"] = dict(kind="filters", layer="conv1")
     index["filters"] = dict(layer="conv1", count=len(stats.rms), dead=stats.num_dead,
                             dead_maps=stats.dead.nonzero().flatten().tolist(), criterion=stats.criterion)
+    index["filter_smoothness"] = _smoothness_table(run_, _epoch_files(args.checkpoint), args.device)
+    print("filter smoothness (" + SMOOTHNESS.split(":")[0] + "): " + "; ".join(
+        f"{row['label']}: " + " ".join(f"{k} {v:.2f}" for k, v in row["layers"].items())
+        for row in index["filter_smoothness"]["rows"]))
     if args.compare:
         other = load_run(args.compare, device=args.device)
         cmp = compare_filters(model, other.model, "conv1", rel_rms=args.dead_rms)

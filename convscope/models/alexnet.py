@@ -75,6 +75,7 @@ def alexnet(
     dropout: float = 0.5,
     input_size: int = 224,
     init: str = "paper",
+    conv1_std: float = 0.0,
     weights: str | None = None,
 ) -> ConvNet:
     """AlexNet as in the 2012 paper: 60,965,224 parameters for 1000 classes (62,378,344 with ``groups=1``).
@@ -88,7 +89,7 @@ def alexnet(
     model = build_convnet(ALEXNET_CONVS, num_classes=num_classes, width=width, groups=groups, remove=remove,
                           conv_channels=conv_channels, extra_conv=extra_conv, fc_width=fc_width,
                           fc_bias_init=1.0, activation=activation, lrn=lrn, pool=pool, dropout=dropout,
-                          input_size=input_size, init=init)
+                          input_size=input_size, init=init, conv1_std=conv1_std)
     return _load(model, weights)
 
 

@@ -82,6 +82,8 @@ class ConvNet(nn.Module):
         fc_bias_init: initial bias of the hidden FC layers (AlexNet: 1).
         init: "paper" = N(0, 0.01^2) weights and the per-layer biases; "kaiming" = He-normal weights, zero
             biases (for small from-scratch runs, where 0.01 std stalls deep stacks).
+        conv1_std: if > 0, the first conv's weights start at N(0, conv1_std^2) whatever ``init`` says (the
+            papers' 0.01 for conv1 only: what conv1 learns is then not buried under He-sized initial noise).
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class ConvNet(nn.Module):
         adaptive_pool: tuple[int, int] | None = None,
         fc_bias_init: float = 0.0,
         init: Literal["paper", "kaiming", "none"] = "paper",
+        conv1_std: float = 0.0,
     ):
         super().__init__()
         if activation not in ("relu", "tanh"):
@@ -153,14 +156,20 @@ class ConvNet(nn.Module):
         self._bias_init["classifier.fc8"] = 0.0
         self.classifier = nn.Sequential(head)
         self.feature_info = layer_info(self)
+        self.conv1_std = conv1_std
         if init != "none":
             self.reset_parameters(init)
 
     def reset_parameters(self, init: str = "paper") -> None:
-        """AlexNet §5: weights N(0, 0.01^2); biases as given per layer (1 in conv2/4/5, fc6/7; 0 elsewhere)."""
+        """AlexNet §5: weights N(0, 0.01^2); biases as given per layer (1 in conv2/4/5, fc6/7; 0 elsewhere).
+        ``init="kaiming"``: He-normal weights, zero biases. ``conv1_std`` overrides the first conv's weights."""
+        first = next(m for m in self.features if isinstance(m, nn.Conv2d))
         for name, mod in self.named_modules():
             if isinstance(mod, (nn.Conv2d, nn.Linear)):
-                if init == "paper":
+                if mod is first and self.conv1_std > 0:
+                    nn.init.normal_(mod.weight, 0.0, self.conv1_std)
+                    nn.init.constant_(mod.bias, self._bias_init.get(name, 0.0))
+                elif init == "paper":
                     nn.init.normal_(mod.weight, 0.0, 0.01)
                     nn.init.constant_(mod.bias, self._bias_init.get(name, 0.0))
                 else:

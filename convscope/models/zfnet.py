@@ -41,6 +41,7 @@ def zfnet(
     dropout: float = 0.5,
     input_size: int = 224,
     init: str = "paper",
+    conv1_std: float = 0.0,
     weights: str | None = None,
 ) -> ConvNet:
     """Zeiler & Fergus's Figure 3 network; maps 110 -> 55 -> 26 -> 13 -> 13 -> 13 -> 6 at 224 input.
@@ -52,7 +53,7 @@ def zfnet(
     model = build_convnet(ZFNET_CONVS, num_classes=num_classes, width=width, remove=remove,
                           conv_channels=conv_channels, extra_conv=extra_conv, fc_width=fc_width, activation=activation,
                           lrn=lrn, pool=pool, norm_after_pool=True, ceil_mode=True, dropout=dropout,
-                          input_size=input_size, init=init)
+                          input_size=input_size, init=init, conv1_std=conv1_std)
     return _load(model, weights)
 
 

@@ -368,6 +368,18 @@ def predictions(site: _Site) -> Section:
                    present=True, subtitle="AlexNet Fig. 4 (left): the five most probable classes for sample images.")
 
 
+def _smoothness_table(smooth: dict) -> str:
+    """Per-layer filter smoothness rows (random init, saved epochs, this checkpoint) as an HTML table."""
+    rows = smooth["rows"]
+    layers = list(dict.fromkeys(k for row in rows for k in row["layers"]))
+    table = _table(["weights"] + [escape(k) for k in layers],
+                   [[escape(str(row["label"]))] + [_num(row["layers"].get(k), ".2f") for k in layers] for row in rows])
+    return (f'<h3>Filter smoothness per layer</h3><p>Is a layer showing what it learned or its initial noise? '
+            f'Statistic: {escape(str(smooth["statistic"]))}. Learned first-layer filters in the papers are '
+            f'smooth edges and colour blobs (0.5 or more); random init is about 0.</p>'
+            f'{table}')
+
+
 @_guarded("filters", "conv1 filters")
 def filters(site: _Site) -> Section:
     folder = site.run / "inspect"
@@ -381,6 +393,9 @@ def filters(site: _Site) -> Section:
     if info:
         body += (f'<p>{escape(str(info.get("dead", "?")))} of {escape(str(info.get("count", "?")))} filters are dead '
                  f'(framed red; criterion: {escape(str(info.get("criterion", "")))}).</p>')
+    smooth = index.get("filter_smoothness")
+    if smooth:
+        body += _smoothness_table(smooth)
     cmp_png = folder / "filters_compare.png"
     if cmp_png.is_file():
         cmp = index.get("filters_compare") or {}
@@ -445,8 +460,8 @@ def atlas(site: _Site) -> Section:
         raise ValueError("inspect/index.json lists no top9 figures that exist")
     site.data["atlas"] = dict(layers=layers, crop=crop, k=index.get("k"))
     body = (f'<p class="meta">{escape(str(index.get("model", "")))}, epoch {escape(str(index.get("epoch", "?")))}: '
-            f'the {escape(str(index.get("k", 9)))} strongest activations of each feature map over '
-            f'{escape(str(index.get("images", "?")))} <code>{escape(str(index.get("split", "")))}</code> images of '
+            f'for each feature map, the {escape(str(index.get("k", 9)))} images that activate it most (each image '
+            f'once, at its strongest unit of the map) among {escape(str(index.get("images", "?")))} <code>{escape(str(index.get("split", "")))}</code> images of '
             f'<code>{escape(str(index.get("data", "")))}</code>.</p>'
             '<div id="explorer" class="explorer"><noscript>The explorer needs JavaScript; the full figures are '
             'linked below.</noscript></div>'

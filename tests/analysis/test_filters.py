@@ -1,9 +1,12 @@
-"""conv1 filters and the dead-filter criterion (AlexNet Fig. 3, ZF Fig. 6)."""
+"""conv1 filters, the dead-filter criterion (AlexNet Fig. 3, ZF Fig. 6) and the filter smoothness statistic."""
+import math
+
 import pytest
 import torch
 
 import convscope as cs
 from convscope.analysis import compare_filters, conv_filters, filter_stats
+from convscope.metrics import layer_smoothness, spatial_autocorrelation
 
 
 def _model(seed=0, name="zfnet"):
@@ -36,3 +39,40 @@ def test_compare_two_models():
 def test_conv_filters_needs_a_conv():
     with pytest.raises(ValueError, match="not a Conv2d"):
         conv_filters(_model(), "relu1")
+
+
+def _gabor(size=7, wavelength=5.0, theta=0.0, sigma=2.0):
+    y, x = torch.meshgrid(torch.arange(size) - size // 2.0, torch.arange(size) - size // 2.0, indexing="ij")
+    u = x * math.cos(theta) + y * math.sin(theta)
+    return torch.exp(-(x ** 2 + y ** 2) / (2 * sigma ** 2)) * torch.cos(2 * math.pi * u / wavelength)
+
+
+def test_smoothness_by_hand():
+    """Lag-1 autocorrelation on a 2x2 filter computed by hand, then its known values on noise, Gabors, blobs."""
+    w = torch.tensor([[[1.0, 2.0], [3.0, 6.0]]])[None]  # mean 3 -> [[-2, -1], [0, 3]]
+    # pairs (a, b): horizontal (-1, -2), (3, 0); vertical (0, -2), (3, -1)
+    num = (-1 * -2) + (3 * 0) + (0 * -2) + (3 * -1)
+    den_a, den_b = 1 + 9 + 0 + 9, 4 + 0 + 4 + 1
+    assert spatial_autocorrelation(w).item() == pytest.approx(num / math.sqrt(den_a * den_b), rel=1e-6)
+    noise = spatial_autocorrelation(torch.randn(2000, 3, 7, 7, generator=torch.Generator().manual_seed(0)))
+    assert abs(float(noise.mean())) < 0.02
+    gabors = torch.stack([_gabor(theta=t).expand(3, 7, 7) for t in (0.0, 0.7, 1.57)])
+    assert spatial_autocorrelation(gabors).mean().item() == pytest.approx(0.6, abs=0.05)
+    blob = _gabor(wavelength=1e9, sigma=1.5)  # a Gaussian blob, opposite colours in two channels
+    assert spatial_autocorrelation(torch.stack([blob, -blob, 0 * blob])[None]).item() > 0.85
+    checker = (torch.arange(7)[:, None] + torch.arange(7)[None]).remainder(2).float().expand(1, 3, 7, 7)
+    assert spatial_autocorrelation(checker).item() < -0.9
+
+
+def test_layer_smoothness_sees_a_small_init_only_where_it_is():
+    torch.manual_seed(0)
+    model = cs.get_model("zfnet", num_classes=3, width=0.25, input_size=64, fc_width=8, init="kaiming", conv1_std=0.01)
+    assert model.features.conv1.weight.std().item() == pytest.approx(0.01, rel=0.1)
+    assert model.features.conv2.weight.std().item() > 0.05  # He init elsewhere
+    smooth = layer_smoothness(model)
+    assert list(smooth) == ["conv1", "conv2", "conv3", "conv4", "conv5"]
+    assert all(abs(v) < 0.1 for v in smooth.values())  # random weights are noise
+    with torch.no_grad():
+        model.features.conv1.weight.copy_(_gabor().expand_as(model.features.conv1.weight))
+    assert layer_smoothness(model)["conv1"] > 0.6
+    assert filter_stats(model, "conv1").smoothness.shape == (model.features.conv1.out_channels,)
