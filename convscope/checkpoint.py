@@ -5,6 +5,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import torch
 from torch import nn
@@ -27,15 +28,16 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def atomic_save(obj, path: str | Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``: a kill at any moment
-    leaves either the old file or the new one, never half of one."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` through ``write(file)`` into a temp file in the same folder, fsync, then rename it over
+    ``path``: a kill at any moment leaves either the old file or the new one, never half of one (and no temp
+    file after an error)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -43,6 +45,16 @@ def atomic_save(obj, path: str | Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """``torch.save`` through :func:`atomic_write`."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """A text file (e.g. ``config.json``) through :func:`atomic_write`."""
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:

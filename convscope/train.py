@@ -14,14 +14,16 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from .progress import tqdm
 
-from .checkpoint import CheckpointError, Preprocess, atomic_save, load_checkpoint, unwrap
+from .checkpoint import Preprocess, atomic_save, atomic_write_text, load_checkpoint, unwrap
 from .config import TrainConfig, config_from_dict, config_to_json
+from .run_lock import run_lock
 from .data.loading import EpochSampler, collate_for, open_split
 from .data.sharding import ShardedEvalSampler
 from .data.stats import DataStats, cached_stats
@@ -29,7 +31,7 @@ from .data.transforms import PCALighting, RandomCropFlip
 from .dist import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from .errors import UserError
 from .evaluation import evaluate
-from .metrics import MetricsLog, topk_correct
+from .metrics import MetricsLog, layer_smoothness, topk_correct
 from .models import get_model, renorm_filters_
 from .optim import PaperSGD
 
@@ -37,16 +39,13 @@ log = logging.getLogger("convscope.train")
 FORMAT_VERSION = 1
 
 
-class _StepLimit(Exception):
-    """``max_steps`` reached inside an epoch."""
-
-
 class Stop(Exception):
-    """Training must stop early (NaN loss, SIGTERM); the message says why and what was saved."""
+    """Training stopped early. ``kind`` says why ("nan": the loss stopped being finite, nothing of that state was
+    saved; "sigterm": the position was saved); the message says what to do next. The CLI maps kinds to exit codes."""
 
-    def __init__(self, message: str, code: int):
+    def __init__(self, kind: str, message: str):
         super().__init__(message)
-        self.code = code
+        self.kind = kind
 
 
 def load_stats(cfg: TrainConfig, train_ds, out: Path, dist: DistInfo) -> DataStats:
@@ -71,74 +70,114 @@ def make_scheduler(optimizer, cfg: TrainConfig):
 
 
 def train_one_epoch(model, loader, optimizer, scaler, augment, cfg: TrainConfig, dist: DistInfo, *, epoch: int,
-                    on_step) -> dict:
-    """One pass over ``loader``; ``augment`` turns uint8 batches into model inputs; ``on_step(i, sums)`` runs
-    after every step (checkpointing, SIGTERM) and may raise :class:`Stop`. Returns the epoch's train metrics."""
+                    first_step: int, steps: int, sums: torch.Tensor, sigterm: Callable[[], bool]):
+    """Train on ``loader`` (this epoch's steps ``first_step`` .. ``steps - 1``), one step per batch.
+
+    A generator: after each step it yields ``(step_in_epoch, stop)`` where ``stop`` says that some rank received a
+    SIGTERM (all ranks see the same flags: one all-reduce per step carries the NaN and SIGTERM flags). ``sums``
+    (loss sum, wrong, count; float64) is updated in place. Raises :class:`Stop` ("nan") before a non-finite loss
+    touches the weights.
+    """
     model.train()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    sums = torch.zeros(3, dtype=torch.float64)  # loss sum, wrong, count
-    start = loader.batch_sampler.steps - len(loader.batch_sampler)
     t0, seen = time.perf_counter(), 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not dist.is_main,
-               initial=start, total=loader.batch_sampler.steps)
-    for i, (images, targets) in enumerate(bar, start=start):
-        images, targets = images.to(dist.device, non_blocking=True), targets.to(dist.device, non_blocking=True)
-        x = augment(images)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dist.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(x)
-            loss = F.cross_entropy(logits, targets)
-        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0])
-        if all_reduce_sum(bad.to(dist.device)).item() > 0:
-            raise Stop(f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}; stopped. The last good state "
-                       f"is in {cfg.out_dir}/last.pt: lower --lr and continue with --resume.", 3)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        if cfg.filter_renorm > 0:
-            renorm_filters_(unwrap(model), cfg.filter_renorm)
-        wrong = len(targets) - topk_correct(logits.detach(), targets, ks=(1,))[0]
-        sums += torch.tensor([loss.item() * len(targets), wrong, len(targets)], dtype=torch.float64)
-        seen += len(targets) * dist.world_size
-        rate = seen / (time.perf_counter() - t0)
-        bar.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", err=f"{sums[1] / sums[2]:.3f}", img_s=f"{rate:.0f}")
-        on_step(i + 1, sums)
-    bar.close()
-    sums = all_reduce_sum(sums.to(dist.device)).cpu()
-    n = max(float(sums[2]), 1.0)
-    return dict(train_loss=float(sums[0]) / n, train_err=float(sums[1]) / n, images_per_s=seen /
-                max(time.perf_counter() - t0, 1e-9))
+               initial=first_step, total=steps)
+    try:
+        for i, (images, targets) in enumerate(bar, start=first_step):
+            images, targets = images.to(dist.device, non_blocking=True), targets.to(dist.device, non_blocking=True)
+            x = augment(images)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dist.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                logits = model(x)
+                loss = F.cross_entropy(logits, targets)
+            flags = all_reduce_sum(torch.tensor([float(not torch.isfinite(loss)), float(sigterm())],
+                                                device=dist.device)).cpu()
+            if flags[0] > 0:
+                raise Stop("nan", f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if cfg.filter_renorm > 0:
+                renorm_filters_(unwrap(model), cfg.filter_renorm)
+            wrong = len(targets) - topk_correct(logits.detach(), targets, ks=(1,))[0]
+            sums += torch.tensor([loss.item() * len(targets), wrong, len(targets)], dtype=torch.float64)
+            seen += len(targets) * dist.world_size
+            bar.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", err=f"{sums[1] / sums[2]:.3f}",
+                            img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
+            yield i + 1, bool(flags[1] > 0)
+    finally:
+        bar.close()
+
+
+def epoch_train_metrics(sums: torch.Tensor, dist: DistInfo, seconds: float, images: int) -> dict:
+    """The epoch's running training loss and error over all ranks (``sums`` from :func:`train_one_epoch`)."""
+    total = all_reduce_sum(sums.clone().to(dist.device)).cpu()
+    n = max(float(total[2]), 1.0)
+    return dict(train_loss=float(total[0]) / n, train_err=float(total[1]) / n,
+                images_per_s=images / max(seconds, 1e-9))
 
 
 def main(cfg: TrainConfig, *, resume: bool = False) -> dict:
-    """Train ``cfg`` to the end (or to ``max_steps``); returns the last epoch's metrics."""
+    """Train ``cfg`` to the end (or to ``max_steps``); returns the last epoch's metrics.
+
+    The run folder is owned by this process while it trains (a second training into it is refused). With
+    ``resume`` the run continues from ``last.pt``; ``cfg`` is then the saved config with the allowed overrides
+    (:func:`~convscope.config.resume_config`), and a changed lr, momentum or weight decay is applied to the
+    optimizer and the schedule. Raises :class:`Stop` when training stops early.
+    """
     dist = init_distributed(cfg.device)
     out = Path(cfg.out_dir)
     try:
-        return _run(cfg, dist, out, resume)
+        if not cfg.data_root:
+            raise UserError("no data: give --data-root (an ImageNet-layout folder, an ImageFolder tree or CIFAR-10)")
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        with run_lock(out, enabled=dist.is_main):
+            return _run(cfg, dist, out, resume)
     finally:
         cleanup()
 
 
+def _check_start(cfg: TrainConfig, out: Path, resume: bool) -> dict | None:
+    """The checkpoint to resume from (None for a fresh run); refuses a fresh run into a used folder."""
+    if not resume:
+        if (out / "last.pt").is_file():
+            raise UserError(f"{out} already holds a run; continue it with --resume or choose another --out-dir")
+        return None
+    if not (out / "last.pt").is_file():
+        raise UserError(f"--resume: no checkpoint in {out} (expected {out}/last.pt); start without --resume")
+    ckpt = load_checkpoint(out / "last.pt")
+    saved = config_from_dict(ckpt["config"])
+    if saved.model != cfg.model or saved.model_options != cfg.model_options:
+        raise UserError(f"--resume: {out}/last.pt is a {saved.model} {saved.model_options} run, not "
+                        f"{cfg.model} {cfg.model_options}")
+    return ckpt
+
+
+def _apply_optimizer_overrides(optimizer, scheduler, saved: TrainConfig, cfg: TrainConfig) -> None:
+    """On resume: lr, momentum and weight decay given anew replace the saved ones in the optimizer (and the
+    plateau schedule's floor), so that the run continues with exactly what config.json says."""
+    for name in ("lr", "momentum", "weight_decay"):
+        new, old = getattr(cfg, name), getattr(saved, name)
+        if new == old:
+            continue
+        for group in optimizer.param_groups:
+            group[name] = new
+        log.info("resume: %s %g -> %g (optimizer%s)", name, old, new, " and schedule" if scheduler and
+                 name == "lr" else "")
+    if scheduler and (cfg.lr, cfg.max_lr_drops) != (saved.lr, saved.max_lr_drops):
+        fresh = make_scheduler(optimizer, cfg)
+        scheduler.min_lrs, scheduler.eps = fresh.min_lrs, fresh.eps
+        scheduler.patience = cfg.plateau_patience
+
+
 def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
-    if not cfg.data_root:
-        raise UserError("no data: give --data-root (an ImageNet-layout folder, an ImageFolder tree or CIFAR-10)")
-    ckpt = None
-    if resume:
-        ckpt = load_checkpoint(out / "last.pt") if (out / "last.pt").is_file() else None
-        if ckpt is None:
-            raise UserError(f"--resume: no checkpoint in {out} (expected {out}/last.pt); start without --resume")
-        saved = config_from_dict(ckpt["config"])
-        if saved.model != cfg.model or saved.model_options != cfg.model_options:
-            raise UserError(f"--resume: {out}/last.pt is a {saved.model} {saved.model_options} run, not "
-                            f"{cfg.model} {cfg.model_options}")
-    elif (out / "last.pt").is_file():
-        raise UserError(f"{out} already holds a run; continue it with --resume or choose another --out-dir")
+    ckpt = _check_start(cfg, out, resume)
     if dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(config_to_json(cfg))
+        atomic_write_text(out / "config.json", config_to_json(cfg))
 
     # data (AlexNet §2): decoded splits, training-set mean image and RGB PCA
     opts = dict(cache=cfg.cache, cache_dir=cfg.cache_dir, workers=cfg.workers, is_main=dist.is_main)
@@ -171,6 +210,7 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
         optimizer.load_state_dict(ckpt["optimizer"])
         if scheduler and ckpt.get("scheduler"):
             scheduler.load_state_dict(ckpt["scheduler"])
+        _apply_optimizer_overrides(optimizer, scheduler, config_from_dict(ckpt["config"]), cfg)
         scaler.load_state_dict(ckpt["scaler"])
         state.update(ckpt["state"])
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -186,13 +226,15 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
     if cfg.compile:
         train_model = torch.compile(train_model)
 
-    def save(kind: str, metrics: dict | None = None) -> None:
-        """Rank 0 writes last.pt atomically; epoch ends also link epochs/epoch_NNN.pt and, if best, best.pt."""
+    def save(kind: str, sums: torch.Tensor, metrics: dict | None = None) -> None:
+        """Every rank joins (augmentation streams and the epoch's partial sums are gathered); rank 0 writes
+        last.pt atomically, and at epoch ends links epochs/epoch_NNN.pt and, if best, best.pt."""
         gens = [aug_gen.get_state()]
         if dist.world_size > 1:  # every rank's augmentation stream, so a resume continues each of them
             gathered = [None] * dist.world_size
             torch.distributed.all_gather_object(gathered, aug_gen.get_state())
             gens = gathered
+        state["partial"] = all_reduce_sum(sums.clone().to(dist.device)).cpu().tolist()
         if not dist.is_main:
             return
         rng = dict(torch=torch.get_rng_state(), augment=gens)
@@ -208,37 +250,42 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
         if kind == "epoch":
             _link_epoch(out, state["epoch"], metrics, cfg)
 
-    stop = {"signal": None}
-    old_handler = signal.signal(signal.SIGTERM, lambda s, f: stop.update(signal=s))
+    sigterm = {"seen": False}
+    old_handler = signal.signal(signal.SIGTERM, lambda *_: sigterm.update(seen=True))
     metrics_log = MetricsLog(out, enabled=dist.is_main)
+    metrics_log.keep_epochs_up_to(state["epoch"])
     last: dict = {}
     try:
         for epoch in range(state["epoch"], cfg.epochs):
+            if cfg.max_steps and state["global_step"] >= cfg.max_steps:
+                break
             sampler = EpochSampler(len(train_ds), cfg.batch_size, seed=cfg.seed, epoch=epoch, rank=dist.rank,
                                    world_size=dist.world_size, start=state["step_in_epoch"])
             loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers,
                                 collate_fn=collate_for(train_ds), pin_memory=dist.device.type == "cuda",
                                 generator=torch.Generator().manual_seed(epoch))  # leaves the global RNG alone
-
-            def on_step(step_in_epoch: int, sums) -> None:
-                state["step_in_epoch"], state["global_step"] = step_in_epoch, state["global_step"] + 1
-                flag = torch.tensor([float(stop["signal"] is not None)])
-                if dist.world_size > 1:  # all ranks stop at the same step, or the collective save would hang
-                    flag = all_reduce_sum(flag.to(dist.device)).cpu()
-                if flag.item() > 0:
-                    save("step")
-                    raise Stop(f"SIGTERM: saved {out}/last.pt at epoch {epoch + 1}, step {step_in_epoch}; "
-                               f"continue with --resume", 143)
+            # the epoch's running sums continue from a resumed position (rank 0 holds the saved global sums)
+            sums = torch.tensor(state["partial"] if dist.is_main else [0.0] * 3, dtype=torch.float64)
+            t0, first = time.perf_counter(), state["step_in_epoch"]
+            for step, stop in train_one_epoch(train_model, loader, optimizer, scaler, augment, cfg, dist,
+                                              epoch=epoch, first_step=first, steps=sampler.steps, sums=sums,
+                                              sigterm=lambda: sigterm["seen"]):
+                state.update(step_in_epoch=step, global_step=state["global_step"] + 1)
+                if stop:
+                    save("step", sums)
+                    raise Stop("sigterm", f"SIGTERM: saved {out}/last.pt at epoch {epoch + 1}, step {step}; "
+                                          f"continue with: convscope train --out-dir {out} --resume")
                 if cfg.save_every_steps and state["global_step"] % cfg.save_every_steps == 0:
-                    save("step")
+                    save("step", sums)
                 if cfg.max_steps and state["global_step"] >= cfg.max_steps:
-                    raise _StepLimit
-
-            try:
-                train, finished = train_one_epoch(train_model, loader, optimizer, scaler, augment, cfg, dist,
-                                                  epoch=epoch, on_step=on_step), True
-            except _StepLimit:  # max_steps inside an epoch: evaluate, save the position, stop
-                train, finished = {}, False
+                    break
+            if state["step_in_epoch"] < sampler.steps:  # max_steps inside the epoch: keep the position, no record
+                save("step", sums)
+                log.info("stopped at --max-steps %d (epoch %d, step %d of %d); saved %s/last.pt", cfg.max_steps,
+                         epoch + 1, state["step_in_epoch"], sampler.steps, out)
+                break
+            images = (state["step_in_epoch"] - first) * cfg.batch_size
+            train = epoch_train_metrics(sums, dist, time.perf_counter() - t0, images)
             val_loader = DataLoader(val_ds, batch_size=max(cfg.batch_size // dist.world_size, 1),
                                     sampler=ShardedEvalSampler(len(val_ds), dist.rank, dist.world_size),
                                     num_workers=cfg.workers, collate_fn=collate_for(val_ds),
@@ -246,31 +293,30 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
             val = evaluate([(model, pre)], val_loader, device=dist.device, ten_crop=cfg.ten_crop_eval,
                            precision=cfg.precision, channels_last=cfg.channels_last, progress=dist.is_main)
             lr = optimizer.param_groups[0]["lr"]
-            last = dict(epoch=epoch + 1, step=state["global_step"], lr=lr, **train, **val.as_dict())
+            last = dict(epoch=epoch + 1, step=state["global_step"], lr=lr, **train, **val.as_dict(),
+                        filter_smoothness=layer_smoothness(model))
             metrics_log.write(last, state["global_step"])
-            log.info("epoch %d: train loss %.4f err %.4f | val top-1 %.4f top-5 %.4f | lr %.2g | %.0f img/s",
-                     epoch + 1, train.get("train_loss", float("nan")), train.get("train_err", float("nan")),
-                     val.top1_err, val.top5_err, lr, train.get("images_per_s", 0.0))
-            if not finished:
-                save("step", last)
-                break
+            log.info("epoch %d: train loss %.4f err %.4f | val top-1 %.4f top-5 %.4f | lr %.2g | %.0f img/s | "
+                     "filter smoothness %s", epoch + 1, train["train_loss"], train["train_err"], val.top1_err,
+                     val.top5_err, lr, train["images_per_s"],
+                     " ".join(f"{k} {v:.2f}" for k, v in last["filter_smoothness"].items()))
             if scheduler:
                 scheduler.step(val.top1_err)  # one global error: every rank reduced the same counts
             state.update(epoch=epoch + 1, step_in_epoch=0)
             is_best = val.top1_err < state["best_err"]
             state["best_err"] = min(state["best_err"], val.top1_err)
-            save("epoch", dict(last, best=is_best))
-            if cfg.max_steps and state["global_step"] >= cfg.max_steps:
-                break
+            save("epoch", torch.zeros(3, dtype=torch.float64), dict(last, best=is_best))
     except Stop as err:
-        if "SIGTERM" not in str(err):
-            save("step")
-        log.error(str(err))
-        metrics_log.close()
-        sys.exit(err.code)
+        if err.kind == "nan":  # nothing of the diverged state is saved: last.pt is the last good position
+            where = (f"the last good state is {out}/last.pt (epoch {state['epoch'] + 1}, step "
+                     f"{state['step_in_epoch']} when it was saved); continue from it with a lower lr: convscope "
+                     f"train --out-dir {out} --resume --lr {cfg.lr / 10:g}" if (out / "last.pt").is_file() else
+                     f"no checkpoint was saved yet; start again with a lower --lr (e.g. {cfg.lr / 10:g})")
+            raise Stop("nan", f"{err}; stopped before the update. {where}") from None
+        raise
     finally:
         signal.signal(signal.SIGTERM, old_handler)
-    metrics_log.close()
+        metrics_log.close()
     return last
 
 

@@ -17,7 +17,7 @@ from convscope.checkpoint import CheckpointError, Preprocess, atomic_save, load_
 from convscope.config import PRESETS, TrainConfig
 from convscope.evaluation import ensemble_probs
 from convscope.optim import PaperSGD
-from convscope.train import main, make_scheduler
+from convscope.train import Stop, main, make_scheduler
 
 TINY = dict(model="cifar_convnet", model_options={"width": 0.25, "input_size": 32}, image_size=36, crop=32,
             batch_size=8, epochs=2, workers=0, lr=0.01, input_scale=1 / 64, keep_epochs=[1])
@@ -91,9 +91,11 @@ def test_training_learns_and_writes_its_run(image_tree, tmp_path):
     assert last["epoch"] == 3 and last["val_top1_err"] < 0.5  # chance = 0.5 on 2 classes
     for f in ("config.json", "stats.pt", "metrics.jsonl", "last.pt", "best.pt", "epochs/epoch_001.pt"):
         assert (out / f).exists(), f
-    assert not (out / "epochs" / "epoch_002.pt").exists() or (out / "epochs" / "epoch_003.pt").exists()
+    # keep_last=2 keeps epochs 2 and 3; epoch 1 stays as a snapshot (keep_epochs=[1])
+    assert sorted(p.name for p in (out / "epochs").iterdir()) == ["epoch_001.pt", "epoch_002.pt", "epoch_003.pt"]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3] and {"train_loss", "val_top5_err", "lr"} <= set(rows[0])
+    assert set(rows[0]["filter_smoothness"]) == {"conv1", "conv2", "conv3"}
     assert list((out / "tensorboard").iterdir())
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["config"]["data_root"] == str(image_tree) and ckpt["epoch"] == 3
@@ -136,6 +138,11 @@ def _weights(path):
     return load_checkpoint(path)["model"]
 
 
+def _metric_rows(run: Path) -> list[dict]:
+    keep = ("epoch", "step", "lr", "train_loss", "train_err", "val_top1_err", "val_top5_err")
+    return [{k: r[k] for k in keep} for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+
+
 def test_resume_after_kill_is_bit_identical(image_tree, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     ref = _run_cli(_cli_args(image_tree, tmp_path / "ref", save_every_steps=1), env=env)
@@ -144,10 +151,49 @@ def test_resume_after_kill_is_bit_identical(image_tree, tmp_path):
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert ref.wait(timeout=300) == 0, ref.stdout.read()
-    resumed = _run_cli(_cli_args(image_tree, tmp_path / "kill", save_every_steps=1) + ["--resume"], env=env)
+    resumed = _run_cli(["--out-dir", str(tmp_path / "kill"), "--resume"], env=env)  # nothing else needed
     assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
     a, b = _weights(tmp_path / "ref" / "last.pt"), _weights(tmp_path / "kill" / "last.pt")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # the epoch cut by the kill is logged once, with the loss and error of all its steps
+    assert _metric_rows(tmp_path / "kill") == _metric_rows(tmp_path / "ref")
+
+
+def test_resume_keeps_the_runs_settings_and_applies_allowed_overrides(image_tree, tmp_path):
+    out = tmp_path / "run"
+    first = _run_cli(_cli_args(image_tree, out, batch_size=16, epochs=1))
+    assert first.wait(timeout=300) == 0, first.stdout.read()
+    proc = _run_cli(["--out-dir", str(out), "--resume", "--epochs", "2", "--lr", "0.003"])
+    assert proc.wait(timeout=300) == 0, proc.stdout.read()
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["batch_size"] == 16 and saved["epochs"] == 2 and saved["lr"] == 0.003  # not the recipe's
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["state"]["global_step"] == 4  # 32 images / batch 16 = 2 steps per epoch, 2 epochs
+    assert all(g["lr"] == 0.003 for g in ckpt["optimizer"]["param_groups"])  # applied, not only written
+    assert [r["lr"] for r in _metric_rows(out)] == [0.01, 0.003]
+    refused = _run_cli(["--out-dir", str(out), "--resume", "--batch-size", "8", "--epochs", "3"])
+    output = refused.stdout.read()
+    assert refused.wait(timeout=120) == 2 and "--batch-size 16 -> 8" in output and "Traceback" not in output
+    missing = _run_cli(["--resume"])
+    output = missing.stdout.read()
+    assert missing.wait(timeout=120) == 2 and "--out-dir" in output and "Traceback" not in output
+
+
+def test_two_trainings_into_one_folder_are_refused(image_tree, tmp_path):
+    out = tmp_path / "run"
+    first = _run_cli(_cli_args(image_tree, out, epochs=50, save_every_steps=1))
+    _wait_for_step(out / "last.pt", 1, first)
+    second = _run_cli(["--out-dir", str(out), "--resume"])
+    output = second.stdout.read()
+    assert second.wait(timeout=120) == 2 and "in use by pid" in output, output
+    first.send_signal(signal.SIGKILL)  # a killed run leaves no stale lock behind
+    first.wait()
+    third = _run_cli(["--out-dir", str(out), "--resume", "--epochs", str(load_checkpoint(out / "last.pt")["epoch"] + 1)])
+    assert third.wait(timeout=300) == 0, third.stdout.read()
+    # two fresh runs started together: exactly one trains, the other is told why it may not
+    both = [_run_cli(_cli_args(image_tree, tmp_path / "race", epochs=1, seed=s)) for s in (0, 1)]
+    codes = sorted(p.wait(timeout=300) for p in both)
+    assert codes == [0, 2]
 
 
 def test_sigterm_saves_then_resume_finishes(image_tree, tmp_path):
@@ -175,13 +221,22 @@ def test_resume_without_checkpoint_and_rerun_into_existing_run_are_errors(image_
         main(tiny_cfg(image_tree, tmp_path / "r", model="zfnet"), resume=True)
 
 
-def test_nan_loss_stops_with_last_good_checkpoint(image_tree, tmp_path):
+def test_nan_loss_stops_without_saving_the_bad_state_and_the_advice_works(image_tree, tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(Stop) as exc:  # diverges at once: nothing to keep, and nothing kept
         main(tiny_cfg(image_tree, out, lr=1e12, epochs=3))
-    assert exc.value.code == 3
-    ckpt = load_checkpoint(out / "last.pt")
-    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+    assert exc.value.kind == "nan" and "no checkpoint" in str(exc.value) and not (out / "last.pt").exists()
+    out = tmp_path / "run2"
+    assert _run_cli(_cli_args(image_tree, out, epochs=1)).wait(timeout=300) == 0
+    good = _weights(out / "last.pt")
+    proc = _run_cli(["--out-dir", str(out), "--resume", "--epochs", "2", "--lr", "1e12"])
+    output = proc.stdout.read()
+    assert proc.wait(timeout=300) == 3 and "--resume --lr" in output, output
+    after = _weights(out / "last.pt")
+    assert all(torch.equal(good[k], after[k]) for k in good)  # the last good state, untouched
+    proc = _run_cli(["--out-dir", str(out), "--resume", "--epochs", "2", "--lr", "0.001"])  # the printed advice
+    assert proc.wait(timeout=300) == 0, proc.stdout.read()
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
 
 
 def test_ensemble_averages_softmax_and_ten_crop_averages_views():

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 
 HELP = "train a model with a paper recipe (alexnet_2012, zfnet_2013) or a small-scale one"
 DESCRIPTION = """Train a registered model with a named recipe; every recipe field can be overridden.
 Outputs in --out-dir: config.json, stats.pt (mean image + RGB PCA), metrics.jsonl, tensorboard/,
-last.pt (atomic, every epoch and every --save-every-steps), best.pt, epochs/epoch_NNN.pt.
+last.pt (atomic, every epoch and every --save-every-steps), best.pt, epochs/epoch_NNN.pt. One training at a time
+per folder (a lock that a killed run does not leave behind). Continue a run with: --out-dir RUN --resume.
+Exit codes: 0 done, 2 a user error, 3 the loss stopped being finite (nothing of that state saved), 143 SIGTERM
+(position saved).
 Multi-GPU / multi-node: torchrun --nproc-per-node N -m convscope.train --recipe ... (same flags)."""
 ORDER = 20
 
@@ -14,20 +19,56 @@ ORDER = 20
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..config import PRESETS, add_config_arguments
 
-    p.add_argument("--recipe", default="alexnet_2012", help=f"named recipe: {', '.join(PRESETS)}")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out-dir from its last.pt")
+    p.add_argument("--recipe", default=None,
+                   help=f"named recipe: {', '.join(PRESETS)} (default alexnet_2012; not needed with --resume)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out-dir from its last.pt with its saved settings; flags given with "
+                        "it (e.g. --epochs, --lr) change those settings, and flags that would change what the run "
+                        "is (model, data, batch size, ...) are refused")
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
     add_config_arguments(p)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..config import config_to_json, resolve_config
+# how an early stop ends the process (convscope.train.Stop.kind -> exit code)
+EXIT_CODES = {"nan": 3, "sigterm": 143}
 
-    cfg = resolve_config(args.recipe, args)
+
+def resolve(args: argparse.Namespace):
+    """The run's configuration: the recipe with the flags given, or on ``--resume`` the run's saved one."""
+    from pathlib import Path
+
+    from ..checkpoint import load_checkpoint
+    from ..config import config_from_dict, resolve_config, resume_config
+    from ..errors import UserError
+
+    if not args.resume:
+        return resolve_config(args.recipe or "alexnet_2012", args)
+    if not getattr(args, "out_dir", None):
+        raise UserError("--resume needs --out-dir: the run folder to continue")
+    last = Path(args.out_dir) / "last.pt"
+    if not last.is_file():
+        raise UserError(f"--resume: no checkpoint in {args.out_dir} (expected {last}); start without --resume")
+    cfg, changes = resume_config(config_from_dict(load_checkpoint(last)["config"]), args)
+    if args.recipe:
+        logging.getLogger("convscope.train").info("resume: --recipe %s ignored; the run's saved settings are used",
+                                                  args.recipe)
+    for name, (old, new) in changes.items():
+        logging.getLogger("convscope.train").info("resume: %s %r -> %r", name, old, new)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import config_to_json
+
+    cfg = resolve(args)
     if args.print_config:
         print(config_to_json(cfg))
         return 0
-    from ..train import main
+    from ..train import Stop, main
 
-    main(cfg, resume=args.resume)
+    try:
+        main(cfg, resume=args.resume)
+    except Stop as stop:
+        print(f"convscope train: {stop}", file=sys.stderr)
+        return EXIT_CODES[stop.kind]
     return 0
