@@ -10,10 +10,12 @@ from typing import BinaryIO, Callable
 import torch
 from torch import nn
 
+from .errors import UserError
+
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, corrupt, or does not fit the model."""
 
 

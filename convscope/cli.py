@@ -1,8 +1,8 @@
 """The ``convscope`` command: a thin dispatcher over the modules in :mod:`convscope.commands`.
 
 Each command module defines ``HELP`` (one line), ``ORDER`` (position in ``--help``), ``add_arguments(parser)``
-and ``run(args) -> int``. User mistakes raise the exceptions of :mod:`convscope.errors` and are printed as one
-line (exit code 2), never as a traceback.
+and ``run(args) -> int``. User mistakes raise :class:`convscope.errors.UserError` (or a subclass defined where
+the mistake is found) and are printed as one line (exit code 2), never as a traceback.
 """
 from __future__ import annotations
 
@@ -46,11 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
-    from .errors import user_error_types
+    from .errors import UserError
 
     try:
         return int(args._run(args) or 0)
-    except user_error_types() as err:
+    except UserError as err:
         print(f"convscope {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ import ast
 import dataclasses
 import json
 from dataclasses import dataclass, field, fields, replace
-from typing import Literal, get_args, get_origin
+from typing import Literal, get_args, get_origin, get_type_hints
 
 from .errors import UserError
 
@@ -108,6 +108,33 @@ PRESETS: dict[str, TrainConfig] = {
 }
 
 
+# (field, test, what it must be): checked by validate() for every config from the command line or a file
+_RULES = (
+    ("batch_size", lambda v: v >= 1, "at least 1"), ("epochs", lambda v: v >= 1, "at least 1"),
+    ("lr", lambda v: v > 0, "positive"), ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("weight_decay", lambda v: v >= 0, ">= 0"), ("image_size", lambda v: v >= 1, "at least 1"),
+    ("crop", lambda v: v >= 1, "at least 1"), ("pca_alpha", lambda v: v >= 0, ">= 0"),
+    ("input_scale", lambda v: v > 0, "positive"), ("train_subset", lambda v: v >= 0, ">= 0"),
+    ("val_subset", lambda v: v >= 0, ">= 0"), ("workers", lambda v: v >= 0, ">= 0"),
+    ("plateau_patience", lambda v: v >= 0, ">= 0"), ("max_lr_drops", lambda v: v >= 0, ">= 0"),
+    ("filter_renorm", lambda v: v >= 0, ">= 0 (0 = off)"), ("keep_last", lambda v: v >= 1, "at least 1"),
+    ("save_every_steps", lambda v: v >= 0, ">= 0 (0 = only at epoch ends)"),
+    ("max_steps", lambda v: v >= 0, ">= 0 (0 = no limit)"),
+)
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Refuse values no run can use, with a one-line :class:`UserError` naming the flag; returns ``cfg``."""
+    for name, ok, what in _RULES:
+        value = getattr(cfg, name)
+        if not ok(value):
+            raise UserError(f"--{name.replace('_', '-')} must be {what}, not {value}")
+    if cfg.crop > cfg.image_size:
+        raise UserError(f"--crop {cfg.crop} is larger than --image-size {cfg.image_size}: crops are cut from the "
+                        f"{cfg.image_size}-px images")
+    return cfg
+
+
 def _parse_value(text: str):
     try:
         return ast.literal_eval(text)
@@ -134,7 +161,7 @@ def parse_options(text: str) -> dict:
 
 
 def _convert(f: dataclasses.Field, text: str):
-    kind = f.type if not isinstance(f.type, str) else eval(f.type, globals())  # noqa: S307 (our own annotations)
+    kind = get_type_hints(TrainConfig)[f.name]
     if kind is bool:
         if text.lower() in ("1", "true", "yes", "on"):
             return True
@@ -149,14 +176,20 @@ def _convert(f: dataclasses.Field, text: str):
         if text not in get_args(kind):
             raise argparse.ArgumentTypeError(f"choose from {', '.join(get_args(kind))}")
         return text
-    return kind(text)
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, not '{text}'") \
+            from None
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One ``--dashed-name`` flag per :class:`TrainConfig` field; a flag not given keeps the recipe's value."""
     group = parser.add_argument_group("recipe fields (each overrides the recipe's value; see --print-config)")
+    hints = get_type_hints(TrainConfig)
     for f in fields(TrainConfig):
-        metavar = "|".join(get_args(f.type)) if get_origin(f.type) is Literal else f.name.upper()
+        kind = hints[f.name]
+        metavar = "|".join(get_args(kind)) if get_origin(kind) is Literal else f.name.upper()
         group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=argparse.SUPPRESS, metavar=metavar,
                            type=lambda text, f=f: _convert(f, text), help=f.metadata["help"])
 
@@ -171,7 +204,7 @@ def resolve_config(preset: str, args: argparse.Namespace | dict) -> TrainConfig:
     cfg = replace(PRESETS[preset], **values)
     if "model_options" in values and values["model_options"] is not PRESETS[preset].model_options:
         cfg = replace(cfg, model_options={**PRESETS[preset].model_options, **values["model_options"]})
-    return cfg
+    return validate(cfg)
 
 
 # Fields a resumed run may change: how long and how fast it trains, and where it reads and writes. Everything else
@@ -197,7 +230,7 @@ def resume_config(saved: TrainConfig, args: argparse.Namespace | dict) -> tuple[
         raise UserError(f"--resume cannot change {detail}: it defines the run (a change would silently make "
                         f"another one); start a new --out-dir instead. Changeable on resume: "
                         f"{', '.join('--' + k.replace('_', '-') for k in sorted(RESUME_OVERRIDES))}")
-    return replace(saved, **{k: new for k, (_, new) in changes.items()}), changes
+    return validate(replace(saved, **{k: new for k, (_, new) in changes.items()})), changes
 
 
 def config_to_json(cfg: TrainConfig) -> str:

@@ -23,7 +23,7 @@ from .progress import tqdm
 
 from .checkpoint import Preprocess, atomic_save, atomic_write_text, load_checkpoint, unwrap
 from .config import TrainConfig, config_from_dict, config_to_json
-from .run_lock import run_lock
+from .locks import run_lock
 from .data.loading import EpochSampler, collate_for, open_split
 from .data.sharding import ShardedEvalSampler
 from .data.stats import DataStats, cached_stats
@@ -32,7 +32,7 @@ from .dist import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from .errors import UserError
 from .evaluation import evaluate
 from .metrics import MetricsLog, layer_smoothness, topk_correct
-from .models import get_model, renorm_filters_
+from .models import UnknownModelError, get_model, list_models, renorm_filters_
 from .optim import PaperSGD
 
 log = logging.getLogger("convscope.train")
@@ -133,6 +133,8 @@ def main(cfg: TrainConfig, *, resume: bool = False) -> dict:
     try:
         if not cfg.data_root:
             raise UserError("no data: give --data-root (an ImageNet-layout folder, an ImageFolder tree or CIFAR-10)")
+        if cfg.model not in list_models():
+            raise UnknownModelError(f"unknown model '{cfg.model}'; available: {', '.join(list_models())}")
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
         with run_lock(out, enabled=dist.is_main):
@@ -176,7 +178,9 @@ def _apply_optimizer_overrides(optimizer, scheduler, saved: TrainConfig, cfg: Tr
 
 def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
     ckpt = _check_start(cfg, out, resume)
-    if dist.is_main:
+    if dist.is_main:  # temp files of writes a kill interrupted (this process holds the folder: none is live)
+        for debris in [*out.glob(".*.tmp"), *out.glob("epochs/*.tmp"), *out.glob("*.tmp")]:
+            debris.unlink(missing_ok=True)
         atomic_write_text(out / "config.json", config_to_json(cfg))
 
     # data (AlexNet §2): decoded splits, training-set mean image and RGB PCA

@@ -7,8 +7,10 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from ..errors import UserError
 
-class UnknownLayerError(KeyError):
+
+class UnknownLayerError(UserError, KeyError):
     """A layer name the model does not have; the message lists the available ones."""
 
     def __str__(self) -> str:

@@ -12,11 +12,42 @@ import torch
 from ..errors import UserError
 
 
+def positive(text: str) -> int:
+    """argparse type: an integer >= 1 (a count of things that cannot be zero: batch size, k, patch, ...)."""
+    return _int_at_least(text, 1)
+
+
+def count(text: str) -> int:
+    """argparse type: an integer >= 0 (0 usually meaning "all" or "off", as the option's help says)."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, not '{text}'") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be {'positive' if low == 1 else '>= ' + str(low)}, not {value}")
+    return value
+
+
+def unique_stems(paths) -> list[str]:
+    """An output file stem per input path, unique among them: the file's stem, prefixed by as many parent folder
+    names as it takes (``a/0000.jpg``, ``b/0000.jpg`` -> ``a_0000``, ``b_0000``), numbered as a last resort."""
+    parts = [Path(p).resolve().with_suffix("").parts for p in paths]
+    for depth in range(1, max((len(p) for p in parts), default=1) + 1):
+        stems = ["_".join(p[-depth:]).lstrip("_") for p in parts]
+        if len(set(stems)) == len(stems):
+            return stems
+    return [f"{i:03d}_{Path(p).stem}" for i, p in enumerate(paths)]  # the same file given twice
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--checkpoint", required=True, help="convscope checkpoint (.pt) or run folder")
     parser.add_argument("--out", default=out, help="output folder (arrays, JSON and PNG)")
     parser.add_argument("--device", default="cpu", help="torch device to run on")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = torch's default)")
+    parser.add_argument("--threads", type=count, default=0, help="CPU threads for torch (0 = torch's default)")
 
 
 def load(args: argparse.Namespace):

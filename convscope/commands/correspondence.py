@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _inputs.add_run_arguments(parser, out="analysis/correspondence")
     parser.add_argument("--parts", nargs="+", default=None, help="parts to mask (default: all in the file)")
     parser.add_argument("--layers", nargs="+", default=["5", "7"], help="ZF layer numbers or layer names")
-    parser.add_argument("--draws", type=int, default=10, help="random-mask draws")
+    parser.add_argument("--draws", type=_inputs.positive, default=10, help="random-mask draws")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None,
                         help="folder the annotation's relative image paths start from (default: as the file says)")

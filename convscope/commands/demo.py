@@ -12,6 +12,8 @@ import logging
 import os
 from pathlib import Path
 
+from . import _inputs
+
 HELP = "train a small ZFNet on Imagenette-160, inspect it and build the report (the whole system, on a CPU)"
 DESCRIPTION = __doc__
 ORDER = 5
@@ -26,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "internet; `make demo` passes this)")
     p.add_argument("--out", default="runs/demo", help="run folder: checkpoints, analyses, report/")
     p.add_argument("--quick", action="store_true", help="a few hundred steps on part of the data (CI-sized)")
-    p.add_argument("--epochs", type=int, default=0,
+    p.add_argument("--epochs", type=_inputs.count, default=0,
                    help="training epochs (default: the imagenette recipe's 24, or 4 with --quick: 256 steps)")
     p.add_argument("--skip", default="", help="comma-separated steps to skip: transfer,retrieval,correspondence,...")
 

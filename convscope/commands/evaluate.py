@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import _inputs
+
 HELP = "top-1/top-5 error of one checkpoint or an ensemble (averaged softmax), centre or 10-crop"
 ORDER = 30
 
@@ -13,9 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="val")
     p.add_argument("--views", choices=["center", "ten", "both"], default="both",
                    help="centre crop, AlexNet's 10 crops (4 corners + centre, and flips), or both")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--subset", type=int, default=0, help="evaluate N images spread over the split (0 = all)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--batch-size", type=_inputs.positive, default=64)
+    p.add_argument("--subset", type=_inputs.count, default=0, help="evaluate N images spread over the split (0 = all)")
+    p.add_argument("--workers", type=_inputs.count, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="", help="JSON file (default: eval.json in the first checkpoint's run folder)")
 

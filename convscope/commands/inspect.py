@@ -27,21 +27,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, help="dataset root (e.g. $CONVSCOPE_DATA/imagenette2-160)")
     parser.add_argument("--split", default="val", help="split searched for each map's top images")
     parser.add_argument("--layers", default="conv1,conv2,conv3,conv4,conv5", help="comma-separated layers")
-    parser.add_argument("--maps", type=int, default=16, help="feature maps drawn per layer (seeded random, live ones)")
-    parser.add_argument("-k", "--k", type=int, default=9, help="images kept per feature map (each by its strongest unit)")
-    parser.add_argument("--max-images", type=int, default=0, help="use N images spread over the split (0 = all)")
+    parser.add_argument("--maps", type=_inputs.positive, default=16, help="feature maps drawn per layer (seeded random, live ones)")
+    parser.add_argument("-k", "--k", type=_inputs.positive, default=9, help="images kept per feature map (each by its strongest unit)")
+    parser.add_argument("--max-images", type=_inputs.count, default=0, help="use N images spread over the split (0 = all)")
     parser.add_argument("--evolution-epochs", default="paper",
                         help="epoch snapshots for the evolution strip: 'paper' (ZF's 1,2,5,10,20,30,40,64 that "
                              "exist, plus the last), 'all', 'none', or a list like 1,5,10")
-    parser.add_argument("--evolution-maps", type=int, default=4, help="feature maps per layer in the strip")
-    parser.add_argument("--evolution-images", type=int, default=1000,
+    parser.add_argument("--evolution-maps", type=_inputs.positive, default=4, help="feature maps per layer in the strip")
+    parser.add_argument("--evolution-images", type=_inputs.count, default=1000,
                         help="images (spread over the split) searched at each snapshot; 0 = all")
     parser.add_argument("--compare", default=None, metavar="CKPT",
                         help="second checkpoint whose conv1 filters are drawn beside these (ZF Fig. 6)")
     parser.add_argument("--dead-rms", type=float, default=0.02,
                         help="a filter is dead when its RMS < this x the layer's largest filter RMS")
-    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
-    parser.add_argument("--workers", type=int, default=2, help="data loader worker processes")
+    parser.add_argument("--batch-size", type=_inputs.positive, default=64, help="images per forward pass")
+    parser.add_argument("--workers", type=_inputs.count, default=2, help="data loader worker processes")
     parser.add_argument("--no-cache", action="store_true", help="decode JPEGs every pass instead of once")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random choice of maps")
 
@@ -118,7 +118,7 @@ def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) ->
     from ..models import get_model
 
     rows = []
-    options = dict(run_.config.get("model_options") or {})
+    options = {k: v for k, v in (run_.config.get("model_options") or {}).items() if k != "num_classes"}
     if run_.config:  # training seeds torch right before building the model, so this is the run's exact init
         torch.manual_seed(int(run_.config.get("seed", 0)))
         init = get_model(run_.model_name, num_classes=len(run_.classes) or 1000, **options)

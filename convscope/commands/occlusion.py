@@ -21,12 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="true class (index, name or wnid); default: the image's folder name if it is a class, "
                              "else the predicted class")
     parser.add_argument("--layer", default="relu5", help="layer whose strongest map is summed (paper: layer 5)")
-    parser.add_argument("--patch", type=int, default=32, help="occluder side in input pixels")
-    parser.add_argument("--stride", type=int, default=8, help="occluder step in input pixels")
+    parser.add_argument("--patch", type=_inputs.positive, default=32, help="occluder side in input pixels")
+    parser.add_argument("--stride", type=_inputs.positive, default=8, help="occluder step in input pixels")
     parser.add_argument("--fill", choices=FILLS, default="grey",
                         help="grey = uniform pixel value 128 (ZF); mean-image = the training mean image (input 0); "
                              "image-mean = the image's own mean colour")
-    parser.add_argument("--chunk", type=int, default=64, help="occluded images per forward pass (memory bound)")
+    parser.add_argument("--chunk", type=_inputs.positive, default=64, help="occluded images per forward pass (memory bound)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         fill = pre(torch.full((1, 3, pre.image_size, pre.image_size), 128, dtype=torch.uint8))[0]
     else:
         fill = 0.0 if args.fill == "mean-image" else "mean"
-    for path, x in zip(args.images, inputs):
+    for path, stem, x in zip(args.images, _inputs.unique_stems(args.images), inputs):
         target = _inputs.class_index(run_, args.target, path)
         if target is None:
             with torch.no_grad():
@@ -55,7 +55,6 @@ def run(args: argparse.Namespace) -> int:
         occ = occlusion_map(model, x, target=target, layer=args.layer, patch=args.patch, stride=args.stride,
                             fill=fill, chunk=args.chunk)
         projection = _projection(model, x, occ)
-        stem = Path(path).stem
         arrays = dict(prob=occ.prob, feature=occ.feature, label=occ.label, origins=occ.origins)
         if projection is not None:
             arrays["projection"] = projection

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import _inputs
+
 HELP = "top-5 classes with probabilities for image files (AlexNet Fig. 4, left)"
 ORDER = 35
 
@@ -10,7 +12,7 @@ ORDER = 35
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
-    p.add_argument("--top", type=int, default=5)
+    p.add_argument("--top", type=_inputs.positive, default=5)
     p.add_argument("--ten-crop", action="store_true", help="average the softmax over AlexNet's 10 crops")
     p.add_argument("--json", default="", help="also write the predictions to this JSON file")
 

@@ -32,6 +32,8 @@ def build(run_dir: str, out: str | None = None):
                         f"is it the --out-dir of 'convscope train'?")
     try:
         return build_report(run, out)
+    except FileExistsError as err:
+        raise UserError(str(err)) from None
     except PermissionError as err:
         raise UserError(f"cannot write the report: {err}") from None
 

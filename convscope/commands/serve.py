@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import _inputs
+
 HELP = "build the report of a run and serve it at http://127.0.0.1:PORT/ (local only)"
 DESCRIPTION = """Build RUN_DIR's report (as 'convscope report' does) and serve its folder over HTTP on 127.0.0.1
 only; nothing is reachable from other machines. Stop with Ctrl-C. The report itself needs no server: its
@@ -13,7 +15,7 @@ ORDER = 71
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder (the --out-dir of convscope train)")
     parser.add_argument("--out", default=None, help="site folder (default: RUN_DIR/report)")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port on 127.0.0.1 (0 = any free port)")
+    parser.add_argument("--port", type=_inputs.positive, default=8000, help="TCP port on 127.0.0.1 (0 = any free port)")
 
 
 def make_server(directory, port: int):

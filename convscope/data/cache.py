@@ -2,7 +2,10 @@
 
 On a CPU the decode of each JPEG every epoch dominates small-model training; the papers' preprocessing (shorter
 side -> S, centre crop) is deterministic, so its result can be stored. The file is written to a temp name and
-renamed when complete, so an interrupted build is never mistaken for a finished one.
+renamed when complete, so an interrupted build is never mistaken for a finished one; one process builds at a time
+(a file lock), and it clears what killed builds left behind. The cache follows its images: a fingerprint of every
+file's path, size and modification time (and of the labels and the reader) is stored with it, and any change
+rebuilds it.
 """
 from __future__ import annotations
 
@@ -17,8 +20,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..locks import file_lock
 from ..progress import tqdm
 from .datasets import WithIndex, collate_with_index
+from .images import ImageReadError
+
+# bump when decoding changes what a stored image holds (2: EXIF orientation, 16-bit greyscale scaled)
+READER_VERSION = 2
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +36,23 @@ def cache_key(root: str | Path, split: str, image_size: int) -> str:
     root = Path(root).resolve()
     digest = hashlib.sha1(str(root).encode()).hexdigest()[:10]
     return f"{root.name}-{split}-{image_size}px-{digest}"
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """A hash of what a decoded split depends on: the reader version, image size, each sample's path and label,
+    and the size and modification time of each sample file (and of ``dataset.source_files()`` where samples live
+inside bigger files, as CIFAR-10's batches)."""
+    h = hashlib.sha1(f"reader {READER_VERSION} size {dataset.image_size}\n".encode())
+    for path, label in dataset.samples:
+        try:
+            st = os.stat(path)
+            h.update(f"{path}\t{label}\t{st.st_size} {st.st_mtime_ns}\n".encode())
+        except OSError:  # not a file of its own (e.g. "cifar/train[7]"): see source_files
+            h.update(f"{path}\t{label}\n".encode())
+    for name in sorted(getattr(dataset, "source_files", lambda: [])()):
+        st = os.stat(name)
+        h.update(f"{name} {st.st_size} {st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 class DecodedCache(Dataset):
@@ -41,13 +66,16 @@ class DecodedCache(Dataset):
         self.classes = dataset.classes
         self.wnids = getattr(dataset, "wnids", dataset.classes)  # folder names: pin another split's label order
         self.samples = dataset.samples
-        if not self.meta_path.is_file():
-            self._build(dataset, num_workers, batch_size, progress)
-        meta = json.loads(self.meta_path.read_text())
-        if meta["count"] != len(dataset):
-            log.info("dataset changed since %s was built; rebuilding", self.path)
-            self._build(dataset, num_workers, batch_size, progress)
-            meta = json.loads(self.meta_path.read_text())
+        want = fingerprint(dataset)
+        meta = self._meta()
+        if meta is None or meta.get("fingerprint") != want:
+            with file_lock(self.path.with_name(f".{self.path.name}.lock")):  # one builder; others wait for it
+                meta = self._meta()  # built by another process while this one waited?
+                if meta is None or meta.get("fingerprint") != want:
+                    if meta is not None:
+                        log.info("the images changed since %s was built; rebuilding", self.path.name)
+                    self._build(dataset, want, num_workers, batch_size, progress)
+                    meta = self._meta()
         self.shape = (meta["count"], 3, meta["size"], meta["size"])
         self.image_size = meta["size"]
         self.valid = np.array(meta["valid"], dtype=bool)
@@ -56,27 +84,47 @@ class DecodedCache(Dataset):
         self.bad = set(np.flatnonzero(~self.valid).tolist())
         self._array = None
 
-    def _build(self, dataset, num_workers, batch_size, progress) -> None:
+    def _meta(self) -> dict | None:
+        try:
+            return json.loads(self.meta_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _build(self, dataset, fingerprint: str, num_workers, batch_size, progress) -> None:
+        """Decode into a temp file and rename it into place; called with the build lock held."""
         n, s = len(dataset), dataset.image_size
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # a unique temp name: two runs building the same cache at once must not write into one file
+        for debris in self.path.parent.glob(f".{self.path.name}.*.tmp*"):  # left by killed builds (lock held)
+            debris.unlink(missing_ok=True)
+        if self.meta_path.exists():
+            self.meta_path.unlink()  # from here until the rename below, the cache is "not built"
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, s, s))
-        valid = np.zeros(n, dtype=bool)
-        labels = np.asarray(dataset.targets, dtype=np.int64)
-        loader = DataLoader(WithIndex(dataset), batch_size=batch_size, num_workers=num_workers,
-                            collate_fn=collate_with_index)
-        for images, _, idx in tqdm(loader, desc=f"decoding {self.path.stem}", unit="batch", disable=not progress):
-            array[idx.numpy()] = images.numpy()
-            valid[idx.numpy()] = True
-        array.flush()
-        del array
-        os.replace(tmp, self.path)
-        meta = dict(count=n, size=s, labels=labels.tolist(), valid=valid.tolist())
-        tmp_meta = f"{tmp}.json"
-        Path(tmp_meta).write_text(json.dumps(meta))
-        os.replace(tmp_meta, self.meta_path)  # the metadata appears last: its presence means "complete"
+        try:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, s, s))
+            valid = np.zeros(n, dtype=bool)
+            labels = np.asarray(dataset.targets, dtype=np.int64)
+            loader = DataLoader(WithIndex(dataset), batch_size=batch_size, num_workers=num_workers,
+                                collate_fn=collate_with_index)
+            for images, _, idx in tqdm(loader, desc=f"decoding {self.path.stem}", unit="batch",
+                                       disable=not progress):
+                array[idx.numpy()] = images.numpy()
+                valid[idx.numpy()] = True
+            array.flush()
+            del array
+            os.replace(tmp, self.path)
+            meta = dict(count=n, size=s, labels=labels.tolist(), valid=valid.tolist(), fingerprint=fingerprint)
+            tmp_meta = f"{tmp}.json"
+            Path(tmp_meta).write_text(json.dumps(meta))
+            os.replace(tmp_meta, self.meta_path)  # the metadata appears last: its presence means "complete"
+        except BaseException:
+            for left in (tmp, f"{tmp}.json"):
+                if os.path.exists(left):
+                    os.unlink(left)
+            raise
+        if not valid.any():
+            raise ImageReadError(f"none of the {n} images of {self.path.stem} could be read (see the warnings "
+                                 f"above); check the dataset folder")
         if (~valid).any():
             log.warning("%d unreadable image(s) skipped while decoding %s", int((~valid).sum()), self.path.stem)
 
@@ -111,4 +159,4 @@ def passthrough(batch):
     return batch
 
 
-__all__ = ["DecodedCache", "cache_key", "passthrough"]
+__all__ = ["DecodedCache", "cache_key", "fingerprint", "passthrough"]

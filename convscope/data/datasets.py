@@ -149,6 +149,7 @@ class CIFAR10Batches(Dataset):
     def __init__(self, folder: Path, split: str, image_size: int):
         names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
         data, labels = [], []
+        self.files = [folder / n for n in names]
         for n in names:
             try:
                 with open(folder / n, "rb") as f:
@@ -167,6 +168,10 @@ class CIFAR10Batches(Dataset):
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def source_files(self) -> list[str]:
+        """The batch files the images come from (for the decoded cache's fingerprint)."""
+        return [str(f) for f in self.files]
 
     def __getitem__(self, i: int):
         img = self.images[i]

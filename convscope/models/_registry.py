@@ -5,10 +5,12 @@ from typing import Callable
 
 from torch import nn
 
+from ..errors import UserError
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(UserError, KeyError):
     """Raised for a model name that is not registered; the message lists the valid names."""
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it plain

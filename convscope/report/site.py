@@ -29,6 +29,7 @@ from typing import Callable
 from .charts import Series, line_chart
 
 log = logging.getLogger("convscope.report")
+MARKER = ".convscope-report"  # written into every report folder: only such a folder has its img/, static/ replaced
 MAX_SOURCE_THUMBS = 1500  # source-image thumbnails for the atlas explorer (about 3 kB each)
 
 
@@ -45,6 +46,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
 
     Raises:
         FileNotFoundError: ``run_dir`` is not a folder.
+        FileExistsError: ``out_dir`` holds files but is not a report folder (nothing of the user's is deleted).
 
     Example:
         >>> index = build_report("runs/imagenette")  # doctest: +SKIP
@@ -54,8 +56,12 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     if not run.is_dir():
         raise FileNotFoundError(f"no run folder at {run}")
     out = Path(out_dir).resolve() if out_dir else run / "report"
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
+        raise FileExistsError(f"{out} holds files that no convscope report wrote; give an empty or new folder "
+                              f"(the report replaces its own img/ and static/ there)")
     out.mkdir(parents=True, exist_ok=True)
-    for owned in ("img", "static"):  # stale images of an earlier build must not linger
+    (out / MARKER).write_text("a convscope report: img/, static/ and index.html are rebuilt by `convscope report`\n")
+    for owned in ("img", "static"):  # stale images of an earlier build must not linger (our own folder only)
         shutil.rmtree(out / owned, ignore_errors=True)
     site = _Site(run, out)
     sections = [build(site) for build in SECTIONS]
@@ -655,23 +661,24 @@ def _thumbnail(site: _Site, src: Path, folder: str, side: int, *, image_size: in
     """A small JPEG of ``src`` in the site; with ``image_size``/``crop``, the model's centre view (shorter side to
     ``image_size``, centre square, centre ``crop``), so receptive-field boxes in input pixels line up. None if the
     file cannot be read."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    try:
-        with Image.open(src) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            if image_size and crop:
-                w, h = im.size
-                scale = image_size / min(w, h)
-                im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
-                w, h = im.size
-                left, top = (w - image_size) // 2 + (image_size - crop) // 2, \
-                    (h - image_size) // 2 + (image_size - crop) // 2
-                im = im.crop((left, top, left + crop, top + crop))
-            im.thumbnail((side, side))
-            url, path = site.new_image(folder, src.stem + ".jpg")
-            im.save(path, format="JPEG", quality=85)
-            return url
-    except (OSError, ValueError) as err:
+    from ..data.images import open_rgb
+
+    try:  # the same reading (EXIF orientation, bit depth) as the model's input, so receptive-field boxes line up
+        im = open_rgb(src)
+        if image_size and crop:
+            w, h = im.size
+            scale = image_size / min(w, h)
+            im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+            w, h = im.size
+            left, top = (w - image_size) // 2 + (image_size - crop) // 2, \
+                (h - image_size) // 2 + (image_size - crop) // 2
+            im = im.crop((left, top, left + crop, top + crop))
+        im.thumbnail((side, side))
+        url, path = site.new_image(folder, src.stem + ".jpg")
+        im.save(path, format="JPEG", quality=85)
+        return url
+    except (OSError, ValueError) as err:  # ImageReadError is a ValueError
         log.info("report: no thumbnail for %s (%s)", src, err)
         return None

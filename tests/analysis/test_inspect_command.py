@@ -18,7 +18,8 @@ OPTS = dict(num_classes=2, width=0.1, input_size=64, fc_width=8)
 def _checkpoint(path, seed, epoch):
     torch.manual_seed(seed)
     model = cs.get_model("zfnet", **OPTS)
-    atomic_save(dict(model_name="zfnet", model_options=OPTS, model=model.state_dict(), epoch=epoch,
+    config = dict(seed=seed, model_options={k: v for k, v in OPTS.items() if k != "num_classes"})
+    atomic_save(dict(model_name="zfnet", model_options=OPTS, model=model.state_dict(), epoch=epoch, config=config,
                      classes=["stripes", "noise"], preprocess=dict(mean_image=torch.full((3, 72, 72), 120.0),
                                                                    crop=64, input_scale=1 / 64)), path)
 
@@ -55,7 +56,14 @@ def test_inspect_writes_figures_and_index(run_dir, capsys):
     index = json.loads((out / "index.json").read_text())
     assert index["images"] == 8 and index["filters"]["criterion"]
     tiles = [t for t in index["tiles"] if t["figure"] == "top9_conv3.png"]
-    assert len(tiles) == 3 * 9  # 3 maps x top-9 (a conv3 map has more than 9 units over 8 images)
+    assert len(tiles) == 3 * 8  # 3 maps x top-9 images, but only 8 images exist: one tile per image
+    for m in {t["map"] for t in tiles}:
+        assert sorted(t["image_index"] for t in tiles if t["map"] == m) == list(range(8))  # each image once
+    smooth = index["filter_smoothness"]
+    assert [r["label"] for r in smooth["rows"]][0] == "random init" and "autocorrelation" in smooth["statistic"]
+    # best.pt is its seed's untrained init here, so the rebuilt "random init" row must equal its own row
+    assert smooth["rows"][0]["layers"] == smooth["rows"][-1]["layers"]
+    assert set(smooth["rows"][-1]["layers"]) >= {"conv1", "conv3", "conv5"}
     for t in tiles:
         assert {"layer", "map", "rank", "image", "position", "activation", "projection_tile", "patch_tile"} <= set(t)
         assert Path(t["image"]).is_file()

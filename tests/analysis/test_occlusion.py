@@ -163,3 +163,11 @@ def test_command_bad_input_is_one_line(tmp_path, model, capsys, case, message):
                    str(tmp_path / "out"), *extra])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_output_names_of_same_named_images_do_not_collide():
+    from convscope.commands._inputs import unique_stems
+
+    assert unique_stems(["a/0000.jpg", "b/0000.jpg"]) == ["a_0000", "b_0000"]
+    assert unique_stems(["x/a.jpg", "x/b.png"]) == ["a", "b"]
+    assert len(set(unique_stems(["same.jpg", "same.jpg"]))) == 2

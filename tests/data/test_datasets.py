@@ -1,4 +1,5 @@
 """Dataset readers on real trees (when $CONVSCOPE_DATA is set) and on layouts made here; bad-input errors."""
+import os
 import pickle
 import subprocess
 import sys
@@ -6,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+from pathlib import Path
+
 from PIL import Image
 
 from convscope.data import DecodedCache, build_dataset, compute_stats
@@ -104,6 +107,43 @@ def test_cache_subset_spreads_over_classes(image_tree):
     assert len(ds) == 8 and set(ds.targets) == {0, 1}
 
 
+def test_cache_follows_its_images(image_tree, caplog):
+    """Same names, same count, other pixels (and a relabelled image): the cache notices and rebuilds."""
+    first = open_split(str(image_tree), "train", 16, workers=0)
+    before = first[0][0].clone()
+    victim = Path(first.samples[0][0])
+    Image.fromarray(np.full((40, 40, 3), 7, np.uint8)).save(victim, quality=95)
+    os.utime(victim, ns=(victim.stat().st_atime_ns, victim.stat().st_mtime_ns + 10**9))
+    with caplog.at_level("INFO"):
+        again = open_split(str(image_tree), "train", 16, workers=0)
+    assert "changed" in caplog.text and not torch.equal(again[0][0], before)
+    assert int(again[0][0].float().mean().round()) in range(5, 10)
+    cache_dir = Path(os.environ["CONVSCOPE_CACHE"])
+    assert not list(cache_dir.glob(".*.tmp*"))  # no debris
+
+
+def test_killed_cache_build_leaves_no_debris(image_tree):
+    cache_dir = Path(os.environ["CONVSCOPE_CACHE"])
+    ds = open_split(str(image_tree), "val", 20, workers=0)  # builds the val cache at 20 px
+    path = Path(ds.path)
+    debris = path.parent / f".{path.name}.abc123.tmp"
+    debris.write_bytes(b"x" * 1000)  # what a kill -9 during a build leaves
+    path.with_suffix(".json").unlink()  # ... before the build completed
+    open_split(str(image_tree), "val", 20, workers=0)
+    assert not debris.exists() and path.is_file()
+    assert not list(cache_dir.glob(f".{path.name}.*.tmp*"))
+
+
+def test_a_split_without_one_readable_image_is_a_user_error(tmp_path):
+    for split in ("train", "val"):
+        d = tmp_path / split / "a"
+        d.mkdir(parents=True)
+        for i in range(3):
+            (d / f"{i}.jpg").write_bytes(b"garbage")
+    r = run_cli("train", "--recipe", "cifar10", "--data-root", str(tmp_path), "--out-dir", str(tmp_path / "run"))
+    assert r.returncode == 2 and "could be read" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True, timeout=120)
 
@@ -116,7 +156,7 @@ def test_cli_errors_are_one_line(tmp_path):
     r = run_cli("train", "--no-such-flag")
     assert r.returncode == 2 and "unrecognized arguments: --no-such-flag" in r.stderr
     r = run_cli("train", "--recipe", "cifar10", "--data-root", str(tmp_path), "--model", "vgg")
-    assert r.returncode == 2 and "unknown model 'vgg'" in r.stderr or "has no" in r.stderr
+    assert r.returncode == 2 and "unknown model 'vgg'; available: alexnet" in r.stderr
     r = run_cli("--help")
     assert r.returncode == 0 and "train" in r.stdout and "evaluate" in r.stdout
 

@@ -142,6 +142,24 @@ def test_serve_binds_localhost_only(tmp_path):
         server.server_close()
 
 
+def test_report_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
+    run = _training_outputs(tmp_path / "run")
+    mine = tmp_path / "my-folder"
+    (mine / "img").mkdir(parents=True)
+    (mine / "img" / "holiday.jpg").write_bytes(b"precious")
+    (mine / "static").mkdir()
+    (mine / "static" / "notes.txt").write_text("also precious")
+    assert main(["report", str(run), "--out", str(mine)]) == 2
+    assert "no convscope report wrote" in capsys.readouterr().err
+    assert (mine / "img" / "holiday.jpg").read_bytes() == b"precious" and (mine / "static" / "notes.txt").is_file()
+    site = tmp_path / "site"
+    assert main(["report", str(run), "--out", str(site)]) == 0  # a new folder, then rebuilt in place
+    (site / "img" / "stale.png").parent.mkdir(parents=True, exist_ok=True)
+    (site / "img" / "stale.png").write_bytes(b"old")
+    assert main(["report", str(run), "--out", str(site)]) == 0
+    assert not (site / "img" / "stale.png").exists() and (site / "index.html").is_file()
+
+
 def test_malformed_section_file_is_reported_in_its_section(tmp_path):
     run = _training_outputs(tmp_path / "run")
     (run / "eval.json").write_text("{not json")
