@@ -7,6 +7,7 @@ the mistake is found) and are printed as one line (exit code 2), never as a trac
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import pkgutil
@@ -21,8 +22,20 @@ def _command_modules():
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 99), m.__name__))
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``convscope CMD: error: ...; see --help``), like every other user error."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# operating-system conditions that are the user's to fix (a full disk, a read-only or forbidden folder)
+_OS_USER_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+                   errno.EROFS: "read-only file system", errno.EACCES: "permission denied"}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="convscope",
         description="Train AlexNet/ZFNet as their papers describe, and look inside trained convnets "
                     "(deconvnet, top-9 atlas, occlusion, invariance, correspondence, transfer, retrieval).",
@@ -53,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"convscope {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno not in _OS_USER_ERRORS:
+            raise
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"convscope {args.command}: error: {_OS_USER_ERRORS[err.errno]}{where}; files written before are "
+              f"intact (checkpoints are replaced atomically)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"convscope {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -169,7 +169,10 @@ def _convert(f: dataclasses.Field, text: str):
             return False
         raise argparse.ArgumentTypeError(f"expected true/false, not '{text}'")
     if kind is dict:
-        return parse_options(text)
+        try:
+            return parse_options(text)
+        except UserError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
     if kind is list:
         return [int(t) for t in text.split(",") if t.strip()]
     if get_origin(kind) is Literal:

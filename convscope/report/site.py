@@ -26,6 +26,7 @@ from pathlib import Path
 from string import Template
 from typing import Callable
 
+from ..errors import UserError
 from .charts import Series, line_chart
 
 log = logging.getLogger("convscope.report")
@@ -111,14 +112,25 @@ class Section:
                f'{sub}\n{self.body}\n</section>'
 
 
+class MalformedFile(UserError):
+    """A run-folder file the report needs is not what its writer writes."""
+
+
 class _Site:
     """What the section builders share: the run, the output folder, copied files and the explorer's data."""
 
     def __init__(self, run: Path, out: Path):
         self.run, self.out = run, out
-        self.config = _read_json(run / "config.json") if (run / "config.json").is_file() else {}
-        if not isinstance(self.config, dict):
-            self.config = {}
+        self.config = {}
+        path = run / "config.json"
+        if path.is_file():
+            try:
+                self.config = _read_json(path)
+            except (ValueError, OSError) as err:
+                raise MalformedFile(f"{path} is malformed ({err}); the report reads the run's settings from it: "
+                                    f"restore it (each checkpoint holds a copy under 'config') or remove it") from None
+            if not isinstance(self.config, dict):
+                raise MalformedFile(f"{path} is malformed (a JSON {type(self.config).__name__}, not an object)")
         self.run_name = run.name
         self.data: dict = {}
         self._names: set[str] = set()

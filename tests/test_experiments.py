@@ -1,0 +1,79 @@
+"""The experiments runner's bookkeeping: finished runs are reused, interrupted ones resumed, results recorded per
+(variant, seed), and the RESULTS.md table generated from the results file."""
+import json
+from types import SimpleNamespace
+
+from experiments import runner
+from experiments.runner import Experiment
+
+EXP = Experiment("toy", "a claim", "-1 point", "cifar10", "cifar10-jpeg", dict(epochs=2),
+                 {"off": dict(model_options=dict(lrn=False)), "on": dict(model_options=dict(lrn=True))},
+                 seeds=(0, 1), scale="tiny")
+
+
+def _fake_training(errors, calls):
+    """Stands in for ``convscope train``: writes the run folder's config and per-epoch metrics."""
+
+    def run(cmd):
+        calls.append(cmd)
+        out = runner.Path(cmd[cmd.index("--out-dir") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(dict(epochs=2)))
+        key = (out.parent.name, int(out.name[4:]))
+        (out / "metrics.jsonl").write_text("".join(
+            json.dumps(dict(epoch=e, val_top1_err=errors[key] + 0.1 * (2 - e), train_err=0.5)) + "\n"
+            for e in (1, 2)))
+        return SimpleNamespace(returncode=0)
+
+    return run
+
+
+def test_runs_are_reused_and_resumed_and_results_recorded(tmp_path):
+    errors = {("off", 0): 0.30, ("off", 1): 0.32, ("on", 0): 0.25, ("on", 1): 0.27}
+    calls, results = [], tmp_path / "results.json"
+    rows = runner.run_experiment(EXP, tmp_path / "data", tmp_path / "runs", results=results,
+                                 runner=_fake_training(errors, calls))
+    assert len(calls) == 4 and [r["value"] for r in rows] == [0.30, 0.25, 0.32, 0.27]  # seed-major order
+    assert "--model-options" in calls[0] and "lrn=False" in calls[0] and "--seed" in calls[0]
+    calls.clear()
+    runner.run_experiment(EXP, tmp_path / "data", tmp_path / "runs", results=results,
+                          runner=_fake_training(errors, calls))
+    assert calls == []  # every run finished: nothing trains again
+    # an interrupted run (checkpoint, too few epochs logged) is continued with --resume, the rest reused
+    folder = runner.run_folder(tmp_path / "runs", EXP, "on", 1)
+    (folder / "metrics.jsonl").write_text(json.dumps(dict(epoch=1, val_top1_err=0.4, train_err=0.5)) + "\n")
+    (folder / "last.pt").write_bytes(b"x")
+    runner.run_experiment(EXP, tmp_path / "data", tmp_path / "runs", results=results,
+                          runner=_fake_training(errors, calls))
+    assert len(calls) == 1 and calls[0][-1] == "--resume" and str(folder) in calls[0]
+    saved = json.loads(results.read_text())
+    assert len(saved) == 4 and {(r["variant"], r["seed"]) for r in saved} == set(errors)
+
+
+def test_table_is_generated_from_the_results_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "EXPERIMENTS", {"toy": EXP})
+    rows = [dict(experiment="toy", variant=v, seed=s, value=e) for (v, s), e in
+            {("off", 0): 0.30, ("off", 1): 0.32, ("on", 0): 0.25, ("on", 1): 0.27}.items()]
+    md = tmp_path / "RESULTS.md"
+    md.write_text("# Results\n\nhand-written text stays\n")
+    runner.update_results_md(rows, md)
+    runner.update_results_md(rows, md)  # idempotent: one table, replaced in place
+    text = md.read_text()
+    assert text.count(runner.TABLE_START) == 1 and "hand-written text stays" in text
+    assert "off: 31.0 ± 1.4%, n=2" in text and "on: 26.0 ± 1.4%, n=2" in text
+    assert "yes: on -5.0 points vs off" in text
+    rows[2]["value"] = 0.40  # now "on" is worse than "off" beyond the spread in one seed... and the mean
+    rows[3]["value"] = 0.41
+    runner.update_results_md(rows, md)
+    assert "no (opposite, beyond the spread)" in md.read_text()
+
+
+def test_sweep_groups_report_their_best_variant_and_unreached_thresholds():
+    exp = Experiment("sweep", "c", "p", "cifar10", "cifar10-jpeg", {}, {"a/1": {}, "a/2": {}, "b/1": {}},
+                     metric="epochs_to_train_err_25", groups={"a/": "A", "b/": "B"})
+    rows = [dict(experiment="sweep", variant="a/1", seed=0, value=6.0), dict(experiment="sweep", variant="a/2",
+            seed=0, value=3.0), dict(experiment="sweep", variant="b/1", seed=0, value=None)]
+    summary = runner.summarize(exp, rows)
+    assert summary["A"][0] == "A: a/2" and summary["A"][1] == 3.0
+    assert summary["B"][3] == 0 and "not reached" in runner._fmt(exp, *summary["B"][1:])
+    assert runner.measure("epochs_to_train_err_25", [dict(epoch=1, train_err=0.3), dict(epoch=2, train_err=0.2)]) == 2
