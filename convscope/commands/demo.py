@@ -2,8 +2,8 @@
 
 Trains the ``imagenette`` recipe (a quarter-width ZFNet, 24 epochs: ~10 minutes on 2 idle cores) on
 Imagenette-160, evaluates it (centre and 10-crop), runs the inspection suite (top-9 atlas, filters, evolution,
-occlusion, invariance, correspondence, transfer, retrieval, predictions) and builds the report. Interrupted? Run it again: training resumes from its last
-checkpoint and finished steps are skipped.
+occlusion, randomisation sanity checks, invariance, correspondence, transfer, retrieval, predictions) and builds
+the report. Interrupted? Run it again: training resumes from its last checkpoint and finished steps are skipped.
 """
 from __future__ import annotations
 
@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
          out / "inspect" / "index.json")
     step("occlusion", ["occlusion", *samples[:3 if q else 5], "--checkpoint", ckpt, "--out", str(out / "occlusion")],
          out / "occlusion")
+    step("sanity", ["sanity", *samples[:3 if q else 5], "--checkpoint", ckpt, "--out", str(out / "sanity")],
+         out / "sanity" / "sanity.json")
     step("invariance", ["invariance", *samples[:3], "--checkpoint", ckpt, "--out", str(out / "invariance")],
          out / "invariance")
     annotations = Path(__file__).resolve().parent.parent / "data" / "annotations" / "dogs.json"

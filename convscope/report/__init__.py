@@ -4,6 +4,6 @@ from .site import build_report
 
 # what a run folder may hold that the report reads (a folder with none of them is not a run)
 KNOWN_OUTPUTS = ("config.json", "metrics.jsonl", "eval.json", "predictions.json", "inspect", "occlusion",
-                 "invariance", "correspondence", "transfer", "retrieval")
+                 "invariance", "correspondence", "transfer", "retrieval", "sanity")
 
 __all__ = ["build_report", "KNOWN_OUTPUTS"]

@@ -185,3 +185,43 @@ def correspondence_figure(images: torch.Tensor, boxes: torch.Tensor, parts: Sequ
     axes[0].legend(handles=[Patch(color=colours[p], label=part) for p, part in enumerate(parts)], fontsize=6,
                    loc="upper left")
     return fig
+
+
+def sanity_figure(order: Sequence[str], cascade: dict[str, list[dict]], independent: dict[str, list[dict]],
+                  pictures: dict[str, list[list[torch.Tensor]]], *, item: int = 0) -> Figure:
+    """Adebayo et al. Fig. 2/4: one row of pictures per kind along the cascade (trained, then randomised from the
+    top down), and the similarity curves (Spearman of |.|, SSIM; mean ± std) for cascading and independent
+    randomisation."""
+    kinds = list(cascade)
+    steps = ["trained"] + [f"..{a}" for a in order]
+    ncol = len(steps)
+    fig = Figure(figsize=(1.2 * ncol + 1, 3.3 * len(kinds)), layout="constrained")
+    grid = fig.add_gridspec(2 * len(kinds), ncol, height_ratios=[1, 1.6] * len(kinds))
+    for r, kind in enumerate(kinds):
+        for c, pics in enumerate(pictures[kind]):
+            ax = fig.add_subplot(grid[2 * r, c])
+            p = pics[item]
+            if p.dim() == 3:
+                ax.imshow(_rgb(contrast_normalise(p)))
+            else:
+                ax.imshow(p.numpy(), cmap="viridis")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(steps[c], fontsize=7)
+            if c == 0:
+                ax.set_ylabel(kind, fontsize=7)
+        ax = fig.add_subplot(grid[2 * r + 1, :])
+        x = np.arange(ncol)
+        for key, colour in (("spearman", "tab:blue"), ("ssim", "tab:orange")):
+            m = np.array([row[f"{key}_mean"] for row in cascade[kind]])
+            s = np.array([row[f"{key}_std"] for row in cascade[kind]])
+            ax.errorbar(x, m, yerr=s, color=colour, marker="o", ms=3, capsize=2, label=f"{key} (cascading)")
+            ind = np.array([row[f"{key}_mean"] for row in independent[kind]])
+            ax.plot(x[1:], ind, color=colour, ls="--", marker="x", ms=4, label=f"{key} (only this layer)")
+        ax.set_xticks(x, ["trained"] + list(order), fontsize=7)
+        ax.set_ylim(-0.2, 1.05)
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_ylabel("similarity to trained", fontsize=8)
+        ax.set_title(f"{kind}: randomising layers from the top down (x: last layer randomised)", fontsize=8)
+        ax.legend(fontsize=6, ncol=2, loc="lower left")
+    return fig

@@ -537,6 +537,38 @@ def occlusion(site: _Site) -> Section:
                             "strongest layer-5 map's total activation, p(true class) and the most probable class.")
 
 
+@_guarded("sanity", "Can the pictures be trusted?")
+def sanity(site: _Site) -> Section:
+    path = site.run / "sanity" / "sanity.json"
+    title = "Can the pictures be trusted?"
+    if not path.is_file():
+        return _missing(site, "sanity", title, "the model-randomisation checks",
+                        "convscope sanity IMAGE... --checkpoint RUN --out RUN/sanity")
+    d = _read_json(path)
+    words = "".join(f"<li>{escape(str(line))}</li>" for line in d["summary"].values())
+    rows = []
+    for kind, cascade in d["cascade"].items():
+        independent = {row["step"]: row for row in d["independent"][kind]}
+        for row in cascade[1:]:
+            last = row["randomized"][-1]
+            one = independent.get(last, {})
+            rows.append([escape(kind), escape(last), f'{_num(row["spearman_mean"], ".2f")} ± '
+                         f'{_num(row["spearman_std"], ".2f")}', _num(row["ssim_mean"], ".2f"),
+                         _num(one.get("spearman_mean"), ".2f"), _num(one.get("ssim_mean"), ".2f")])
+    png = path.with_suffix(".png")
+    body = (f"<p>The pictures above are recomputed after re-initialising the network's layers from the top down "
+            f"(Adebayo et al. 2018). A picture that stays similar once the weights it should reflect are random "
+            f"shows the architecture or the image, not what was learned. {escape(str(d.get('method', '')))}.</p>"
+            f"<ul>{words}</ul>"
+            + (_img(site.copy(png, "sanity"), "sanity checks", site) if png.is_file() else "")
+            + "<details><summary>all steps</summary>"
+            + _table(["pictures", "randomised down to", "Spearman (cascade)", "SSIM (cascade)",
+                      "Spearman (only this layer)", "SSIM (only this layer)"], rows) + "</details>")
+    return Section("sanity", title, body, present=True,
+                   subtitle="Cascading and independent model randomisation of the deconvnet projections and "
+                            "occlusion maps (similarity to the trained model's pictures: 1 = unchanged).")
+
+
 @_guarded("invariance", "Invariance")
 def invariance(site: _Site) -> Section:
     folder = site.run / "invariance"
@@ -662,7 +694,7 @@ def _value(v) -> str:
     return f"<code>{escape(json.dumps(v) if isinstance(v, bool) else str(v))}</code>"
 
 
-SECTIONS = (overview, curves, evaluation, predictions, filters, atlas, evolution, occlusion, invariance,
+SECTIONS = (overview, curves, evaluation, predictions, filters, atlas, evolution, occlusion, sanity, invariance,
             correspondence, transfer, retrieval, config)
 
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]
-SECTIONS = ("overview", "curves", "evaluation", "predictions", "filters", "atlas", "evolution", "occlusion",
+SECTIONS = ("overview", "curves", "evaluation", "predictions", "filters", "atlas", "evolution", "occlusion", "sanity",
             "invariance", "correspondence", "transfer", "retrieval", "config")
 README_SHOT = Path(__file__).resolve().parents[2] / "docs" / "report-screenshot.png"
 
@@ -66,6 +66,8 @@ def real_run(tmp_path_factory):
          "--evolution-epochs", "all", "--evolution-maps", "2", "--evolution-images", "20"],
         ["occlusion", imgs[0], *common, "--out", str(run / "occlusion"), "--patch", "8", "--stride", "8",
          "--layer", "relu3"],
+        ["sanity", *imgs[:2], *common, "--out", str(run / "sanity"), "--layers", "conv2,conv3", "--patch", "8",
+         "--stride", "8"],
         ["invariance", *imgs[:2], *common, "--out", str(run / "invariance"), "--translate", "-4", "0", "4",
          "--scale", "1", "1.2", "--rotate", "0", "90"],
         ["correspondence", _annotations(tmp, imgs), *common, "--out", str(run / "correspondence"),

@@ -39,7 +39,7 @@ def test_training_only_run_builds_and_says_what_is_missing(tmp_path):
     html = index.read_text()
     sections = _sections(html)
     assert sections["overview"] == sections["curves"] == sections["config"] == "section"
-    missing = {"evaluation", "predictions", "filters", "atlas", "evolution", "occlusion", "invariance",
+    missing = {"evaluation", "predictions", "filters", "atlas", "evolution", "occlusion", "sanity", "invariance",
                "correspondence", "transfer", "retrieval"}
     assert {k for k, v in sections.items() if v.endswith("missing")} == missing
     for command in ("convscope evaluate", "convscope predict", "convscope inspect", "convscope occlusion",

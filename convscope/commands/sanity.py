@@ -1,0 +1,66 @@
+"""``convscope sanity IMAGE... --checkpoint RUN``: do the pictures depend on the learned weights? (Adebayo et al.
+2018, cascading and independent model randomisation)."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UserError
+from . import _inputs
+
+HELP = "randomisation sanity checks of deconvnet projections and occlusion maps (Adebayo et al. 2018)"
+DESCRIPTION = """Re-initialise the model's layers from the top down (cascading: fc8, then fc7 too, ... conv1) and
+one at a time (independent), recompute the deconvnet projections of fixed units (each image's strongest unit of
+each --layers layer in the trained model) and the occlusion maps of the images, and measure how similar they stay
+to the trained model's (Spearman rank correlation of absolute values, SSIM). Writes sanity.json, sanity.png and a
+plain-words summary; the report shows them beside the atlas and occlusion panels."""
+ORDER = 55
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (e.g. one val photo per class)")
+    _inputs.add_run_arguments(parser, out="analysis/sanity")
+    parser.add_argument("--layers", default="conv2,conv5", help="layers whose projections are tracked")
+    parser.add_argument("--no-occlusion", action="store_true", help="skip the occlusion maps (faster)")
+    parser.add_argument("--patch", type=_inputs.positive, default=32, help="occluder size in input pixels")
+    parser.add_argument("--stride", type=_inputs.positive, default=16, help="occluder step in input pixels")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..analysis import resolve_layer
+    from ..analysis.sanity import default_reinit, plain_words, randomization_checks
+    from ..report.figures import sanity_figure
+
+    run_, out = _inputs.load(args)
+    layers = [x.strip() for x in args.layers.split(",") if x.strip()]
+    for layer in layers:
+        resolve_layer(run_.model, layer)
+    if args.patch > run_.preprocess.crop:
+        raise UserError(f"--patch {args.patch} is larger than the model's {run_.preprocess.crop}-px input")
+    inputs = _inputs.read_inputs(run_, args.images)
+    targets = None
+    if not args.no_occlusion:
+        with torch.no_grad():
+            predicted = run_.model(inputs).argmax(1).tolist()
+        targets = [t if (t := _inputs.class_index(run_, None, p)) is not None else q
+                   for p, q in zip(args.images, predicted)]
+    fill = run_.preprocess(torch.full((1, 3, run_.preprocess.image_size, run_.preprocess.image_size), 128,
+                                      dtype=torch.uint8))[0].to(inputs.device)
+    result = randomization_checks(run_.model, inputs, projection_layers=layers, occlusion_targets=targets,
+                                  occlusion=dict(patch=args.patch, stride=args.stride, fill=fill),
+                                  reinit=default_reinit(run_.model, run_.config), seed=args.seed,
+                                  progress=lambda msg: print(msg, flush=True))
+    words = {kind: plain_words(kind, rows) for kind, rows in result.cascade.items()}
+    _inputs.write_json(out / "sanity.json", dict(
+        checkpoint=str(args.checkpoint), images=args.images, order=result.order, cascade=result.cascade,
+        independent=result.independent, summary=words, seed=args.seed,
+        method="Adebayo et al. 2018 §4.1; similarity = Spearman rank correlation of |picture| and SSIM of |picture| "
+               "scaled to [0, 1]; a picture with no structure left (all zeros) scores 0"))
+    fig = sanity_figure(result.order, result.cascade, result.independent, result.pictures)
+    fig.savefig(out / "sanity.png", dpi=100)
+    for line in words.values():
+        print(line)
+    print(f"-> {out / 'sanity.png'}, {out / 'sanity.json'}")
+    return 0

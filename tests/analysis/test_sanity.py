@@ -1,0 +1,43 @@
+"""Model-randomisation sanity checks (Adebayo et al. 2018): the similarity measures by hand, and the cascade's
+structure (layers above a picture cannot change it; the trained model is never modified)."""
+import pytest
+import torch
+
+import convscope as cs
+from convscope.analysis.sanity import compare, parametrized_layers, plain_words, randomization_checks
+
+
+def test_similarity_measures():
+    a = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert compare(a, a) == pytest.approx((1.0, 1.0))
+    assert compare(a, -a) == pytest.approx((1.0, 1.0))  # absolute values: the sign of a projection is not compared
+    assert compare(a, torch.zeros_like(a)) == (0.0, 0.0)  # nothing left: no similarity
+    b = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(1))
+    rho, ssim = compare(a, b)
+    assert abs(rho) < 0.3 and ssim < 0.5
+    ramp = torch.arange(64.0).view(8, 8)
+    assert compare(ramp, ramp ** 2)[0] == pytest.approx(1.0)  # rank correlation: any monotone change is equal
+
+
+def test_cascade_structure_on_a_small_zfnet():
+    torch.manual_seed(0)
+    model = cs.get_model("zfnet", num_classes=4, width=0.1, input_size=64, fc_width=16, init="kaiming").eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    result = randomization_checks(model, images, projection_layers=["conv2"], occlusion_targets=[0, 1, 2],
+                                  occlusion=dict(patch=16, stride=16, layer="relu5"))
+    assert result.order == list(reversed(parametrized_layers(model)))[:len(result.order)]
+    assert result.order[0] == "fc8" and result.order[-1] == "conv1"
+    proj = result.cascade["conv2 projections"]
+    assert proj[0]["spearman_mean"] == pytest.approx(1.0) and len(proj) == 1 + len(result.order)
+    for row in proj[1:]:
+        if "conv2" not in row["randomized"]:  # fc8 .. conv3 are above conv2: its projections cannot change
+            assert row["spearman_mean"] == pytest.approx(1.0) and row["ssim_mean"] == pytest.approx(1.0)
+    assert proj[-1]["spearman_mean"] < 0.9  # conv2 and conv1 random: another picture
+    independent = {row["step"]: row for row in result.independent["conv2 projections"]}
+    assert independent["fc6"]["spearman_mean"] == pytest.approx(1.0)
+    assert independent["conv1"]["spearman_mean"] < 1.0  # the projection passes through conv1's filters
+    assert result.cascade["occlusion"][1]["n"] == 3
+    assert len(result.pictures["conv2 projections"]) == 1 + len(result.order)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # copies were randomised
+    assert "conv2" in plain_words("conv2 projections", proj)
