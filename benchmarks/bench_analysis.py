@@ -30,7 +30,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import convscope as cs
-from convscope.analysis import conv_stack, deconv_project, feature_map_layer, top_activations
+from convscope.analysis import deconv_project, top_activations
+from convscope.analysis.deconv import conv_stack, feature_map_layer
 
 LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5"]
 

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import convscope as cs
-from convscope.analysis import conv_stack, deconv_project, deconv_signal, feature_map_layer
+from convscope.analysis import deconv_project
+from convscope.analysis.deconv import conv_stack, deconv_signal, feature_map_layer
 
 torch.set_num_threads(1)
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from convscope import cli
-from convscope.analysis import UnknownLayerError, capture, invariance_curves, stage_layer
+from convscope.analysis import UnknownLayerError, capture, invariance_curves
+from convscope.analysis._layers import stage_layer
 from convscope.analysis.invariance import DEFAULT_AMOUNTS, transform
 from convscope.checkpoint import atomic_save
 from convscope.models import get_model

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 import convscope as cs
-from convscope.analysis import ReceptiveField, conv_stack, receptive_field
+from convscope.analysis import ReceptiveField, receptive_field
+from convscope.analysis.deconv import conv_stack
 from convscope.analysis.receptive_field import _walk
 
 torch.set_num_threads(1)

@@ -8,8 +8,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from convscope.analysis import (TopActivations, batch_topk, empty_topk, image_maxima, merge_topk, project_top,
-                                receptive_field, rf_patches, top_activations)
+from convscope.analysis import (TopActivations, merge_topk, project_top, receptive_field, rf_patches,
+                                top_activations)
+from convscope.analysis.top_activations import batch_topk, empty_topk, image_maxima
 
 torch.set_num_threads(1)
 
