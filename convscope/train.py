@@ -267,6 +267,7 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
                                    world_size=dist.world_size, start=state["step_in_epoch"])
             loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers,
                                 collate_fn=collate_for(train_ds), pin_memory=dist.device.type == "cuda",
+                                worker_init_fn=_ignore_sigterm,
                                 generator=torch.Generator().manual_seed(epoch))  # leaves the global RNG alone
             # the epoch's running sums continue from a resumed position (rank 0 holds the saved global sums)
             sums = torch.tensor(state["partial"] if dist.is_main else [0.0] * 3, dtype=torch.float64)
@@ -293,7 +294,7 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
             val_loader = DataLoader(val_ds, batch_size=max(cfg.batch_size // dist.world_size, 1),
                                     sampler=ShardedEvalSampler(len(val_ds), dist.rank, dist.world_size),
                                     num_workers=cfg.workers, collate_fn=collate_for(val_ds),
-                                    generator=torch.Generator().manual_seed(epoch))
+                                    worker_init_fn=_ignore_sigterm, generator=torch.Generator().manual_seed(epoch))
             val = evaluate([(model, pre)], val_loader, device=dist.device, ten_crop=cfg.ten_crop_eval,
                            precision=cfg.precision, channels_last=cfg.channels_last, progress=dist.is_main)
             lr = optimizer.param_groups[0]["lr"]
@@ -322,6 +323,12 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
         signal.signal(signal.SIGTERM, old_handler)
         metrics_log.close()
     return last
+
+
+def _ignore_sigterm(_worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM to the main process: a scheduler signals the whole process group, and a
+    worker dying first would crash the main process before it saves its position."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _link_epoch(out: Path, epoch: int, metrics: dict | None, cfg: TrainConfig) -> None:

@@ -209,6 +209,21 @@ def test_sigterm_saves_then_resume_finishes(image_tree, tmp_path):
     assert load_checkpoint(out / "last.pt")["state"]["epoch"] == state["epoch"] + 1
 
 
+def test_sigterm_to_the_whole_process_group_with_loader_workers_saves(image_tree, tmp_path):
+    """A cluster scheduler signals every process of the job, DataLoader workers included."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "convscope", "train",
+                             *_cli_args(image_tree, out, epochs=20, save_every_steps=2, workers=2)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    _wait_for_step(out / "last.pt", 2, proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    output = proc.stdout.read()
+    assert proc.wait(timeout=120) == 143, output
+    assert "Traceback" not in output and "--resume" in output
+    resumed = _run_cli(["--out-dir", str(out), "--resume", "--epochs", str(load_checkpoint(out / "last.pt")["epoch"] + 1)])
+    assert resumed.wait(timeout=300) == 0
+
+
 def test_resume_without_checkpoint_and_rerun_into_existing_run_are_errors(image_tree, tmp_path):
     from convscope.errors import UserError
 

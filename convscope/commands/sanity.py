@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..analysis import resolve_layer
-    from ..analysis.sanity import default_reinit, plain_words, randomization_checks
+    from ..analysis.deconv import feature_map_layer
+    from ..analysis.sanity import default_reinit, parametrized_layers, plain_words, randomization_checks
     from ..report.figures import sanity_figure
 
     run_, out = _inputs.load(args)
@@ -48,8 +49,10 @@ def run(args: argparse.Namespace) -> int:
                    for p, q in zip(args.images, predicted)]
     fill = run_.preprocess(torch.full((1, 3, run_.preprocess.image_size, run_.preprocess.image_size), 128,
                                       dtype=torch.uint8))[0].to(inputs.device)
+    top_conv = [n for n in parametrized_layers(run_.model) if n.startswith("conv")][-1]  # ZF: the layer-5 map
+    occlusion = dict(patch=args.patch, stride=args.stride, fill=fill, layer=feature_map_layer(run_.model, top_conv))
     result = randomization_checks(run_.model, inputs, projection_layers=layers, occlusion_targets=targets,
-                                  occlusion=dict(patch=args.patch, stride=args.stride, fill=fill),
+                                  occlusion=occlusion,
                                   reinit=default_reinit(run_.model, run_.config), seed=args.seed,
                                   progress=lambda msg: print(msg, flush=True))
     words = {kind: plain_words(kind, rows) for kind, rows in result.cascade.items()}
