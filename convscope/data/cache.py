@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..locks import file_lock
 from ..progress import tqdm
 from .datasets import WithIndex, collate_with_index
+from ..errors import UserError
 from .images import ImageReadError
 
 # bump when decoding changes what a stored image holds (2: EXIF orientation, 16-bit greyscale scaled)
@@ -53,6 +55,22 @@ inside bigger files, as CIFAR-10's batches)."""
         st = os.stat(name)
         h.update(f"{name} {st.st_size} {st.st_mtime_ns}\n".encode())
     return h.hexdigest()
+
+
+class CacheTooLarge(UserError):
+    """The decoded cache would not fit on its disk."""
+
+
+def check_space(path: Path, nbytes: int, *, spare: float = 0.05) -> None:
+    """Refuse to start a cache file of ``nbytes`` that would leave less than ``spare`` of the disk free (an old
+    file of the same name, about to be replaced, counts as free)."""
+    usage = shutil.disk_usage(path.parent)
+    free = usage.free + (path.stat().st_size if path.exists() else 0)
+    if nbytes > free - spare * usage.total:
+        raise CacheTooLarge(
+            f"the decoded cache {path.name} needs {nbytes / 1e9:.1f} GB but {path.parent} has {usage.free / 1e9:.1f} "
+            f"GB free: point --cache-dir (or $CONVSCOPE_CACHE) at a larger disk, or train with --cache false "
+            f"(JPEGs are then decoded in the loader workers every epoch)")
 
 
 class DecodedCache(Dataset):
@@ -94,6 +112,7 @@ class DecodedCache(Dataset):
         """Decode into a temp file and rename it into place; called with the build lock held."""
         n, s = len(dataset), dataset.image_size
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_space(self.path, n * 3 * s * s)
         for debris in self.path.parent.glob(f".{self.path.name}.*.tmp*"):  # left by killed builds (lock held)
             debris.unlink(missing_ok=True)
         if self.meta_path.exists():

@@ -166,3 +166,18 @@ def test_val_labels_follow_train_folders_through_cache_and_subset(data_root):
     assert train.wnids[0] == "n01440764" and train.classes[0] == "tench"
     val = open_split(str(data_root / "imagenette2-160"), "val", 32, classes=train.wnids, subset=20, workers=0)
     assert val.classes == train.classes
+
+
+def test_a_cache_that_would_not_fit_is_refused_before_writing(image_tree, monkeypatch):
+    import shutil as sh
+    from collections import namedtuple
+
+    from convscope.data.cache import CacheTooLarge
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(sh, "disk_usage", lambda p: usage(10**6, 10**6 - 1000, 1000))  # 1 kB free
+    with pytest.raises(CacheTooLarge, match="--cache-dir"):
+        open_split(str(image_tree), "train", 24, workers=0)
+    cache_dir = Path(os.environ["CONVSCOPE_CACHE"])
+    left = [p.name for p in cache_dir.glob("*train-24px*") if not p.name.endswith(".lock")]  # the lock file stays
+    assert left == []  # no cache, no temp file
