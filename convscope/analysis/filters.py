@@ -16,6 +16,11 @@ from torch import nn
 from ..metrics import SMOOTHNESS, layer_smoothness, spatial_autocorrelation  # noqa: F401 (re-exported)
 from ._hooks import resolve_layer
 
+HIGH_FREQUENCY = ("share of a filter's spectral energy (DC excluded, colour channels summed) at spatial frequencies "
+                  "with max(|fx|, |fy|) > 0.25 cycles/pixel, i.e. in the upper half of the band up to Nyquist "
+                  "(white noise on a 7x7 kernel: 0.83; a smooth blob: near 0)")
+COLOUR = ("colour specificity: ||w - grey(w)|| / ||w||, grey(w) = the mean of the kernel's RGB channels "
+          "(0 = colour-agnostic, a kernel on one channel only: 0.82); colour-specific when > {threshold:g}")
 DEAD_CRITERION = "filter RMS < {rel_rms:g} x the largest filter RMS of the layer (flat tile on a common scale)"
 
 
@@ -31,6 +36,7 @@ class FilterStats:
         dead: (C_out,) bool, by ``criterion``.
         criterion: the dead-filter rule, in words with its threshold.
         smoothness: (C_out,) :func:`spatial_autocorrelation` of each filter (:data:`SMOOTHNESS`).
+        high_frequency: (C_out,) :func:`high_frequency_share` of each filter (:data:`HIGH_FREQUENCY`).
     """
 
     layer: str
@@ -40,6 +46,7 @@ class FilterStats:
     dead: torch.Tensor
     criterion: str
     smoothness: torch.Tensor
+    high_frequency: torch.Tensor
 
     @property
     def num_dead(self) -> int:
@@ -76,7 +83,98 @@ def filter_stats(model: nn.Module, layer: str | nn.Module = "conv1", *, rel_rms:
     contrast = flat.amax(1) - flat.amin(1)
     dead = rms < rel_rms * rms.max() if rms.numel() else torch.zeros(0, dtype=torch.bool)
     return FilterStats(str(layer) if isinstance(layer, str) else resolve_layer(model, layer)[0], w, rms, contrast,
-                       dead, DEAD_CRITERION.format(rel_rms=rel_rms), spatial_autocorrelation(w))
+                       dead, DEAD_CRITERION.format(rel_rms=rel_rms), spatial_autocorrelation(w),
+                       high_frequency_share(w))
+
+
+def high_frequency_share(weights: torch.Tensor, *, cutoff: float = 0.25) -> torch.Tensor:
+    """Per filter (C_out, C_in, k, k): the share of its non-DC spectral energy at frequencies with
+    max(|fx|, |fy|) > ``cutoff`` cycles/pixel (:data:`HIGH_FREQUENCY`). NaN for a filter with no non-DC energy."""
+    w = weights.detach().double()
+    power = torch.fft.fft2(w).abs().pow(2).sum(1)  # (C_out, k, k), channels summed
+    fy = torch.fft.fftfreq(w.shape[-2], dtype=torch.float64).abs()
+    fx = torch.fft.fftfreq(w.shape[-1], dtype=torch.float64).abs()
+    high = torch.maximum(fy[:, None], fx[None, :]) > cutoff
+    power[:, 0, 0] = 0.0  # DC: the filter's mean, not a spatial frequency
+    total = power.flatten(1).sum(1)
+    share = (power * high).flatten(1).sum(1) / total
+    return torch.where(total > 1e-12 * w.pow(2).flatten(1).sum(1).clamp_min(1e-30), share,
+                       torch.full_like(share, float("nan"))).float()
+
+
+def mean_spectrum(weights: torch.Tensor) -> torch.Tensor:
+    """The layer's mean magnitude spectrum (k, k), zero frequency at the centre, each filter scaled to unit norm
+    first (so strong filters do not dominate): the frequency view of ZF Fig. 6."""
+    w = weights.detach().double()
+    w = w / w.flatten(1).norm(dim=1).clamp_min(1e-30).view(-1, 1, 1, 1)
+    mag = torch.fft.fft2(w).abs().mean(1).mean(0)
+    return torch.fft.fftshift(mag).float()
+
+
+def colour_specificity(weights: torch.Tensor) -> torch.Tensor:
+    """Per RGB filter (C_out, 3, k, k): ||w - grey(w)|| / ||w|| with grey(w) the mean over the colour channels
+    (:data:`COLOUR`); 0 for a grey (colour-agnostic) kernel. NaN for an all-zero filter."""
+    w = weights.detach().double()
+    if w.shape[1] != 3:
+        raise ValueError(f"colour specificity needs RGB filters (3 input channels), not {w.shape[1]}")
+    colour = w - w.mean(1, keepdim=True)
+    norm = w.flatten(1).norm(dim=1)
+    return torch.where(norm > 0, colour.flatten(1).norm(dim=1) / norm, torch.full_like(norm, float("nan"))).float()
+
+
+def conv1_columns(model: nn.Module) -> int:
+    """How many columns (AlexNet §3.2's GPUs) conv1's filters split into: the group count of the conv after it
+    (conv1's first C/g filters feed column 1, and so on); 1 for a one-column model."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    return convs[1].groups if len(convs) > 1 else 1
+
+
+@dataclass(frozen=True)
+class ColumnStats:
+    """AlexNet Fig. 3: per column, how many conv1 kernels are colour-specific by :data:`COLOUR`."""
+
+    columns: int
+    colour_specific: list[int]
+    count: list[int]
+    mean_specificity: list[float]
+    criterion: str
+
+    @property
+    def share(self) -> list[float]:
+        return [s / max(n, 1) for s, n in zip(self.colour_specific, self.count)]
+
+
+def column_stats(model: nn.Module, *, threshold: float = 0.5) -> ColumnStats:
+    """Colour-specific vs colour-agnostic conv1 kernels in each column of a grouped model (AlexNet Fig. 3)."""
+    w = conv_filters(model, "conv1")
+    g = conv1_columns(model)
+    spec = colour_specificity(w)
+    parts = spec.chunk(g)
+    return ColumnStats(g, [int((p > threshold).sum()) for p in parts], [len(p) for p in parts],
+                       [float(p.nanmean()) for p in parts], COLOUR.format(threshold=threshold))
+
+
+def filter_diagnostics(model: nn.Module, *, layers=("conv1", "conv2"), rel_rms: float = 0.02,
+                       colour_threshold: float = 0.5) -> dict:
+    """ZF Fig. 6 and AlexNet Fig. 3 as numbers (JSON-ready): per layer the mean high-frequency share, smoothness
+    and dead count; for RGB conv1 the colour specificity per column."""
+    out: dict = dict(high_frequency=HIGH_FREQUENCY, dead_criterion=DEAD_CRITERION.format(rel_rms=rel_rms),
+                     layers={})
+    for layer in layers:
+        try:
+            st = filter_stats(model, layer, rel_rms=rel_rms)
+        except (KeyError, ValueError):  # a model without that layer
+            continue
+        hf = st.high_frequency[~st.high_frequency.isnan()]
+        out["layers"][layer] = dict(count=len(st.rms), dead=st.num_dead, kernel=list(st.weights.shape[-2:]),
+                                    high_frequency_mean=float(hf.mean()) if len(hf) else None,
+                                    high_frequency_std=float(hf.std()) if len(hf) > 1 else 0.0,
+                                    smoothness_mean=float(st.smoothness.nanmean()))
+    if conv_filters(model, "conv1").shape[1] == 3:
+        cs = column_stats(model, threshold=colour_threshold)
+        out["columns"] = dict(columns=cs.columns, colour_specific=cs.colour_specific, count=cs.count,
+                              share=cs.share, mean_specificity=cs.mean_specificity, criterion=cs.criterion)
+    return out
 
 
 @dataclass(frozen=True)

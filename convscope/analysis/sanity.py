@@ -93,6 +93,14 @@ def default_reinit(model: nn.Module, config: dict | None = None) -> Callable[[st
     return reinit
 
 
+def randomized_copy(model: nn.Module, layers: Sequence[str], reinit: Callable[[str, nn.Module], None]) -> nn.Module:
+    """A copy of ``model`` with the named layers re-initialised by ``reinit``; the model itself is not touched."""
+    copy_ = copy.deepcopy(model)
+    for alias in layers:
+        reinit(alias, _module(copy_, alias))
+    return copy_
+
+
 def _magnitude(p: torch.Tensor) -> torch.Tensor:
     """(3, h, w) projection -> (h, w) absolute magnitude (sum over colour channels)."""
     return p.abs().sum(0) if p.dim() == 3 else p.abs()
@@ -214,12 +222,11 @@ def randomization_checks(
     kinds = list(trained)
     cascade = {k: [similarity("trained", [], trained, trained)[k]] for k in kinds}
     shown = {k: [trained[k]] for k in kinds}
-    current = copy.deepcopy(model)
     for i, alias in enumerate(order):
         if progress:
             progress(f"cascade: randomising {alias}")
-        reinit(alias, _module(current, alias))
-        now = pictures(current)
+        torch.manual_seed(seed + i)
+        now = pictures(randomized_copy(model, order[:i + 1], reinit))
         sims = similarity(f"up to {alias}", order[:i + 1], trained, now)
         for k in kinds:
             cascade[k].append(sims[k])
@@ -228,9 +235,7 @@ def randomization_checks(
     for alias in order:
         if progress:
             progress(f"independent: randomising {alias}")
-        one = copy.deepcopy(model)
-        reinit(alias, _module(one, alias))
-        sims = similarity(alias, [alias], trained, pictures(one))
+        sims = similarity(alias, [alias], trained, pictures(randomized_copy(model, [alias], reinit)))
         for k in kinds:
             independent[k].append(sims[k])
     return SanityResult(order, cascade, independent, shown)

@@ -16,8 +16,9 @@ layers, the k images that activate it most (each image counted once, by its stro
 for a seeded random subset of live maps, each image's deconvnet projection of that unit beside its receptive-field
 patch (ZF Fig. 2). Also draws the conv1 filters (AlexNet Fig. 3), optionally
 against a second model's with a dead-filter count (ZF Fig. 6), and the strongest activation of some maps at each
-saved epoch snapshot RUN/epochs/epoch_*.pt (ZF Fig. 4). Writes top9_<layer>.png, filters_conv1.png,
-[filters_compare.png], evolution_<layer>.png and index.json to --out."""
+saved epoch snapshot RUN/epochs/epoch_*.pt (ZF Fig. 4), and the filters' frequency view (mean spectra, share of
+energy near Nyquist) and per-column colour statistic. Writes top9_<layer>.png, filters_conv1.png,
+[filters_compare.png], filters_spectrum.png, evolution_<layer>.png and index.json to --out."""
 ORDER = 40
 PAPER_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)  # ZF Fig. 4
 
@@ -133,9 +134,11 @@ def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) ->
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..analysis import (compare_filters, feature_evolution, filter_stats, project_top, receptive_field,
-                            resolve_layer, top_activations)
+    from ..analysis import (compare_filters, conv_filters, feature_evolution, filter_stats, project_top,
+                            receptive_field, resolve_layer, top_activations)
+    from ..analysis.filters import HIGH_FREQUENCY, filter_diagnostics
     from ..checkpoint import load_run
+    from ..report.figures import filter_spectra_figure
     from ..report import images as img
 
     layers = [name.strip() for name in args.layers.split(",") if name.strip()]
@@ -143,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--layers is empty")
     if args.k < 1 or args.maps < 1:
         raise UserError(f"-k and --maps must be positive (got {args.k}, {args.maps})")
+    if args.compare and not Path(args.compare).exists():  # fail before the long pass, not after it
+        raise UserError(f"--compare: checkpoint not found: {args.compare}")
     run_, out = _inputs.load(args)
     model, pre = run_.model, run_.preprocess
     for layer in layers:
@@ -202,7 +207,9 @@ def run(args: argparse.Namespace) -> int:
     img.save_png(fig, out / "filters_conv1.png")
     index["figures"]["filters_conv1.png"] = dict(kind="filters", layer="conv1")
     index["filters"] = dict(layer="conv1", count=len(stats.rms), dead=stats.num_dead,
-                            dead_maps=stats.dead.nonzero().flatten().tolist(), criterion=stats.criterion)
+                            dead_maps=stats.dead.nonzero().flatten().tolist(), criterion=stats.criterion,
+                            diagnostics=filter_diagnostics(model, rel_rms=args.dead_rms))
+    spectra = [(run_.model_name, model)]
     index["filter_smoothness"] = _smoothness_table(run_, _epoch_files(args.checkpoint), args.device)
     print("filter smoothness (" + SMOOTHNESS.split(":")[0] + "): " + "; ".join(
         f"{row['label']}: " + " ".join(f"{k} {v:.2f}" for k, v in row["layers"].items())
@@ -219,9 +226,21 @@ def run(args: argparse.Namespace) -> int:
         index["filters_compare"] = dict(a=dict(checkpoint=str(args.checkpoint), model=run_.model_name,
                                                dead=cmp.a.num_dead, count=len(cmp.a.rms)),
                                         b=dict(checkpoint=str(args.compare), model=other.model_name,
-                                               dead=cmp.b.num_dead, count=len(cmp.b.rms)),
+                                               dead=cmp.b.num_dead, count=len(cmp.b.rms),
+                                               diagnostics=filter_diagnostics(other.model, rel_rms=args.dead_rms)),
                                         criterion=cmp.a.criterion, scale="common per model")
+        spectra.append((f"{other.model_name} ({Path(args.compare).parent.name})", other.model))
         print(f"conv1 dead filters ({stats.criterion}): {cmp.a.num_dead} vs {cmp.b.num_dead}")
+    fig = filter_spectra_figure([(name, {layer: conv_filters(m, layer) for layer in ("conv1", "conv2")})
+                                 for name, m in spectra])
+    fig.savefig(out / "filters_spectrum.png", dpi=100)
+    index["figures"]["filters_spectrum.png"] = dict(kind="filters_spectrum", layer="conv1,conv2")
+    diag = index["filters"]["diagnostics"]
+    print("high-frequency share (" + HIGH_FREQUENCY.split(" at ")[0] + "): " + ", ".join(
+        f"{k} {v['high_frequency_mean']:.2f}" for k, v in diag["layers"].items() if v["high_frequency_mean"] is not None)
+        + ("; colour-specific conv1 kernels per column: " + ", ".join(
+            f"{s}/{n}" for s, n in zip(diag["columns"]["colour_specific"], diag["columns"]["count"]))
+           if "columns" in diag else ""))
 
     # ZF Fig. 4
     if epochs:

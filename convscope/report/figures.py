@@ -225,3 +225,29 @@ def sanity_figure(order: Sequence[str], cascade: dict[str, list[dict]], independ
         ax.set_title(f"{kind}: randomising layers from the top down (x: last layer randomised)", fontsize=8)
         ax.legend(fontsize=6, ncol=2, loc="lower left")
     return fig
+
+
+def filter_spectra_figure(models: Sequence[tuple[str, dict[str, torch.Tensor]]]) -> Figure:
+    """ZF Fig. 6's frequency view: per model (rows) and layer (columns), the mean magnitude spectrum of the
+    filters (each scaled to unit norm; zero frequency at the centre, Nyquist at the edges), with the layer's
+    high-frequency share in the title."""
+    from ..analysis.filters import high_frequency_share, mean_spectrum
+
+    layers = list(dict.fromkeys(k for _, ws in models for k in ws))
+    fig = Figure(figsize=(2.4 * len(layers) + 0.6, 2.4 * len(models) + 0.4), layout="constrained")
+    axes = fig.subplots(len(models), len(layers), squeeze=False)
+    for r, (name, weights) in enumerate(models):
+        for c, layer in enumerate(layers):
+            ax = axes[r][c]
+            if layer not in weights:
+                ax.axis("off")
+                continue
+            w = weights[layer]
+            k = w.shape[-1]
+            ax.imshow(mean_spectrum(w).numpy(), cmap="magma", extent=[-0.5, 0.5, 0.5, -0.5] if k % 2 == 0 else
+                      [-(k // 2 + 0.5) / k, (k // 2 + 0.5) / k, (k // 2 + 0.5) / k, -(k // 2 + 0.5) / k])
+            hf = high_frequency_share(w)
+            ax.set_title(f"{name}\n{layer} {k}x{k}: high-freq. {float(hf.nanmean()):.2f}", fontsize=8)
+            ax.set_xlabel("fx (cycles/px)", fontsize=7)
+            ax.tick_params(labelsize=6)
+    return fig

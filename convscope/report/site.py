@@ -398,6 +398,29 @@ def _smoothness_table(smooth: dict) -> str:
             f'{table}')
 
 
+def _diagnostics_html(site: _Site, folder: Path, diag: dict, other: dict | None) -> str:
+    """ZF Fig. 6 / AlexNet Fig. 3 numbers: frequency content and dead filters per layer (this model and the
+    compared one), the per-column colour statistic, and the mean spectra."""
+    models = [("this model", diag)] + ([(f'{other.get("model", "other")} ({other.get("checkpoint", "")})',
+                                         other["diagnostics"])] if other and other.get("diagnostics") else [])
+    rows = [[escape(name), escape(layer), "×".join(map(str, v["kernel"])), _num(v["high_frequency_mean"], ".2f"),
+             _num(v["smoothness_mean"], ".2f"), f'{v["dead"]} / {v["count"]}']
+            for name, d in models for layer, v in d["layers"].items()]
+    html = (f'<h3>Frequency content (ZF Fig. 6)</h3><p>High-frequency share: {escape(diag["high_frequency"])}. '
+            f'Dead: {escape(diag["dead_criterion"])}.</p>'
+            + _table(["model", "layer", "kernel", "high-freq. share", "smoothness", "dead"], rows))
+    cols = diag.get("columns")
+    if cols and cols["columns"] > 1:
+        html += ("<p>Colour per column (AlexNet Fig. 3): " + "; ".join(
+            f'column {i + 1}: {s} of {n} kernels colour-specific (mean specificity {m:.2f})' for i, (s, n, m) in
+            enumerate(zip(cols["colour_specific"], cols["count"], cols["mean_specificity"])))
+            + f'. Criterion: {escape(cols["criterion"])}.</p>')
+    spectrum = folder / "filters_spectrum.png"
+    if spectrum.is_file():
+        html += _img(site.copy(spectrum, "inspect"), "mean filter spectra", site)
+    return html
+
+
 @_guarded("filters", "conv1 filters")
 def filters(site: _Site) -> Section:
     folder = site.run / "inspect"
@@ -414,6 +437,9 @@ def filters(site: _Site) -> Section:
     smooth = index.get("filter_smoothness")
     if smooth:
         body += _smoothness_table(smooth)
+    diag = info.get("diagnostics")
+    if diag:
+        body += _diagnostics_html(site, folder, diag, (index.get("filters_compare") or {}).get("b"))
     cmp_png = folder / "filters_compare.png"
     if cmp_png.is_file():
         cmp = index.get("filters_compare") or {}

@@ -76,3 +76,37 @@ def test_layer_smoothness_sees_a_small_init_only_where_it_is():
         model.features.conv1.weight.copy_(_gabor().expand_as(model.features.conv1.weight))
     assert layer_smoothness(model)["conv1"] > 0.6
     assert filter_stats(model, "conv1").smoothness.shape == (model.features.conv1.out_channels,)
+
+
+def test_frequency_and_colour_statistics_by_hand():
+    from convscope.analysis.filters import colour_specificity, high_frequency_share
+
+    x = torch.arange(7.0)
+    vertical_fine = torch.cos(2 * math.pi * 3 / 7 * x).expand(1, 3, 7, 7)  # 3 cycles in 7 px: fx = 3/7 > 0.25
+    vertical_coarse = torch.cos(2 * math.pi * 1 / 7 * x).expand(1, 3, 7, 7)  # fx = 1/7
+    assert high_frequency_share(vertical_fine).item() == pytest.approx(1.0)
+    assert high_frequency_share(vertical_coarse).item() == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(high_frequency_share(torch.ones(1, 3, 7, 7)).item())  # grey and flat: only DC
+    noise = high_frequency_share(torch.randn(4000, 3, 7, 7, generator=torch.Generator().manual_seed(0)))
+    assert noise.mean().item() == pytest.approx(40 / 48, abs=0.01)  # 40 of the 48 non-DC bins are "high"
+    grey = torch.rand(5, 5).expand(1, 3, 5, 5)
+    assert colour_specificity(grey).item() == pytest.approx(0.0, abs=1e-7)
+    red = torch.zeros(1, 3, 5, 5)
+    red[0, 0] = torch.rand(5, 5) + 0.1
+    assert colour_specificity(red).item() == pytest.approx(math.sqrt(2 / 3))  # ||(2/3, -1/3, -1/3)|| = sqrt(6)/3
+
+
+def test_column_statistic_splits_conv1_by_the_next_layers_groups():
+    from convscope.analysis.filters import column_stats
+
+    torch.manual_seed(0)
+    model = cs.get_model("alexnet", num_classes=3, width=0.25, input_size=64, fc_width=8, groups=2)
+    with torch.no_grad():
+        w = model.features.conv1.weight
+        half = w.shape[0] // 2
+        w[:half] = w[:half].mean(1, keepdim=True).expand_as(w[:half])  # column 1: grey kernels
+        w[half:, 1:] = 0  # column 2: red-only kernels
+    stats = column_stats(model)
+    assert stats.columns == 2 and stats.count == [half, half]
+    assert stats.colour_specific == [0, half] and stats.share == [0.0, 1.0]
+    assert column_stats(cs.get_model("zfnet", num_classes=3, width=0.1, input_size=64, fc_width=8)).columns == 1

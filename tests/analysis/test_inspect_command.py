@@ -55,6 +55,10 @@ def test_inspect_writes_figures_and_index(run_dir, capsys):
             "evolution_conv1.png", "evolution_conv5.png", "index.json"} <= names
     index = json.loads((out / "index.json").read_text())
     assert index["images"] == 8 and index["filters"]["criterion"]
+    diag = index["filters"]["diagnostics"]
+    assert set(diag["layers"]) == {"conv1", "conv2"} and 0 <= diag["layers"]["conv1"]["high_frequency_mean"] <= 1
+    assert diag["columns"]["columns"] == 1 and "filters_spectrum.png" in names
+    assert index["filters_compare"]["b"]["diagnostics"]["layers"]["conv1"]["count"] == diag["layers"]["conv1"]["count"]
     tiles = [t for t in index["tiles"] if t["figure"] == "top9_conv3.png"]
     assert len(tiles) == 3 * 8  # 3 maps x top-9 images, but only 8 images exist: one tile per image
     for m in {t["map"] for t in tiles}:

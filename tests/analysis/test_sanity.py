@@ -41,3 +41,20 @@ def test_cascade_structure_on_a_small_zfnet():
     assert len(result.pictures["conv2 projections"]) == 1 + len(result.order)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # copies were randomised
     assert "conv2" in plain_words("conv2 projections", proj)
+
+
+def test_randomising_touches_exactly_the_named_layers():
+    from convscope.analysis.sanity import default_reinit, randomized_copy
+
+    torch.manual_seed(0)
+    model = cs.get_model("zfnet", num_classes=4, width=0.1, input_size=64, fc_width=16, init="kaiming")
+    reinit = default_reinit(model, {"model_options": {"init": "kaiming"}})
+    order = list(reversed(parametrized_layers(model)))
+    for upto in range(1, len(order) + 1):  # cascading: the top `upto` layers, nothing below
+        copy_ = randomized_copy(model, order[:upto], reinit)
+        changed = {k.split(".")[1] for k, v in copy_.state_dict().items()
+                   if not torch.equal(v, model.state_dict()[k])}
+        assert changed == set(order[:upto])
+    one = randomized_copy(model, ["conv3"], reinit)  # independent: that layer only
+    assert {k for k, v in one.state_dict().items() if not torch.equal(v, model.state_dict()[k])} == {
+        "features.conv3.weight"}  # He init keeps the (zero) bias
