@@ -27,7 +27,7 @@ from .locks import run_lock
 from .data.loading import EpochSampler, collate_for, open_split
 from .data.sharding import ShardedEvalSampler
 from .data.stats import DataStats, cached_stats
-from .data.transforms import PCALighting, RandomCropFlip
+from .data.transforms import TrainAugment
 from .dist import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from .errors import UserError
 from .evaluation import evaluate
@@ -190,12 +190,12 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
                         classes=getattr(train_ds, "wnids", None), **opts)
     stats = load_stats(cfg, train_ds, out, dist)
     pre = Preprocess(stats.mean_image, cfg.crop, cfg.input_scale)
-    crop_flip, lighting = RandomCropFlip(cfg.crop, cfg.flip), PCALighting(stats.eigval, stats.eigvec, cfg.pca_alpha)
-    mean = stats.mean_image.to(dist.device)
+    train_view = TrainAugment(stats.mean_image, cfg.crop, flip=cfg.flip, eigval=stats.eigval, eigvec=stats.eigvec,
+                              alpha_std=cfg.pca_alpha, scale=cfg.input_scale).to(dist.device)
     aug_gen = torch.Generator().manual_seed(cfg.seed + 1 + dist.rank)
 
-    def augment(images):  # uint8 (B,3,S,S) -> mean-subtracted, cropped, flipped, relit, scaled (B,3,c,c)
-        return lighting(crop_flip(images.float() - mean, aug_gen), aug_gen) * cfg.input_scale
+    def augment(images):  # uint8 (B,3,S,S) -> cropped, flipped, mean-subtracted, relit, scaled (B,3,c,c)
+        return train_view(images, aug_gen)
 
     # model and optimiser (AlexNet §5)
     torch.manual_seed(cfg.seed)  # here, not earlier: building the cache/statistics may or may not draw numbers

@@ -1,4 +1,5 @@
 """The papers' augmentation and test views: PCA lighting, 10 crops, random crop + flip, mean subtraction."""
+import pytest
 import torch
 
 from convscope.checkpoint import Preprocess
@@ -68,3 +69,18 @@ def test_mean_subtraction_round_trips():
     x = pre(images)
     torch.testing.assert_close(pre.to_pixels(x) * 255, images[..., 1:7, 1:7].float(), atol=1e-3, rtol=0)
     torch.testing.assert_close(pre.views(images)[:, 0], x)  # the centre view is the same computation
+
+
+@pytest.mark.parametrize("flip,alpha,scale", [(True, 0.1, 1 / 64), (False, 0.0, 1.0)])
+def test_fused_train_view_equals_the_composed_ops_draw_for_draw(flip, alpha, scale):
+    from convscope.data.transforms import PCALighting, RandomCropFlip, TrainAugment
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 256, (5, 3, 20, 24), dtype=torch.uint8, generator=gen)
+    mean = torch.rand(3, 20, 24, generator=gen) * 255
+    eigval, eigvec = torch.rand(3, generator=gen) * 100, torch.linalg.qr(torch.randn(3, 3, generator=gen))[0]
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    composed = PCALighting(eigval, eigvec, alpha)(RandomCropFlip(16, flip)(x.float() - mean, g1), g1) * scale
+    fused = TrainAugment(mean, 16, flip=flip, eigval=eigval, eigvec=eigvec, alpha_std=alpha, scale=scale)(x, g2)
+    assert torch.equal(fused, composed)
+    assert torch.equal(g1.get_state(), g2.get_state())  # the same draws were consumed
