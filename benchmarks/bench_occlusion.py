@@ -1,11 +1,12 @@
-"""Our ZF occlusion sweep vs Captum's ``Occlusion`` for the same image, model and window.
+"""Our ZF occlusion sweep, incremental and full, vs Captum's ``Occlusion`` for the same image, model and window.
 
-Both run the same number of forward passes (one per occluder position, plus the clean image) in batches of the
-same size; Captum additionally scatters every window's probability drop onto the pixels it covers and averages
-(its per-pixel attribution), while ours also records the layer-5 map sum and the arg-max class per position.
+"full" runs one batched forward per occluder position (the batched-forward floor of any method that recomputes
+the network); "incremental" recomputes only the rectangle each occluder changes in each layer
+(:mod:`convscope.analysis.incremental`); Captum runs the same forwards and scatters every window's probability drop
+onto its pixels. The last columns check that incremental equals full.
 
-    .venv/bin/python benchmarks/bench_occlusion.py                       # random-weight zfnet width 0.5, 128 px
-    .venv/bin/python benchmarks/bench_occlusion.py --checkpoint /work/runs/imagenette/best.pt --image x.JPEG
+    .venv/bin/python benchmarks/bench_occlusion.py --model alexnet --size 224 --windows 32:16 16:8 48:24
+    .venv/bin/python benchmarks/bench_occlusion.py --checkpoint runs/demo/best.pt --image x.JPEG
 
 Prints one markdown table row per setting (median of --repeat runs, seconds).
 """
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--image", default=None)
     parser.add_argument("--size", type=int, default=128, help="input side without a checkpoint")
+    parser.add_argument("--model", default="zfnet", help="registered model without a checkpoint (random weights)")
     parser.add_argument("--windows", nargs="+", default=["32:8", "16:4", "48:16"], help="patch:stride pairs")
     parser.add_argument("--chunk", type=int, default=64, help="occluded images per forward, both methods")
     parser.add_argument("--repeat", type=int, default=3)
@@ -46,17 +48,24 @@ def main() -> None:
         what = f"{run.model_name} from {args.checkpoint}"
     else:
         torch.manual_seed(0)
-        model = get_model("zfnet", num_classes=10, width=0.5, input_size=args.size, init="kaiming").to(args.device)
+        opts = dict(num_classes=1000, input_size=args.size, init="kaiming") if args.model != "alexnet_tv" else {}
+        if args.model == "zfnet":
+            opts.update(num_classes=10, width=0.5)
+        model = get_model(args.model, **opts).to(args.device)
         x = torch.randn(3, args.size, args.size, device=args.device) * 50
-        what = f"zfnet width 0.5, random weights, {args.size} px"
+        what = f"{args.model} {opts}, random weights, {args.size} px"
     model.eval()
     with torch.no_grad():
         target = int(model(x[None]).argmax())
     prob = lambda inp: model(inp).softmax(dim=1)  # noqa: E731
     occluder = Occlusion(prob)
 
-    def ours(patch, stride):
-        return occlusion_map(model, x, target=target, patch=patch, stride=stride, fill=0.0, chunk=args.chunk)
+    def ours(patch, stride, incremental=True):
+        return occlusion_map(model, x, target=target, patch=patch, stride=stride, fill=0.0, chunk=args.chunk,
+                             incremental=incremental)
+
+    def full(patch, stride):
+        return ours(patch, stride, incremental=False)
 
     def captum(patch, stride):
         with torch.no_grad():
@@ -78,11 +87,14 @@ def main() -> None:
 
     print(f"# {what}; device {args.device}, {args.threads} thread(s), chunk {args.chunk}, "
           f"torch {torch.__version__}, {platform.processor() or platform.machine()}")
-    print("| input | patch/stride | positions | ours (s) | captum Occlusion (s) | captum/ours | max abs diff* |")
-    print("|---|---|---|---|---|---|---|")
+    print("| input | patch/stride | positions | incremental (s) | full (s) | captum Occlusion (s) | incremental/full | "
+          "captum/incremental | incremental vs full: max rel. diff (p, map sum) | max abs diff* |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for spec in args.windows:
         patch, stride = (int(v) for v in spec.split(":"))
-        occ = ours(patch, stride)
+        occ, ref = ours(patch, stride), full(patch, stride)
+        rel = [float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) for a, b in
+               ((occ.prob, ref.prob), (occ.feature, ref.feature))]
         # where windows tile the image (stride == patch) captum's attribution equals our drop; check that case
         diff = float("nan")
         if stride == patch:
@@ -90,9 +102,10 @@ def main() -> None:
             drop = (occ.clean_prob - occ.prob).repeat_interleave(patch, 0).repeat_interleave(patch, 1)
             h, w = drop.shape
             diff = float((attr[:h, :w].cpu() - drop).abs().max())
-        t_ours, t_captum = timed(ours, patch, stride), timed(captum, patch, stride)
-        print(f"| {x.shape[-1]}x{x.shape[-1]} | {patch}/{stride} | {occ.prob.numel()} | {t_ours:.3f} | "
-              f"{t_captum:.3f} | {t_captum / t_ours:.2f} | {diff:.1e} |")
+        t_ours, t_full, t_captum = timed(ours, patch, stride), timed(full, patch, stride), timed(captum, patch, stride)
+        print(f"| {x.shape[-1]}x{x.shape[-1]} | {patch}/{stride} | {occ.prob.numel()} | {t_ours:.3f} | {t_full:.3f} | "
+              f"{t_captum:.3f} | {t_ours / t_full:.2f} | {t_captum / t_ours:.2f} | {rel[0]:.1e}, {rel[1]:.1e} | "
+              f"{diff:.1e} |")
     print("\n*max |captum attribution - (p_clean - p_occluded)| over pixels, only where stride == patch")
 
 

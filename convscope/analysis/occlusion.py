@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._hooks import capture, eval_mode, model_device
+from ._hooks import capture, eval_mode, model_device, resolve_layer
+from .incremental import occluded_outputs
+from .incremental import supports as incremental_supports
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ def occlusion_map(
     fill: float | str | torch.Tensor = 0.0,
     channel: int | None = None,
     chunk: int = 64,
+    incremental: bool | None = None,
 ) -> OcclusionMap:
     """Slide an occluder over one image and record ZF Fig. 7's three maps.
 
@@ -82,6 +85,8 @@ def occlusion_map(
             to (3, H, W) whose pixels replace the covered ones.
         channel: the feature map to sum; default the one with the largest activation on the clean image.
         chunk: occluded images per forward pass (memory bound).
+        incremental: recompute only what each occluder changes (:mod:`convscope.analysis.incremental`; equal to
+            the full computation up to float rounding, faster); ``None`` = whenever the model supports it.
 
     Raises:
         ValueError: if the patch does not fit in the image or the fill is unknown.
@@ -111,14 +116,22 @@ def occlusion_map(
         clean_probs = clean_logits.float().softmax(dim=1)[0]
         prob, feature, label = [], [], []
         flat = origins.reshape(-1, 2)
+        module = resolve_layer(model, layer)[0]
+        fast = incremental_supports(model) and module.startswith("features.") if incremental is None else incremental
         for start in range(0, flat.shape[0], chunk):
-            batch = image.expand(min(chunk, flat.shape[0] - start), -1, -1, -1).clone()
-            for i, (y, x) in enumerate(flat[start:start + chunk].tolist()):
-                batch[i, :, y:y + patch, x:x + patch] = fill_image[:, y:y + patch, x:x + patch]
-            probs = model(batch).float().softmax(dim=1)
+            if fast:
+                logits, summed = occluded_outputs(model, image, flat[start:start + chunk], patch, fill_image,
+                                                  feature_module=module, channel=channel)
+            else:
+                batch = image.expand(min(chunk, flat.shape[0] - start), -1, -1, -1).clone()
+                for i, (y, x) in enumerate(flat[start:start + chunk].tolist()):
+                    batch[i, :, y:y + patch, x:x + patch] = fill_image[:, y:y + patch, x:x + patch]
+                logits = model(batch)
+                summed = acts[layer][:, channel].float().flatten(1).sum(dim=1)
+            probs = logits.float().softmax(dim=1)
             prob.append(probs[:, target].cpu())
             label.append(probs.argmax(dim=1).cpu())
-            feature.append(acts[layer][:, channel].float().flatten(1).sum(dim=1).cpu())
+            feature.append(summed.float().cpu())
     return OcclusionMap(
         prob=torch.cat(prob).reshape(ny, nx), feature=torch.cat(feature).reshape(ny, nx),
         label=torch.cat(label).reshape(ny, nx), origins=origins, target=int(target), channel=channel, layer=layer,

@@ -1,6 +1,7 @@
 """Occlusion sensitivity (ZF Fig. 7): grid, fill = image, batching, Captum cross-check, errors, the command."""
 import pytest
 import torch
+from torch import nn
 
 from convscope import cli
 from convscope.analysis import UnknownLayerError, occlusion_map
@@ -171,3 +172,33 @@ def test_output_names_of_same_named_images_do_not_collide():
     assert unique_stems(["a/0000.jpg", "b/0000.jpg"]) == ["a_0000", "b_0000"]
     assert unique_stems(["x/a.jpg", "x/b.png"]) == ["a", "b"]
     assert len(set(unique_stems(["same.jpg", "same.jpg"]))) == 2
+
+
+@pytest.mark.parametrize("name,opts,size", [
+    ("zfnet", dict(num_classes=7, width=0.25, input_size=96, fc_width=32, init="kaiming"), 96),
+    ("alexnet", dict(num_classes=7, width=0.25, input_size=160, fc_width=32, init="kaiming"), 160),
+    ("alexnet_tv", dict(num_classes=7), 112),
+])
+def test_incremental_occlusion_equals_the_full_computation(name, opts, size):
+    from convscope.analysis.incremental import supports
+
+    torch.manual_seed(0)
+    model = get_model(name, **opts).eval()
+    assert supports(model)
+    x = torch.randn(3, size, size, generator=torch.Generator().manual_seed(1)) * 2
+    # windows in the interior, at the borders (sizes that do not tile the image), one covering everything
+    for patch, stride in ((32, 16), (24, 20), (13, 7), (size, 1), (8, size // 3)):
+        full = occlusion_map(model, x, target=3, patch=patch, stride=stride, fill=0.5, incremental=False, chunk=17)
+        fast = occlusion_map(model, x, target=3, patch=patch, stride=stride, fill=0.5, incremental=True, chunk=17)
+        torch.testing.assert_close(fast.prob, full.prob, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(fast.feature, full.feature, rtol=1e-5, atol=1e-5)
+        assert torch.equal(fast.label, full.label) and fast.channel == full.channel
+
+
+def test_incremental_is_skipped_for_models_it_cannot_follow():
+    from convscope.analysis.incremental import supports
+
+    odd = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    assert not supports(odd)
+    occ = occlusion_map(odd.eval(), torch.randn(3, 16, 16), target=0, patch=8, stride=8, layer="1")
+    assert occ.prob.shape == (2, 2)  # the full computation ran
