@@ -66,7 +66,10 @@ class Correspondence:
         rows: part names followed by ``"random"``.
         layers: layer aliases (default ZF layers 5 and 7).
         mean: (R, L) normalised Delta_l.
-        std: (R, L) std over image pairs (part rows) or over random draws (``random`` row).
+        std: (R, L) std over ordered image pairs, the same kind for every row (the random row's value of a pair
+            is its mean over the draws).
+        sem: (R, L) standard error of Delta_l, the same for every row: the std of Delta_l over bootstrap
+            resamples of the images (``bootstrap`` of them); use it to compare rows.
         random_draws: (draws, L) normalised Delta_l of each random draw.
     """
 
@@ -74,6 +77,7 @@ class Correspondence:
     layers: tuple[str, ...]
     mean: torch.Tensor
     std: torch.Tensor
+    sem: torch.Tensor
     random_draws: torch.Tensor
 
 
@@ -120,6 +124,7 @@ def correspondence(
     parts: Sequence[str],
     layers: Sequence[int | str] = (5, 7),
     draws: int = 10,
+    bootstrap: int = 200,
     fill: float = 0.0,
     seed: int = 0,
     batch_size: int = 64,
@@ -133,6 +138,7 @@ def correspondence(
         parts: the P part names.
         layers: ZF layer numbers (5 -> stage-5 output, 7 -> ``relu7``) or aliases.
         draws: number of random-mask draws.
+        bootstrap: image resamples for the standard errors (``sem``).
         fill: masked value in input space.
         seed: seed of the random boxes.
 
@@ -150,18 +156,35 @@ def correspondence(
     masks = [boxes[:, k] for k in range(p)] + [random_boxes(boxes, *images.shape[-2:], gen) for _ in range(draws)]
     masked, _ = layer_outputs(model, torch.cat([mask_boxes(images, b, fill) for b in masks]), names,
                               batch_size=batch_size)
-    mean, std = torch.zeros(p + 1, len(names)), torch.zeros(p + 1, len(names))
+    rows = p + (1 if draws else 0)
+    mean, std, sem = (torch.full((p + 1, len(names)), float("nan")) for _ in range(3))
     random_draws = torch.zeros(draws, len(names))
     off_diag = ~torch.eye(n, dtype=torch.bool)
+    resamples = torch.randint(n, (bootstrap, n), generator=torch.Generator().manual_seed(seed + 1))
     for j, name in enumerate(names):
         eps = clean[name].flatten(1)[None] - masked[name].flatten(1).reshape(len(masks), n, -1)
-        for k in range(p):
-            pairs = pairwise_sign_hamming(eps[k])[off_diag]
+        hamming = [pairwise_sign_hamming(eps[k]) for k in range(p)]  # (N, N) per part
+        if draws:
+            per_draw = torch.stack([pairwise_sign_hamming(eps[p + d]) for d in range(draws)])
+            random_draws[:, j] = per_draw[:, off_diag].mean(1)
+            hamming.append(per_draw.mean(0))  # a pair's random value: its mean over the draws
+        for k in range(rows):
+            pairs = hamming[k][off_diag]
             mean[k, j], std[k, j] = pairs.mean(), pairs.std() if pairs.numel() > 1 else 0.0
-        random_draws[:, j] = torch.stack([sign_consistency(eps[p + d]) for d in range(draws)]) if draws else 0.0
-        mean[p, j] = random_draws[:, j].mean() if draws else float("nan")
-        std[p, j] = random_draws[:, j].std() if draws > 1 else 0.0
-    return Correspondence(rows=(*parts, "random"), layers=names, mean=mean, std=std, random_draws=random_draws)
+            sem[k, j] = _bootstrap_std(hamming[k], resamples)
+    return Correspondence(rows=(*parts, "random"), layers=names, mean=mean, std=std, sem=sem,
+                          random_draws=random_draws)
+
+
+def _bootstrap_std(hamming: torch.Tensor, resamples: torch.Tensor) -> float:
+    """Std of Delta over resampled image sets (pairs of the same image drawn twice are left out)."""
+    values = []
+    for idx in resamples:
+        h = hamming[idx][:, idx]
+        distinct = idx[:, None] != idx[None, :]
+        if distinct.any():
+            values.append(h[distinct].mean())
+    return float(torch.stack(values).std()) if len(values) > 1 else float("nan")
 
 
 def read_annotations(path: str | Path, *, parts: Sequence[str] | None = None,

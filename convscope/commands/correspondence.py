@@ -33,14 +33,15 @@ def run(args: argparse.Namespace) -> int:
                            layers=[int(x) if x.isdigit() else x for x in args.layers])
     _inputs.write_json(out / "correspondence.json", dict(
         annotations=str(args.annotations), images=[str(f) for f in ann.files], layers=list(table.layers),
-        rows=list(table.rows), mean=table.mean, std=table.std, random_draws=table.random_draws,
-        normalisation="sum_{i!=j} Hamming(sign eps_i, sign eps_j) / (n (n-1) D); part std over image pairs, "
-                      "random std over draws"))
+        rows=list(table.rows), mean=table.mean, std=table.std, sem=table.sem, random_draws=table.random_draws,
+        normalisation="sum_{i!=j} Hamming(sign eps_i, sign eps_j) / (n (n-1) D); std over ordered image pairs and "
+                      "sem = bootstrap std over image resamples, the same kind for every row (the random row's pair "
+                      "value is its mean over the draws)"))
     correspondence_figure(pre.to_pixels(inputs).cpu(), boxes, ann.parts).savefig(out / "correspondence.png", dpi=110)
     header = "| mask | " + " | ".join(f"Delta {name}" for name in table.layers) + " |"
-    print(header)
+    print(header + "   (± = standard error: bootstrap over images, the same for every row)")
     print("|" + "---|" * (len(table.layers) + 1))
     for r, row in enumerate(table.rows):
-        cells = " | ".join(f"{table.mean[r, j]:.4f} ± {table.std[r, j]:.4f}" for j in range(len(table.layers)))
+        cells = " | ".join(f"{table.mean[r, j]:.4f} ± {table.sem[r, j]:.4f}" for j in range(len(table.layers)))
         print(f"| {row} | {cells} |")
     return 0

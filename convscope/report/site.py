@@ -634,14 +634,16 @@ def correspondence(site: _Site) -> Section:
                         note="convscope ships five annotated dog faces in <code>convscope/data/annotations/dogs.json</code>.")
     d = _read_json(path)
     layers = [str(x) for x in d.get("layers") or []]
-    rows = [[escape(str(r))] + [f'{_num(d["mean"][i][j], ".4f")} ± {_num(d["std"][i][j], ".4f")}'
+    spread = "sem" if "sem" in d else "std"  # older files have only the std
+    rows = [[escape(str(r))] + [f'{_num(d["mean"][i][j], ".4f")} ± {_num(d[spread][i][j], ".4f")}'
                                  for j in range(len(layers))] for i, r in enumerate(d.get("rows") or [])]
     body = _table(["mask"] + [f"Δ layer {escape(x)}" for x in layers], rows)
     draws = d.get("random_draws")
     draws = len(draws) if isinstance(draws, list) else draws
     draws = "?" if draws is None else draws
     body += (f'<p>{escape(str(len(d.get("images") or [])))} images, {escape(str(draws))} random '
-             f'masks; lower Δ = the part is encoded more consistently across images. '
+             f'masks; lower Δ = the part is encoded more consistently across images; ± is the '
+             f'{"standard error (bootstrap over images), the same for every row" if spread == "sem" else "std"}. '
              f'Normalisation: {escape(str(d.get("normalisation", "")))}.</p>')
     if (folder / "correspondence.png").is_file():
         body += _img(site.copy(folder / "correspondence.png", "correspondence"), "masked parts")

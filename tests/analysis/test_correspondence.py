@@ -74,6 +74,17 @@ def test_correspondence_matches_direct_computation(model):
     assert table.mean[0, 0].item() == pytest.approx(sign_consistency(eps).item(), rel=1e-6)
 
 
+def test_every_row_has_the_same_kind_of_spread(model):
+    """Part rows and the random row: std over the same image pairs, and a bootstrap standard error over images."""
+    images = torch.randn(5, 3, 64, 64, generator=torch.Generator().manual_seed(4)) * 40
+    boxes = torch.tensor([[[5, 5, 20, 20]]] * 5)
+    table = correspondence(model, images, boxes, parts=["nose"], draws=4, layers=("conv2",), bootstrap=50)
+    assert table.rows == ("nose", "random") and table.sem.shape == table.std.shape == (2, 1)
+    assert (table.sem > 0).all() and (table.std > 0).all()
+    assert table.mean[1, 0].item() == pytest.approx(table.random_draws[:, 0].mean().item(), rel=1e-5)
+    assert table.sem[1, 0] < table.std[1, 0]  # a standard error of a mean is smaller than the spread of its pairs
+
+
 def _write(path, obj):
     path.write_text(json.dumps(obj))
     return path
