@@ -15,12 +15,20 @@ class ImageReadError(UserError, ValueError):
     """An image file that does not exist or cannot be decoded."""
 
 
-def open_rgb(path: str | Path) -> Image.Image:
+def open_rgb(path: str | Path, min_side: int = 0) -> Image.Image:
     """Open an image file as 8-bit RGB the way a viewer shows it: EXIF orientation applied, 16-bit and
     high-bit-depth greyscale scaled (not clipped) to 0..255. A missing, undecodable or decompression-bomb file
-    raises a one-line :class:`ImageReadError`."""
+    raises a one-line :class:`ImageReadError`.
+
+    ``min_side``: the image will be shrunk to this shorter side anyway, so a JPEG at least twice as large is decoded
+    at a reduced size (DCT scaling, 1/2 to 1/8) that keeps its shorter side >= ``min_side``: much faster.
+    """
     try:
         with Image.open(path) as img:
+            if min_side and img.format == "JPEG":
+                w, h = img.size
+                scale = min_side / min(w, h)
+                img.draft("RGB", (max(1, int(w * scale)), max(1, int(h * scale))))
             img = ImageOps.exif_transpose(img)
             if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
                 return _deep_grey_to_rgb(img)

@@ -9,6 +9,7 @@ from torch.utils.data import Dataset, Sampler, Subset
 
 from ..dist import barrier
 from .cache import DecodedCache, cache_key, passthrough
+from .store import JpegStore, is_store
 from .datasets import build_dataset, collate_skip_bad
 
 
@@ -20,7 +21,11 @@ def open_split(root: str, split: str, image_size: int, *, cache: bool = True, ca
                classes: list[str] | None = None, subset: int = 0, workers: int = 2, is_main: bool = True) -> Dataset:
     """One split at ``image_size``, decoded once into the cache when ``cache``; ``subset`` keeps N images spread
     evenly over the split (so every class is represented). Rank 0 builds the cache; the others wait for it."""
-    ds = build_dataset(root, split, image_size=image_size, classes=classes)
+    if is_store(root, split):  # packed JPEG shards (convscope pack): decoded per batch, no cache needed
+        ds = JpegStore(root, split, image_size)
+        cache = False
+    else:
+        ds = build_dataset(root, split, image_size=image_size, classes=classes)
     if cache:
         path = default_cache_dir(cache_dir) / f"{cache_key(root, split, image_size)}.u8"
         if is_main:
@@ -41,7 +46,7 @@ def open_split(root: str, split: str, image_size: int, *, cache: bool = True, ca
 def collate_for(ds: Dataset):
     """The collate function that fits ``ds``: batches come whole from a decoded cache."""
     base = ds.dataset if isinstance(ds, Subset) else ds
-    return passthrough if isinstance(base, DecodedCache) else collate_skip_bad
+    return passthrough if isinstance(base, (DecodedCache, JpegStore)) else collate_skip_bad
 
 
 class EpochSampler(Sampler[list[int]]):
