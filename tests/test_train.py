@@ -280,3 +280,48 @@ def test_learns_cifar10_jpeg_subset(data_root, tmp_path):
                   epochs=2, train_subset=5000, val_subset=1000, workers=0)
     last = main(cfg)
     assert last["train_err"] < 0.8 and last["val_top1_err"] < 0.7
+
+
+def test_bf16_autocast_trains_on_cpu(image_tree, tmp_path):
+    last = main(tiny_cfg(image_tree, tmp_path / "bf16", precision="bf16", epochs=1))
+    assert torch.isfinite(torch.tensor(last["train_loss"])) and last["epoch"] == 1
+
+
+def test_channels_last_and_bf16_match_the_plain_forward():
+    import convscope as cs
+
+    torch.manual_seed(0)
+    model = cs.get_model("zfnet", num_classes=5, width=0.25, input_size=64, fc_width=32, init="kaiming").eval()
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        cl = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x)
+    torch.testing.assert_close(cl, ref, rtol=1e-4, atol=1e-5)
+    assert (low.float() - ref).abs().max() < 0.05 * ref.abs().max()  # bf16 keeps ~3 significant digits
+
+
+def test_recipe_flags_parse_and_merge():
+    from convscope.config import parse_options, resolve_config
+
+    assert parse_options("width=0.5,lrn=False,remove=conv3+conv4,activation=tanh") == dict(
+        width=0.5, lrn=False, remove=("conv3", "conv4"), activation="tanh")
+    cfg = resolve_config("imagenette", {"model_options": {"width": 0.5}, "lr": 0.02})
+    assert cfg.model_options["width"] == 0.5 and cfg.model_options["conv1_std"] == 0.01  # merged, not replaced
+    assert cfg.lr == 0.02 and cfg.epochs == PRESETS["imagenette"].epochs
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_amp_step_and_channels_last(image_tree, tmp_path):
+    last = main(tiny_cfg(image_tree, tmp_path / "gpu", device="cuda", precision="bf16", channels_last=True, epochs=1))
+    assert torch.isfinite(torch.tensor(last["train_loss"]))
+    import convscope as cs
+
+    model = cs.get_model("alexnet", num_classes=10, width=0.25, input_size=128, fc_width=64).cuda().eval()
+    x = torch.randn(8, 3, 128, 128, device="cuda")
+    with torch.no_grad():
+        ref = model(x)
+        cl = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(cl, ref, rtol=1e-3, atol=1e-4)
