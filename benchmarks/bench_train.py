@@ -134,7 +134,7 @@ def main() -> None:
     steps = args.images // cfg.batch_size - 1
     plain = plain_loop(args.data, args.images, cfg, args.device, steps)
     mine = ours(args.data, args.images, cfg, args.device)
-    print(f"\n| machine | model | batch | plain torchvision loop | convscope | ratio |\n|---|---|---|---:|---:|---:|")
+    print("\n| machine | model | batch | plain torchvision loop | convscope | ratio |\n|---|---|---|---:|---:|---:|")
     print(f"| {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, {args.device} | "
           f"{cfg.model} {cfg.model_options} @ {cfg.crop}px | {cfg.batch_size} | {plain:.1f} img/s | "
           f"{mine:.1f} img/s | {mine / plain:.2f}x |")

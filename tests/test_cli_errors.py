@@ -1,7 +1,6 @@
 """Every command answers out-of-range values and wrong paths with one line on stderr, exit != 0, no traceback."""
 import json
 
-import pytest
 
 from convscope.cli import main
 

@@ -118,7 +118,6 @@ def occluded_outputs(model: nn.Module, image: torch.Tensor, origins: torch.Tenso
     cleans = [x]
     for m in feats:
         cleans.append(m(cleans[-1]))
-    b = origins.shape[0]
     region = _Region(origins.cpu().long(), torch.stack(
         [fill_image[:, y:y + patch, xx:xx + patch] for y, xx in origins.tolist()]))
     feature = None

@@ -216,9 +216,6 @@ def top_activations(
     results: dict[str, TopActivations] = {}
     seen = 0
 
-    def stop(*_):
-        raise _Stop
-
     maxima: dict[str, tuple] = {}
     handles = []
 

@@ -3,10 +3,8 @@ and drawing labelled subsets of a dataset folder."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..errors import UserError
@@ -124,16 +122,3 @@ def preprocess_batches(run, images: torch.Tensor, batch_size: int = 256) -> torc
     """uint8 (N, 3, S, S) -> (N, 3, crop, crop) float model inputs on CPU, in batches."""
     return torch.cat([run.preprocess(images[s:s + batch_size]) for s in range(0, images.shape[0], batch_size)])
 
-
-def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2, default=_jsonable) + "\n")
-
-
-def _jsonable(value):
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

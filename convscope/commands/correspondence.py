@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..runfolder import write_record
 from . import _inputs
 
 HELP = "consistency of masked object parts across images vs random masks (ZF Table 1)"
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     boxes = ann.input_boxes(pre.image_size, pre.crop)
     table = correspondence(run_.model, inputs, boxes, parts=ann.parts, draws=args.draws, seed=args.seed,
                            layers=[int(x) if x.isdigit() else x for x in args.layers])
-    _inputs.write_json(out / "correspondence.json", dict(
+    write_record("correspondence", out / "correspondence.json", dict(
         annotations=str(args.annotations), images=[str(f) for f in ann.files], layers=list(table.layers),
         rows=list(table.rows), mean=table.mean, std=table.std, sem=table.sem, random_draws=table.random_draws,
         normalisation="sum_{i!=j} Hamming(sign eps_i, sign eps_j) / (n (n-1) D); std over ordered image pairs and "

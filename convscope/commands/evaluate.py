@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    from ..runfolder import write_record
     from pathlib import Path
 
     import torch
@@ -59,6 +59,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (first if first.is_dir() else first.parent) / "eval.json"
     record = dict(checkpoints=[str(c) for c in args.checkpoints], data_root=str(args.data_root), split=args.split,
                   results=rows)
-    out.write_text(json.dumps(record, indent=2))
+    write_record("eval", out, record)
     print(f"wrote {out}")
     return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..metrics import SMOOTHNESS
+from ..runfolder import write_record
 from . import _inputs
 
 HELP = "deconvnet top-9 atlas per layer, conv1 filters and feature evolution (ZF Fig. 2, 4, 6; AlexNet Fig. 3)"
@@ -272,6 +273,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"evolution over epochs {[e for e, _ in epochs]} -> {out}/evolution_*.png")
     else:
         print("no epoch snapshots selected (RUN/epochs/epoch_*.pt): no evolution strip")
-    _inputs.write_json(out / "index.json", index)
+    write_record("inspect", out / "index.json", index)
     print(f"wrote {len(index['figures'])} figures and {len(index['tiles'])} tile records to {out}")
     return 0

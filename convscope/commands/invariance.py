@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
+from ..runfolder import write_record
 from . import _inputs
 
 HELP = "feature distance and p(true class) vs translation, scale, rotation (ZF Fig. 5)"
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         curves.append(cur)
         result[kind] = dict(amounts=cur.amounts, distance=cur.distance, prob=cur.prob,
                             mean_distance={k: v.mean(0) for k, v in cur.distance.items()}, mean_prob=cur.prob.mean(0))
-    _inputs.write_json(out / "invariance.json", dict(
+    write_record("invariance", out / "invariance.json", dict(
         images=args.images, targets=targets, target_names=[run_.classes[t] for t in targets],
         layers=list(curves[0].layers), distance="||f(Tx) - f(x)|| / ||f(x)|| (relative Euclidean)", curves=result))
     names = [f"{run_.classes[t]} ({Path(p).stem[-6:]})" for p, t in zip(args.images, targets)]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..runfolder import write_record
 from . import _inputs
 
 HELP = "occlusion sensitivity maps over occluder positions (ZF Fig. 7)"
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         np.savez_compressed(out / f"{stem}.npz", **{k: v.numpy() for k, v in arrays.items()})
         name = (lambda c: run_.classes[c] if c < len(run_.classes) else str(c))
         low = int(occ.prob.argmin())
-        _inputs.write_json(out / f"{stem}.json", dict(
+        write_record("occlusion", out / f"{stem}.json", dict(
             image=str(path), target=target, target_name=name(target), layer=occ.layer, channel=occ.channel,
             patch=occ.patch, stride=occ.stride, fill=args.fill, grid=list(occ.prob.shape),
             clean_prob=occ.clean_prob, clean_label=name(occ.clean_label), clean_feature=occ.clean_feature,

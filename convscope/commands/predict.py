@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
+    from ..runfolder import write_record
 
     import torch
 
@@ -40,6 +40,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {pr['prob']:7.2%}  {pr['cls']}")
         out.append(dict(image=str(path), top=preds))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+        write_record("predictions", args.json, dict(predictions=out))
     return 0

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="site folder (default: RUN_DIR/report)")
 
 
-def build(run_dir: str, out: str | None = None):
+def build(run_dir: str, out: str | None = None, problems: list[str] | None = None):
     """Build the report of ``run_dir`` or raise a :class:`UserError` saying why it cannot be built."""
     from pathlib import Path
 
@@ -31,7 +31,7 @@ def build(run_dir: str, out: str | None = None):
         raise UserError(f"{run_dir} holds none of the files a report is built from ({', '.join(KNOWN_OUTPUTS)}); "
                         f"is it the --out-dir of 'convscope train'?")
     try:
-        return build_report(run, out)
+        return build_report(run, out, problems=problems)
     except FileExistsError as err:
         raise UserError(str(err)) from None
     except PermissionError as err:
@@ -39,7 +39,12 @@ def build(run_dir: str, out: str | None = None):
 
 
 def run(args: argparse.Namespace) -> int:
-    index = build(args.run_dir, args.out)
+    import sys
+
+    problems: list[str] = []
+    index = build(args.run_dir, args.out, problems)
     print(f"report: {index}")
     print(f"open it: file://{index}")
-    return 0
+    for problem in problems:
+        print(f"convscope report: malformed: {problem}", file=sys.stderr)
+    return 1 if problems else 0

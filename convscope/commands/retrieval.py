@@ -6,6 +6,7 @@ import argparse
 
 import torch
 
+from ..runfolder import write_record
 from . import _inputs
 
 HELP = "nearest neighbours in fc7 space vs raw pixels vs auto-encoder binary codes, precision@k (AlexNet Fig. 4)"
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     precision = {m: precision_at_k(nb, qry_y, gal_y) for m, nb in neighbours.items()}
     show = torch.randperm(qry_y.numel(), generator=torch.Generator().manual_seed(args.seed))[:args.show]
     ks = sorted({k for k in (1, 5, args.k) if k <= args.k})
-    _inputs.write_json(out / "retrieval.json", dict(
+    write_record("retrieval", out / "retrieval.json", dict(
         data=str(args.data), layer=layer, gallery=int(gal_y.numel()), queries=int(qry_y.numel()),
         chance=float(torch.bincount(gal_y).max() / gal_y.numel()),
         precision_at_k={m: p for m, p in precision.items()},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
+from ..runfolder import write_record
 from . import _inputs
 
 HELP = "randomisation sanity checks of deconvnet projections and occlusion maps (Adebayo et al. 2018)"
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                                   reinit=default_reinit(run_.model, run_.config), seed=args.seed,
                                   progress=lambda msg: print(msg, flush=True))
     words = {kind: plain_words(kind, rows) for kind, rows in result.cascade.items()}
-    _inputs.write_json(out / "sanity.json", dict(
+    write_record("sanity", out / "sanity.json", dict(
         checkpoint=str(args.checkpoint), images=args.images, order=result.order, cascade=result.cascade,
         independent=result.independent, summary=words, seed=args.seed,
         method="Adebayo et al. 2018 §4.1; similarity = Spearman rank correlation of |picture| and SSIM of |picture| "

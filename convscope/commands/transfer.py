@@ -7,6 +7,7 @@ import argparse
 import torch
 
 from ..errors import UserError
+from ..runfolder import write_record
 from . import _inputs
 
 HELP = "linear probes on frozen layer 1-7 features vs the same net from scratch (ZF Tables 4-7)"
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                                              transform=pre)
     result = {name: dict(rows=list(t.rows), n_per_class=list(t.n_per_class), acc=t.acc, mean=t.mean, std=t.std)
               for name, t in tables.items()}
-    _inputs.write_json(out / "transfer.json", dict(
+    write_record("transfer", out / "transfer.json", dict(
         data=str(args.data), classes=list(data.classes), train_pool=int(train_y.numel()), test=int(test_y.numel()),
         spatial=spatial, feature_dims={k: v.shape[1] for k, v in train_f.items()}, tables=result))
     print(f"test accuracy (%), mean ± std over splits; {test_y.numel()} test images, pool {train_y.numel()}")

@@ -27,6 +27,7 @@ from string import Template
 from typing import Callable
 
 from ..errors import UserError
+from ..runfolder import MalformedFile, read_record
 from .charts import Series, line_chart
 
 log = logging.getLogger("convscope.report")
@@ -34,13 +35,16 @@ MARKER = ".convscope-report"  # written into every report folder: only such a fo
 MAX_SOURCE_THUMBS = 1500  # source-image thumbnails for the atlas explorer (about 3 kB each)
 
 
-def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
+                 problems: list[str] | None = None) -> Path:
     """Build the static report of a run folder and return the path of its ``index.html``.
 
     Args:
         run_dir: a training run folder (``config.json``, ``metrics.jsonl``, ...), optionally holding the analysis
             folders of the convention above.
         out_dir: where the site goes (created; files it owns are overwritten); default ``RUN/report``.
+        problems: if given, receives one line per section whose file is malformed or unreadable (those sections
+            say so in the page; the others are built).
 
     Returns:
         ``out_dir/index.html``. Images are copied next to it, so the folder can be moved or zipped as a whole.
@@ -78,6 +82,8 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     )
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
+    if problems is not None:
+        problems.extend(site.problems)
     return index
 
 
@@ -112,10 +118,6 @@ class Section:
                f'{sub}\n{self.body}\n</section>'
 
 
-class MalformedFile(UserError):
-    """A run-folder file the report needs is not what its writer writes."""
-
-
 class _Site:
     """What the section builders share: the run, the output folder, copied files and the explorer's data."""
 
@@ -132,6 +134,7 @@ class _Site:
             if not isinstance(self.config, dict):
                 raise MalformedFile(f"{path} is malformed (a JSON {type(self.config).__name__}, not an object)")
         self.run_name = run.name
+        self.problems: list[str] = []
         self.data: dict = {}
         self._names: set[str] = set()
 
@@ -227,16 +230,18 @@ def _name(path) -> str:
 
 
 def _guarded(sid: str, title: str):
-    """Turn an unreadable or malformed output into a visible note in its section instead of a failed build."""
+    """A malformed or unreadable output becomes a loud note in its section (naming the file, the field and the
+    command that writes it) and a problem :func:`build_report` returns; the other sections are still built."""
 
     def wrap(fn: Callable[[_Site], Section]) -> Callable[[_Site], Section]:
         def build(site: _Site) -> Section:
             try:
                 return fn(site)
-            except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
-                log.warning("report section %s: %s: %s", sid, type(err).__name__, err)
-                body = (f'<div class="error-note">Could not read this section\'s files: '
-                        f'{escape(type(err).__name__)}: {escape(str(err))}</div>')
+            except (MalformedFile, OSError, ValueError) as err:
+                problem = f"{title}: {err}"
+                site.problems.append(problem)
+                log.error("report: %s", problem)
+                body = f'<div class="error-note">This section\'s file cannot be used: {escape(str(err))}</div>'
                 return Section(sid, title, body, present=False)
 
         build.__name__ = fn.__name__
@@ -289,8 +294,8 @@ def overview(site: _Site) -> Section:
         if _is_num(last.get("images_per_s")):
             cards.append(("training speed", f"{float(last['images_per_s']):.0f} img/s", "last epoch"))
     try:  # a broken eval.json is reported in its own section; the overview just leaves it out
-        rows = [r for r in (_read_json(site.run / "eval.json").get("results") or []) if isinstance(r, dict)]
-    except (OSError, ValueError, AttributeError):
+        rows = [r for r in read_record("eval", site.run / "eval.json")["results"] if isinstance(r, dict)]
+    except (MalformedFile, OSError, ValueError):  # its own section says what is wrong with it
         rows = []
     if rows:
         for r in rows[:2]:
@@ -347,7 +352,7 @@ def evaluation(site: _Site) -> Section:
     if not path.is_file():
         return _missing(site, "evaluation", "Evaluation", "eval.json (centre-crop and 10-crop top-1/top-5 error)",
                         "convscope evaluate RUN/best.pt --data-root DATA --views both")
-    ev = _read_json(path)
+    ev = read_record("eval", path)
     rows = [[escape(str(r.get("views", ""))), escape(str(r.get("models", 1))), _pct(r.get("top1_err")),
              _pct(r.get("top5_err")), _num(r.get("loss")), escape(str(r.get("count", "")))]
             for r in ev.get("results") or []]
@@ -368,7 +373,7 @@ def predictions(site: _Site) -> Section:
     if not path.is_file():
         return _missing(site, "predictions", "Top-5 predictions", "predictions.json (top-5 classes for sample images)",
                         "convscope predict IMAGE... --checkpoint RUN --json RUN/predictions.json")
-    items = _read_json(path)
+    items = read_record("predictions", path)["predictions"]
     cards = []
     for i, item in enumerate(items):
         src = Path(str(item.get("image", "")))
@@ -428,7 +433,7 @@ def filters(site: _Site) -> Section:
     if not grid.is_file():
         return _missing(site, "filters", "conv1 filters", "the first-layer filter grid",
                         "convscope inspect --checkpoint RUN --data DATA --out RUN/inspect")
-    index = _read_json(folder / "index.json") if (folder / "index.json").is_file() else {}
+    index = read_record("inspect", folder / "index.json") if (folder / "index.json").is_file() else {}
     info = index.get("filters") or {}
     body = _img(site.copy(grid, "inspect"), "conv1 filters", site)
     if info:
@@ -462,7 +467,7 @@ def atlas(site: _Site) -> Section:
                         "convscope inspect --checkpoint RUN --data DATA --out RUN/inspect")
     from PIL import Image
 
-    index = _read_json(path)
+    index = read_record("inspect", path)
     crop = int(index.get("input_size") or site.config.get("crop") or 0)
     image_size = int(site.config.get("image_size") or crop)
     layers, figures = [], {}
@@ -521,7 +526,7 @@ def atlas(site: _Site) -> Section:
 @_guarded("evolution", "Feature evolution")
 def evolution(site: _Site) -> Section:
     folder = site.run / "inspect"
-    index = _read_json(folder / "index.json") if (folder / "index.json").is_file() else {}
+    index = read_record("inspect", folder / "index.json") if (folder / "index.json").is_file() else {}
     figs = [(name, f) for name, f in (index.get("figures") or {}).items()
             if f.get("kind") == "evolution" and (folder / name).is_file()]
     if not figs:
@@ -547,7 +552,7 @@ def occlusion(site: _Site) -> Section:
                         "convscope occlusion IMAGE... --checkpoint RUN --out RUN/occlusion")
     rows, panels = [], []
     for f in items:
-        d = _read_json(f)
+        d = read_record("occlusion", f)
         rows.append([_name(d.get("image", f.stem)), escape(str(d.get("target_name", ""))),
                      _num(d.get("clean_prob"), ".3f"), _num(d.get("min_prob"), ".3f"),
                      escape(str(d.get("clean_label", ""))), escape(", ".join(map(str, d.get("labels_seen", [])))),
@@ -570,7 +575,7 @@ def sanity(site: _Site) -> Section:
     if not path.is_file():
         return _missing(site, "sanity", title, "the model-randomisation checks",
                         "convscope sanity IMAGE... --checkpoint RUN --out RUN/sanity")
-    d = _read_json(path)
+    d = read_record("sanity", path)
     words = "".join(f"<li>{escape(str(line))}</li>" for line in d["summary"].values())
     rows = []
     for kind, cascade in d["cascade"].items():
@@ -602,7 +607,7 @@ def invariance(site: _Site) -> Section:
     if not path.is_file():
         return _missing(site, "invariance", "Invariance", "invariance curves",
                         "convscope invariance IMAGE... --checkpoint RUN --out RUN/invariance")
-    d = _read_json(path)
+    d = read_record("invariance", path)
     charts = []
     units = dict(translate="vertical shift (px)", scale="scale factor", rotate="rotation (degrees)")
     for kind, c in (d.get("curves") or {}).items():
@@ -632,7 +637,7 @@ def correspondence(site: _Site) -> Section:
         return _missing(site, "correspondence", "Correspondence", "the part-correspondence table",
                         "convscope correspondence ANNOTATIONS.json --checkpoint RUN --out RUN/correspondence",
                         note="convscope ships five annotated dog faces in <code>convscope/data/annotations/dogs.json</code>.")
-    d = _read_json(path)
+    d = read_record("correspondence", path)
     layers = [str(x) for x in d.get("layers") or []]
     spread = "sem" if "sem" in d else "std"  # older files have only the std
     rows = [[escape(str(r))] + [f'{_num(d["mean"][i][j], ".4f")} ± {_num(d[spread][i][j], ".4f")}'
@@ -658,7 +663,7 @@ def transfer(site: _Site) -> Section:
     if not path.is_file():
         return _missing(site, "transfer", "Transfer", "the transfer and per-layer probe tables",
                         "convscope transfer --checkpoint RUN --data OTHER_DATASET --out RUN/transfer")
-    d = _read_json(path)
+    d = read_record("transfer", path)
     body = ""
     for name, t in (d.get("tables") or {}).items():
         ns = t.get("n_per_class") or []
@@ -682,7 +687,7 @@ def retrieval(site: _Site) -> Section:
     if not path.is_file():
         return _missing(site, "retrieval", "Retrieval", "nearest-neighbour retrieval",
                         "convscope retrieval --checkpoint RUN --data DATA --out RUN/retrieval")
-    d = _read_json(path)
+    d = read_record("retrieval", path)
     prec = d.get("precision_at_k") or {}
     kmax = max((len(v) for v in prec.values()), default=0)
     ks = sorted({k for k in (1, 5, 10, kmax) if 1 <= k <= kmax})

@@ -1,6 +1,5 @@
 """Streaming top-k images per map: equals brute force over per-image maxima, order- and batching-independent,
 mergeable, one slot per image, hooks scoped; patches."""
-import itertools
 import os
 
 import pytest

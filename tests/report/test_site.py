@@ -163,9 +163,32 @@ def test_report_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
 def test_malformed_section_file_is_reported_in_its_section(tmp_path):
     run = _training_outputs(tmp_path / "run")
     (run / "eval.json").write_text("{not json")
-    html = build_report(run).read_text()
+    problems = []
+    html = build_report(run, problems=problems).read_text()
     assert _sections(html)["evaluation"] == "section missing"
-    assert "Could not read this section" in html and _sections(html)["curves"] == "section"
+    assert "cannot be used" in html and "eval.json is not valid JSON" in html and _sections(html)["curves"] == "section"
+    assert len(problems) == 1 and "convscope evaluate" in problems[0]
+
+
+def test_a_renamed_key_names_the_file_and_the_field(tmp_path, capsys):
+    """What a renamed key used to do silently (a section turning into a vague note), it now says out loud."""
+    from convscope.runfolder import write_record
+
+    run = _training_outputs(tmp_path / "run")
+    write_record("eval", run / "eval.json", dict(checkpoints=["x.pt"], data_root="d", split="val", results=[
+        dict(views="center", models=1, top1_err=0.3, top5_err=0.05, loss=1.0, count=10)]))
+    assert main(["report", str(run)]) == 0 and "30.00%" in (run / "report" / "index.html").read_text()
+    saved = json.loads((run / "eval.json").read_text())
+    saved["result"] = saved.pop("results")  # a writer renamed its key
+    (run / "eval.json").write_text(json.dumps(saved))
+    assert main(["report", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "eval.json is malformed: no field 'results'" in err and "convscope evaluate" in err
+    html = (run / "report" / "index.html").read_text()
+    assert "no field &#x27;results&#x27;" in html or "no field 'results'" in html
+    saved["format"] = 99  # from another version of convscope
+    (run / "eval.json").write_text(json.dumps(saved))
+    assert main(["report", str(run)]) == 1 and "format 99" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["report", "serve"])
