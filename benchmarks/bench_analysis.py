@@ -96,13 +96,14 @@ def main() -> None:
     device = torch.device(args.device)
 
     if args.checkpoint:
-        from convscope.checkpoint import load_checkpoint, load_run
+        from convscope.checkpoint import load_checkpoint
+        from convscope.runs import load_run
 
         run = load_run(args.checkpoint, device=device)
         model, pre, name = run.model, run.preprocess, run.model_name
         opts = dict(load_checkpoint(args.checkpoint).get("model_options", {}))
     else:
-        from convscope.checkpoint import Preprocess
+        from convscope.data.transforms import Preprocess
 
         name, opts = "zfnet", dict(num_classes=10, width=0.5, input_size=128)
         model = cs.get_model(name, **opts).to(device)

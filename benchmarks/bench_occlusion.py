@@ -39,7 +39,7 @@ def main() -> None:
     from convscope.models import get_model
 
     if args.checkpoint:
-        from convscope.checkpoint import load_run
+        from convscope.runs import load_run
         from convscope.data.images import read_image
 
         run = load_run(args.checkpoint, device=args.device)

@@ -1,9 +1,8 @@
-"""Checkpoints: atomic writes, ``weights_only`` loads, and turning a checkpoint back into a usable model."""
+"""Checkpoints: atomic writes and ``weights_only`` loads (a trained run as a usable model: :mod:`convscope.runs`)."""
 from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -85,82 +84,3 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         raise CheckpointError(f"{path} holds weights of {name} that do not fit this model: "
                               f"{str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}"
                               ) from None
-
-
-@dataclass
-class Preprocess:
-    """The input transform a run was trained with: centre crop, minus the mean image (AlexNet §2), times a scale.
-
-    ``mean_image`` is (3, S, S) float in 0..255 at ``image_size``; images are uint8 (B, 3, S, S) or (3, S, S).
-    """
-
-    mean_image: torch.Tensor
-    crop: int
-    input_scale: float = 1.0
-
-    @property
-    def image_size(self) -> int:
-        return self.mean_image.shape[-1]
-
-    def _crop_mean(self) -> torch.Tensor:
-        s, c = self.image_size, self.crop
-        top = (s - c) // 2
-        return self.mean_image[:, top:top + c, top:top + c]
-
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images at ``image_size`` (or already at ``crop``) -> model input (centre view)."""
-        if images.shape[-1] != self.crop:
-            top = (images.shape[-1] - self.crop) // 2
-            images = images[..., top:top + self.crop, top:top + self.crop]
-        mean = self._crop_mean().to(images.device)
-        return (images.float() - mean) * self.input_scale
-
-    def views(self, images: torch.Tensor, ten_crop: bool = False) -> torch.Tensor:
-        """uint8 (B, 3, S, S) -> model inputs (B, V, 3, crop, crop): V=1 centre view, or AlexNet's 10 crops
-        (4 corners + centre and their flips). The mean image is subtracted at full size, before cropping."""
-        from .data.transforms import TenCrop
-
-        x = images.float() - self.mean_image.to(images.device)
-        if ten_crop:
-            return TenCrop(self.crop)(x) * self.input_scale
-        top = (x.shape[-1] - self.crop) // 2
-        return x[..., None, :, top:top + self.crop, top:top + self.crop].mul(self.input_scale)
-
-    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
-        """Model input (centre view) -> float RGB in 0..1, for display."""
-        return (x / self.input_scale + self._crop_mean().to(x.device)).div(255).clamp(0, 1)
-
-    def state(self) -> dict:
-        return dict(mean_image=self.mean_image, crop=self.crop, input_scale=self.input_scale)
-
-
-@dataclass
-class LoadedRun:
-    """A trained model with what is needed to use it on images: class names and its preprocessing."""
-
-    model: nn.Module
-    preprocess: Preprocess
-    classes: list[str]
-    model_name: str
-    config: dict = field(default_factory=dict)
-    epoch: int = 0
-
-
-def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
-    """Rebuild the model of a convscope checkpoint (``runs/x/last.pt``, ``best.pt`` or an epoch snapshot) in
-    eval mode on ``device``. A run folder is accepted too (its ``best.pt``, else ``last.pt``)."""
-    from .models import get_model
-
-    path = Path(path)
-    if path.is_dir():
-        path = next((path / n for n in ("best.pt", "last.pt") if (path / n).is_file()), path / "last.pt")
-    ckpt = load_checkpoint(path)
-    if "model_name" not in ckpt or "preprocess" not in ckpt:
-        raise CheckpointError(f"{path} is not a convscope training checkpoint (no model_name/preprocess)")
-    model = get_model(ckpt["model_name"], **ckpt.get("model_options", {}))
-    load_weights(model, path)
-    model.to(device).eval()
-    pre = ckpt["preprocess"]
-    return LoadedRun(model=model, preprocess=Preprocess(pre["mean_image"], int(pre["crop"]), float(pre["input_scale"])),
-                     classes=list(ckpt.get("classes", [])), model_name=ckpt["model_name"],
-                     config=ckpt.get("config", {}), epoch=int(ckpt.get("epoch", 0)))

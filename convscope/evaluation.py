@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from .progress import tqdm
 
-from .checkpoint import Preprocess
+from .data.transforms import Preprocess
 from .dist import all_reduce_sum
 from .metrics import topk_correct
 

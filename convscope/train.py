@@ -1,7 +1,7 @@
 """The training procedure, top to bottom: ``main(cfg)`` -> ``train_one_epoch`` / ``evaluate`` per epoch.
 
 Launch: ``convscope train --recipe alexnet_2012 ...`` (one process) or
-``torchrun --nproc-per-node 8 -m convscope.train --recipe alexnet_2012 ...`` (DDP, the only multi-process path).
+``torchrun --nproc-per-node 8 -m convscope train --recipe alexnet_2012 ...`` (DDP, the only multi-process path).
 Checkpoints are atomic and hold everything needed to continue bit-exactly on CPU (``--resume``).
 """
 from __future__ import annotations
@@ -10,7 +10,6 @@ import logging
 import math
 import os
 import signal
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,7 +20,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from .progress import tqdm
 
-from .checkpoint import Preprocess, atomic_save, atomic_write_text, load_checkpoint, unwrap
+from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, unwrap
+from .data.transforms import Preprocess
 from .config import TrainConfig, config_from_dict, config_to_json
 from .locks import run_lock
 from .data.loading import EpochSampler, collate_for, open_split
@@ -346,9 +346,3 @@ def _link_epoch(out: Path, epoch: int, metrics: dict | None, cfg: TrainConfig) -
     for old in epochs[: max(len(epochs) - cfg.keep_last, 0)]:
         if int(old.stem.split("_")[1]) not in cfg.keep_epochs:
             old.unlink()
-
-
-if __name__ == "__main__":  # torchrun -m convscope.train ...
-    from .cli import main as cli_main
-
-    sys.exit(cli_main(["train", *sys.argv[1:]]))

@@ -29,7 +29,7 @@ def test_torchrun_two_processes_matches_one_process(image_tree, tmp_path):
                             capture_output=True, text=True, env=env, timeout=600)
     assert single.returncode == 0, single.stderr[-2000:]
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "convscope.train", *_cli_args(image_tree, tmp_path / "two", **det)],
+                          "-m", "convscope", "train", *_cli_args(image_tree, tmp_path / "two", **det)],
                          capture_output=True, text=True, env=env, timeout=600)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     a, b = load_checkpoint(tmp_path / "one" / "last.pt"), load_checkpoint(tmp_path / "two" / "last.pt")

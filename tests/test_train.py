@@ -13,7 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convscope.checkpoint import CheckpointError, Preprocess, atomic_save, load_checkpoint, load_run, load_weights
+from convscope.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_weights
+from convscope.data.transforms import Preprocess
+from convscope.runs import load_run
 from convscope.config import PRESETS, TrainConfig
 from convscope.evaluation import ensemble_probs
 from convscope.optim import PaperSGD

@@ -194,7 +194,7 @@ def top_activations(
         k: images kept per feature map (each with its strongest unit).
         channels: only these maps (rows follow this order); default all.
         transform: applied to each batch on the model's device before the forward pass (e.g. a run's
-            :class:`~convscope.checkpoint.Preprocess` turning uint8 images into model input).
+            :class:`~convscope.data.transforms.Preprocess` turning uint8 images into model input).
         gather: merge across DDP ranks with :func:`all_gather_topk` when torch.distributed is initialised.
         progress: tqdm bar over batches.
 

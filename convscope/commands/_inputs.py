@@ -50,7 +50,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
 
 def load(args: argparse.Namespace):
     """The run of ``--checkpoint`` on ``--device``, and the output folder (created)."""
-    from ..checkpoint import load_run
+    from ..runs import load_run
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ..checkpoint import load_run
+    from ..runs import load_run
     from ..data.loading import collate_for, open_split
     from ..errors import UserError
     from ..evaluation import evaluate

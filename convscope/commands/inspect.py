@@ -115,7 +115,7 @@ def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) ->
     inspected checkpoint: learned structure versus initial noise at a glance."""
     import torch
 
-    from ..checkpoint import load_run
+    from ..runs import load_run
     from ..metrics import SMOOTHNESS, layer_smoothness
     from ..models import get_model
 
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis import (compare_filters, conv_filters, feature_evolution, filter_stats, project_top,
                             receptive_field, resolve_layer, top_activations)
     from ..analysis.filters import HIGH_FREQUENCY, filter_diagnostics
-    from ..checkpoint import load_run
+    from ..runs import load_run
     from ..report.figures import filter_spectra_figure
     from ..report import images as img
 

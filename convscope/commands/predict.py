@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ..checkpoint import load_run
+    from ..runs import load_run
     from ..data.images import read_image
     from ..evaluation import ensemble_probs
 

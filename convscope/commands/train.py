@@ -12,7 +12,7 @@ last.pt (atomic, every epoch and every --save-every-steps), best.pt, epochs/epoc
 per folder (a lock that a killed run does not leave behind). Continue a run with: --out-dir RUN --resume.
 Exit codes: 0 done, 2 a user error, 3 the loss stopped being finite (nothing of that state saved), 143 SIGTERM
 (position saved).
-Multi-GPU / multi-node: torchrun --nproc-per-node N -m convscope.train --recipe ... (same flags)."""
+Multi-GPU / multi-node: torchrun --nproc-per-node N -m convscope train --recipe ... (same flags)."""
 ORDER = 20
 
 

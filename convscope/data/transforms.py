@@ -5,6 +5,8 @@ one gather crops and flips a whole batch. Pixel values are in 0..255 (the papers
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
@@ -159,3 +161,48 @@ class Scale(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale if self.scale != 1 else x
+
+
+@dataclass
+class Preprocess:
+    """The input transform a run was trained with: centre crop, minus the mean image (AlexNet §2), times a scale.
+
+    ``mean_image`` is (3, S, S) float in 0..255 at ``image_size``; images are uint8 (B, 3, S, S) or (3, S, S).
+    """
+
+    mean_image: torch.Tensor
+    crop: int
+    input_scale: float = 1.0
+
+    @property
+    def image_size(self) -> int:
+        return self.mean_image.shape[-1]
+
+    def _crop_mean(self) -> torch.Tensor:
+        s, c = self.image_size, self.crop
+        top = (s - c) // 2
+        return self.mean_image[:, top:top + c, top:top + c]
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images at ``image_size`` (or already at ``crop``) -> model input (centre view)."""
+        if images.shape[-1] != self.crop:
+            top = (images.shape[-1] - self.crop) // 2
+            images = images[..., top:top + self.crop, top:top + self.crop]
+        mean = self._crop_mean().to(images.device)
+        return (images.float() - mean) * self.input_scale
+
+    def views(self, images: torch.Tensor, ten_crop: bool = False) -> torch.Tensor:
+        """uint8 (B, 3, S, S) -> model inputs (B, V, 3, crop, crop): V=1 centre view, or AlexNet's 10 crops
+        (4 corners + centre and their flips). The mean image is subtracted at full size, before cropping."""
+        x = images.float() - self.mean_image.to(images.device)
+        if ten_crop:
+            return TenCrop(self.crop)(x) * self.input_scale
+        top = (x.shape[-1] - self.crop) // 2
+        return x[..., None, :, top:top + self.crop, top:top + self.crop].mul(self.input_scale)
+
+    def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Model input (centre view) -> float RGB in 0..1, for display."""
+        return (x / self.input_scale + self._crop_mean().to(x.device)).div(255).clamp(0, 1)
+
+    def state(self) -> dict:
+        return dict(mean_image=self.mean_image, crop=self.crop, input_scale=self.input_scale)

@@ -1,4 +1,4 @@
-"""Matplotlib figures for the issue-5 analyses: occlusion panels (ZF Fig. 7), invariance curves (ZF Fig. 5),
+"""Matplotlib figures for the analyses: occlusion panels (ZF Fig. 7), invariance curves (ZF Fig. 5),
 retrieval grids (AlexNet Fig. 4 right) and annotated correspondence images.
 
 Each function takes analysis results (CPU tensors) plus display images as float RGB (3, H, W) in 0..1 and returns a

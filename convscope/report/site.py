@@ -1,5 +1,5 @@
 """The run report: one static, self-contained folder (``index.html`` + images + a little vanilla JavaScript) built
-from what ``convscope train``, ``evaluate``, ``predict``, ``inspect`` and the issue-5 analyses wrote into a run
+from what ``convscope train``, ``evaluate``, ``predict``, ``inspect`` and the other analysis commands wrote into a run
 folder. It opens from disk in any browser, offline: no server, no CDN, nothing fetched.
 
 The run folder convention (what the demo writes)::
@@ -26,7 +26,6 @@ from pathlib import Path
 from string import Template
 from typing import Callable
 
-from ..errors import UserError
 from ..runfolder import MalformedFile, read_record
 from .charts import Series, line_chart
 

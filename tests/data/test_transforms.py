@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from convscope.checkpoint import Preprocess
+from convscope.data.transforms import Preprocess
 from convscope.data import PCALighting, RandomCropFlip, SubtractMean, TenCrop
 
 

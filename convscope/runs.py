@@ -1,0 +1,43 @@
+"""A trained run as a usable model: the network, its classes and the input transform it was trained with."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, load_checkpoint, load_weights
+from .data.transforms import Preprocess
+from .models import get_model
+
+
+@dataclass
+class LoadedRun:
+    """A trained model with what is needed to use it on images: class names and its preprocessing."""
+
+    model: nn.Module
+    preprocess: Preprocess
+    classes: list[str]
+    model_name: str
+    config: dict = field(default_factory=dict)
+    epoch: int = 0
+
+
+def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
+    """Rebuild the model of a convscope checkpoint (``runs/x/last.pt``, ``best.pt`` or an epoch snapshot) in
+    eval mode on ``device``. A run folder is accepted too (its ``best.pt``, else ``last.pt``)."""
+
+    path = Path(path)
+    if path.is_dir():
+        path = next((path / n for n in ("best.pt", "last.pt") if (path / n).is_file()), path / "last.pt")
+    ckpt = load_checkpoint(path)
+    if "model_name" not in ckpt or "preprocess" not in ckpt:
+        raise CheckpointError(f"{path} is not a convscope training checkpoint (no model_name/preprocess)")
+    model = get_model(ckpt["model_name"], **ckpt.get("model_options", {}))
+    load_weights(model, path)
+    model.to(device).eval()
+    pre = ckpt["preprocess"]
+    return LoadedRun(model=model, preprocess=Preprocess(pre["mean_image"], int(pre["crop"]), float(pre["input_scale"])),
+                     classes=list(ckpt.get("classes", [])), model_name=ckpt["model_name"],
+                     config=ckpt.get("config", {}), epoch=int(ckpt.get("epoch", 0)))
