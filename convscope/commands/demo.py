@@ -98,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     step("inspect", ["inspect", "--checkpoint", ckpt, "--data", str(data), "--out", str(out / "inspect"),
                      "--maps", "8" if q else "16", *(["--max-images", "500"] if q else [])],
          out / "inspect" / "index.json")
-    step("occlusion", ["occlusion", *samples[:3 if q else 5], "--checkpoint", ckpt, "--out", str(out / "occlusion")],
+    step("occlusion", ["occlusion", *samples[:3 if q else 5], "--checkpoint", ckpt, "--out", str(out / "occlusion"),
+                       "--atlas-data", str(data), "--atlas-images", "500" if q else "1000"],
          out / "occlusion")
     step("sanity", ["sanity", *samples[:3 if q else 5], "--checkpoint", ckpt, "--out", str(out / "sanity")],
          out / "sanity" / "sanity.json")

@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="grey = uniform pixel value 128 (ZF); mean-image = the training mean image (input 0); "
                              "image-mean = the image's own mean colour")
     parser.add_argument("--chunk", type=_inputs.positive, default=64, help="occluded images per forward pass (memory bound)")
+    parser.add_argument("--atlas-data", default=None, metavar="DATA",
+                        help="ZF Fig. 7(c): also find the measured map's top images in DATA's val split and draw "
+                             "their deconvnet projections beside each panel (<image>_map.png)")
+    parser.add_argument("--atlas-images", type=_inputs.count, default=1000,
+                        help="val images searched for --atlas-data, spread over the split (0 = all)")
+    parser.add_argument("--atlas-k", type=_inputs.positive, default=5, help="top images drawn per map")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         fill = pre(torch.full((1, 3, pre.image_size, pre.image_size), 128, dtype=torch.uint8))[0]
     else:
         fill = 0.0 if args.fill == "mean-image" else "mean"
+    done = []
     for path, stem, x in zip(args.images, _inputs.unique_stems(args.images), inputs):
         target = _inputs.class_index(run_, args.target, path)
         if target is None:
@@ -62,27 +69,58 @@ def run(args: argparse.Namespace) -> int:
         np.savez_compressed(out / f"{stem}.npz", **{k: v.numpy() for k, v in arrays.items()})
         name = (lambda c: run_.classes[c] if c < len(run_.classes) else str(c))
         low = int(occ.prob.argmin())
-        write_record("occlusion", out / f"{stem}.json", dict(
+        record = dict(
             image=str(path), target=target, target_name=name(target), layer=occ.layer, channel=occ.channel,
             patch=occ.patch, stride=occ.stride, fill=args.fill, grid=list(occ.prob.shape),
             clean_prob=occ.clean_prob, clean_label=name(occ.clean_label), clean_feature=occ.clean_feature,
             min_prob=float(occ.prob.min()), min_prob_origin=occ.origins.reshape(-1, 2)[low].tolist(),
-            max_prob=float(occ.prob.max()),
-            labels_seen=sorted({name(int(c)) for c in occ.label.unique()})))
+            max_prob=float(occ.prob.max()), labels_seen=sorted({name(int(c)) for c in occ.label.unique()}))
         fig = occlusion_figure(pre.to_pixels(x).cpu(), occ, class_names=run_.classes, projection=projection,
                                title=f"{Path(path).name}: occlusion sensitivity (ZF Fig. 7)")
         fig.savefig(out / f"{stem}.png", dpi=110)
         print(f"{path}: p({name(target)}) clean {occ.clean_prob:.3f}, min {occ.prob.min():.3f} "
               f"over {occ.prob.numel()} positions -> {out / (stem + '.png')}")
+        done.append((stem, occ, record))
+    if args.atlas_data:
+        _map_atlas(args, run_, out, done)
+    for stem, _, record in done:
+        write_record("occlusion", out / f"{stem}.json", record)
     return 0
+
+
+def _map_atlas(args, run_, out, done) -> None:
+    """ZF Fig. 7(c): each measured map's top images among --atlas-images val images of --atlas-data, projected
+    (one pass for all maps); adds ``map_top_images`` to the records and writes ``<stem>_map.png``."""
+    from torch.utils.data import DataLoader
+
+    from ..analysis import project_top, top_activations
+    from ..data.datasets import WithIndex, collate_with_index
+    from ..data.loading import open_split
+    from ..report import images as img
+
+    pre = run_.preprocess
+    data = open_split(args.atlas_data, "val", pre.image_size, subset=args.atlas_images, workers=2)
+    channels = sorted({occ.channel for _, occ, _ in done})
+    layer = done[0][1].layer
+    loader = DataLoader(WithIndex(data), batch_size=64, num_workers=2, collate_fn=collate_with_index)
+    top = top_activations(run_.model, loader, layer=layer, k=args.atlas_k, channels=channels, transform=pre,
+                          batch_index=True)
+    tp = project_top(run_.model, top, data, transform=pre, to_pixels=pre.to_pixels)
+    for stem, occ, record in done:
+        row = channels.index(occ.channel)
+        fig, _ = img.top9_figure(tp.projections[row:row + 1], tp.patches[row:row + 1], cols=1,
+                                 labels=[f"{layer} map {occ.channel}"],
+                                 title=f"{layer} map {occ.channel}: its top {args.atlas_k} of {len(data)} val images "
+                                       f"(projection | patch)")
+        img.save_png(fig, out / f"{stem}_map.png")
+        record["map_top_images"] = [dict(image=str(data.samples[int(i)][0]), activation=float(v))
+                                    for i, v in zip(tp.index[row].tolist(), tp.values[row].tolist()) if i >= 0]
 
 
 def _projection(model, x, occ):
     """Deconvnet projection of the strongest activation of the measured map, or None if it cannot be made."""
-    try:
-        from ..analysis.deconv import deconv_project
-    except ImportError:  # deconv lands in a separate change; the maps do not need it
-        return None
+    from ..analysis import deconv_project
+
     try:
         return deconv_project(model, x[None], layer=occ.layer, channel=occ.channel)[0].cpu()
     except NotImplementedError:

@@ -558,8 +558,13 @@ def occlusion(site: _Site) -> Section:
                      f'{escape(str(d.get("layer", "")))} map {escape(str(d.get("channel", "")))}'])
         png = f.with_suffix(".png")
         if png.is_file():
-            panels.append(f'<figure>{_img(site.copy(png, "occlusion"), "occlusion " + f.stem)}'
-                          f'<figcaption>{_name(d.get("image", f.stem))}</figcaption></figure>')
+            atlas = f.with_name(f"{f.stem}_map.png")
+            beside = (f'{_img(site.copy(atlas, "occlusion"), "the map in other images " + f.stem)}'
+                      if atlas.is_file() else "")
+            panels.append(f'<figure>{_img(site.copy(png, "occlusion"), "occlusion " + f.stem)}{beside}'
+                          f'<figcaption>{_name(d.get("image", f.stem))}'
+                          f'{" — right: the same layer-5 map in its top images of the data set (ZF Fig. 7 c)" if beside else ""}'
+                          f'</figcaption></figure>')
     body = _table(["image", "true class", "p(true), clean", "lowest p(true)", "predicted, clean",
                    "classes seen while occluding", "strongest map"], rows) + "".join(panels)
     return Section("occlusion", "Occlusion sensitivity", body, present=True,

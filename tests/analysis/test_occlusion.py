@@ -147,6 +147,26 @@ def test_command_writes_maps_json_and_png(tmp_path, model):
     assert (tmp_path / "out" / "x.png").stat().st_size > 1000
 
 
+def test_command_shows_the_map_in_its_top_images_of_a_dataset(tmp_path, model):
+    """ZF Fig. 7(c): beside the occlusion panel, the measured layer-5 map's projections in other images."""
+    import json
+
+    from tests.conftest import write_image_folder
+
+    write_image_folder(tmp_path / "data" / "train", classes=3, per_class=2, size=80)
+    write_image_folder(tmp_path / "data" / "val", classes=3, per_class=3, size=80, seed=1)
+    img = _photo(tmp_path / "x.jpg")
+    rc = cli.main(["occlusion", str(img), "--checkpoint", str(_tiny_run(tmp_path, model)), "--out",
+                   str(tmp_path / "out"), "--patch", "16", "--stride", "16", "--atlas-data", str(tmp_path / "data"),
+                   "--atlas-k", "4"])
+    assert rc == 0
+    info = json.loads((tmp_path / "out" / "x.json").read_text())
+    tops = info["map_top_images"]
+    assert len(tops) == 4 and len({t["image"] for t in tops}) == 4  # four different val photos
+    assert all("val" in t["image"] for t in tops) and tops[0]["activation"] >= tops[-1]["activation"]
+    assert (tmp_path / "out" / "x_map.png").stat().st_size > 1000
+
+
 @pytest.mark.parametrize("case, message", [
     ("unreadable", "cannot read image"),
     ("missing", "image not found"),
