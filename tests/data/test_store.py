@@ -75,3 +75,25 @@ def test_unreadable_images_are_skipped_and_a_bad_index_is_one_line(tree):
     with pytest.raises(UserError, match="re-pack"):
         JpegStore(out, "train")
     assert not list(out.glob(".*.tmp"))  # temp shards renamed or removed
+
+
+def test_the_store_and_the_cache_give_the_same_training_crops(tree):
+    """Same seed, same images: the same crop windows and flips from either input path, pixels equal up to the
+    store's one JPEG encoding."""
+    from convscope.data.transforms import TrainAugment
+
+    out = tree / "store"
+    pack(tree / "data", out, split="train", size=40, quality=95, workers=0, progress=False)
+    cached, stored = open_split(str(tree / "data"), "train", 40, workers=0), JpegStore(out, "train")
+    idx = list(range(0, 21, 3))
+    a, la = cached.__getitems__(idx)
+    b, lb = stored.__getitems__(idx)
+    assert torch.equal(la, lb)
+    view = TrainAugment(torch.full((3, 40, 40), 128.0), 32, alpha_std=0.1)
+    crops_a = view(a, torch.Generator().manual_seed(5))
+    crops_b = view(b, torch.Generator().manual_seed(5))
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    b_exact = torch.stack([decode_jpeg(encode_jpeg(x, quality=95)) for x in a])
+    assert torch.equal(view(b_exact, torch.Generator().manual_seed(5)), crops_b)  # same windows, same flips
+    assert (crops_a - crops_b).abs().mean() < 8
