@@ -36,15 +36,17 @@ def stage_layer(model: nn.Module, layer: int | str) -> str:
 
 
 @torch.no_grad()
-def layer_outputs(model: nn.Module, inputs: torch.Tensor, layers: Sequence[str], *,
-                  batch_size: int = 64) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Run ``inputs`` (N, 3, H, W) through ``model`` in chunks; return ``({layer: (N, ...)}, logits (N, K))`` on CPU."""
+def layer_outputs(model: nn.Module, inputs: torch.Tensor, layers: Sequence[str], *, batch_size: int = 64,
+                  transform=None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Run ``inputs`` (N, 3, H, W) through ``model`` in chunks; return ``({layer: (N, ...)}, logits (N, K))`` on CPU.
+    ``transform`` (e.g. a run's ``Preprocess`` on uint8 images) is applied to each chunk on the model's device."""
     device = model_device(model)
     outs: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     logits = []
     with eval_mode(model), capture(model, list(layers)) as acts:
         for start in range(0, inputs.shape[0], batch_size):
-            logits.append(model(inputs[start:start + batch_size].to(device)).float().cpu())
+            chunk = inputs[start:start + batch_size].to(device)
+            logits.append(model(transform(chunk) if transform is not None else chunk).float().cpu())
             for name in layers:
                 outs[name].append(acts[name].float().cpu())
     return {name: torch.cat(v) for name, v in outs.items()}, torch.cat(logits)

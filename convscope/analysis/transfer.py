@@ -48,13 +48,15 @@ class ProbeTable:
 
 
 def extract_features(model: nn.Module, inputs: torch.Tensor, *, layers: Sequence[int | str] = range(1, 8),
-                     spatial: int | None = None, batch_size: int = 64) -> dict[str, torch.Tensor]:
+                     spatial: int | None = None, batch_size: int = 64, transform=None) -> dict[str, torch.Tensor]:
     """Frozen features of ``inputs`` (N, 3, H, W) at ZF layers 1-7 -> {alias: (N, D)} float CPU tensors.
 
-    Conv maps are flattened, after adaptive average pooling to ``spatial`` x ``spatial`` if given.
+    Conv maps are flattened, after adaptive average pooling to ``spatial`` x ``spatial`` if given. ``transform``
+    turns each chunk into model input (e.g. a run's ``Preprocess`` of uint8 images), so the whole set never has
+    to exist as float input.
     """
     names = [stage_layer(model, layer) for layer in layers]
-    acts, _ = layer_outputs(model, inputs, names, batch_size=batch_size)
+    acts, _ = layer_outputs(model, inputs, names, batch_size=batch_size, transform=transform)
     out = {}
     for name in names:
         a = acts[name]

@@ -44,9 +44,7 @@ def run(args: argparse.Namespace) -> int:
     layer = int(args.layer) if args.layer.isdigit() else args.layer
 
     def features(images):
-        parts = [extract_features(run_.model, pre(images[s:s + 200]), layers=[layer])
-                 for s in range(0, images.shape[0], 200)]
-        return torch.cat([next(iter(p.values())) for p in parts])
+        return next(iter(extract_features(run_.model, images, layers=[layer], transform=pre).values()))
 
     gal_f, qry_f = features(gal_u8), features(qry_u8)
     gal_px, qry_px = _inputs.preprocess_batches(run_, gal_u8), _inputs.preprocess_batches(run_, qry_u8)

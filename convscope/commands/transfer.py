@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 
 from ..errors import UserError
 from ..runfolder import write_record
@@ -58,9 +57,7 @@ def run(args: argparse.Namespace) -> int:
     spatial = args.spatial or None
 
     def features(images):
-        parts = [extract_features(run_.model, pre(images[s:s + 200]), layers=layers, spatial=spatial)
-                 for s in range(0, images.shape[0], 200)]
-        return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        return extract_features(run_.model, images, layers=layers, spatial=spatial, transform=pre)
 
     tables, train_f = {}, {}
     if not args.scratch_only:

@@ -14,16 +14,11 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from .images import contrast_normalize
+
 
 def _rgb(image: torch.Tensor) -> np.ndarray:
     return image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
-
-
-def contrast_normalise(projection: torch.Tensor) -> torch.Tensor:
-    """A zero-centred deconv projection (3, H, W) -> 0..1 for display: 0 is grey, the largest magnitude is 0 or 1."""
-    p = projection.detach().float().cpu()
-    p = p - p.mean()
-    return (p / (2 * p.abs().max().clamp_min(1e-12)) + 0.5).clamp(0, 1)
 
 
 def _underlay(ax, image: torch.Tensor) -> None:
@@ -73,7 +68,7 @@ def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (
     fig.colorbar(im, ax=axes[k], shrink=0.7)
     if projection is not None:
         k += 1
-        axes[k].imshow(_rgb(contrast_normalise(projection)))
+        axes[k].imshow(_rgb(contrast_normalize(projection)))
         axes[k].set_title(f"(b') deconv projection of\n{occ.layer} map {occ.channel}", fontsize=8)
     k += 1
     _underlay(axes[k], image)
@@ -202,7 +197,7 @@ def sanity_figure(order: Sequence[str], cascade: dict[str, list[dict]], independ
             ax = fig.add_subplot(grid[2 * r, c])
             p = pics[item]
             if p.dim() == 3:
-                ax.imshow(_rgb(contrast_normalise(p)))
+                ax.imshow(_rgb(contrast_normalize(p)))
             else:
                 ax.imshow(p.numpy(), cmap="viridis")
             ax.set_xticks([])
