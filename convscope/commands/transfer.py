@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-
 from ..errors import UserError
 from ..runfolder import write_record
 from . import _inputs
