@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ._hooks import resolve_layer
+from ..models.convnet import rf_step
 from .deconv import conv_stack, feature_map_layer
 
 
@@ -51,25 +52,12 @@ _POINTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LocalResponseNorm, nn.CrossMapLRN
               nn.Dropout2d, nn.Identity)
 
 
-def _pair(v) -> int:
-    if isinstance(v, (tuple, list)):
-        if len(set(v)) != 1:
-            raise NotImplementedError(f"receptive fields need square kernels/strides/padding, got {v}")
-        return int(v[0])
-    return int(v)
-
-
 def _walk(model: nn.Module, dotted: str) -> ReceptiveField:
     """Compute the receptive field of ``dotted`` by walking the flattened conv stack."""
     rf, jump, start = 1, 1, 0.0
     for name, mod in conv_stack(model):
         if isinstance(mod, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-            k, s, p = _pair(mod.kernel_size), _pair(mod.stride), _pair(mod.padding)
-            d = _pair(getattr(mod, "dilation", 1))
-            k_eff = d * (k - 1) + 1
-            start += ((k_eff - 1) / 2 - p) * jump
-            rf += (k_eff - 1) * jump
-            jump *= s
+            rf, jump, start = rf_step(mod, rf, jump, start)
         elif not isinstance(mod, _POINTWISE):
             raise NotImplementedError(f"receptive field through {name} ({type(mod).__name__}) is not supported; "
                                       "known: Conv2d, MaxPool2d, AvgPool2d and pointwise layers")

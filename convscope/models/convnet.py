@@ -181,6 +181,22 @@ class ConvNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+def _square(v) -> int:
+    if isinstance(v, (tuple, list)):
+        if len(set(v)) != 1:
+            raise NotImplementedError(f"receptive fields need square kernels/strides/padding, got {v}")
+        return int(v[0])
+    return int(v)
+
+
+def rf_step(mod: nn.Module, rf: int, jump: int, start: float) -> tuple[int, int, float]:
+    """Receptive-field arithmetic through one conv or pooling layer: (size, stride, offset of unit 0's centre) of
+    its input units -> of its output units, in input pixels (the one implementation; dilation included)."""
+    k, s, p = _square(mod.kernel_size), _square(mod.stride), _square(mod.padding)
+    k_eff = _square(getattr(mod, "dilation", 1)) * (k - 1) + 1
+    return rf + (k_eff - 1) * jump, jump * s, start + ((k_eff - 1) / 2 - p) * jump
+
+
 def layer_info(model: ConvNet) -> list[dict]:
     """Describe every named layer: name, module path, kind, channels, output size, stride and receptive field.
 
@@ -196,12 +212,7 @@ def layer_info(model: ConvNet) -> list[dict]:
         for name, mod in model.features.named_children():
             x = mod(x)
             if isinstance(mod, (nn.Conv2d, nn.MaxPool2d)):
-                k = mod.kernel_size if isinstance(mod.kernel_size, int) else mod.kernel_size[0]
-                s = mod.stride if isinstance(mod.stride, int) else mod.stride[0]
-                p = mod.padding if isinstance(mod.padding, int) else mod.padding[0]
-                start += ((k - 1) / 2 - p) * jump
-                rf += (k - 1) * jump
-                jump *= s
+                rf, jump, start = rf_step(mod, rf, jump, start)
             ch, size = x.shape[1], x.shape[-1]
             kind = "conv" if isinstance(mod, nn.Conv2d) else type(mod).__name__.lower()
             info.append(dict(name=name, module=f"features.{name}", kind=kind, channels=ch, size=size,
