@@ -11,7 +11,7 @@ from torch import nn
 
 from .errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # of the training checkpoints (train.py writes it; load_checkpoint refuses newer ones)
 
 
 class CheckpointError(UserError, ValueError):
@@ -70,6 +70,9 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
                               f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not a checkpoint (a {type(ckpt).__name__}, not a dict)")
+    if int(ckpt.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer convscope (checkpoint format {ckpt['format_version']}, "
+                              f"this one reads up to {FORMAT_VERSION}); upgrade convscope to use it")
     return ckpt
 
 

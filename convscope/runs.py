@@ -22,15 +22,23 @@ class LoadedRun:
     model_name: str
     config: dict = field(default_factory=dict)
     epoch: int = 0
+    model_options: dict = field(default_factory=dict)  # as built (with num_classes)
+    path: Path | None = None  # the checkpoint file
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder's ``best.pt`` (else ``last.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        return next((path / n for n in ("best.pt", "last.pt") if (path / n).is_file()), path / "last.pt")
+    return path
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """Rebuild the model of a convscope checkpoint (``runs/x/last.pt``, ``best.pt`` or an epoch snapshot) in
     eval mode on ``device``. A run folder is accepted too (its ``best.pt``, else ``last.pt``)."""
 
-    path = Path(path)
-    if path.is_dir():
-        path = next((path / n for n in ("best.pt", "last.pt") if (path / n).is_file()), path / "last.pt")
+    path = checkpoint_file(path)
     ckpt = load_checkpoint(path)
     if "model_name" not in ckpt or "preprocess" not in ckpt:
         raise CheckpointError(f"{path} is not a convscope training checkpoint (no model_name/preprocess)")
@@ -40,4 +48,5 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     pre = ckpt["preprocess"]
     return LoadedRun(model=model, preprocess=Preprocess(pre["mean_image"], int(pre["crop"]), float(pre["input_scale"])),
                      classes=list(ckpt.get("classes", [])), model_name=ckpt["model_name"],
-                     config=ckpt.get("config", {}), epoch=int(ckpt.get("epoch", 0)))
+                     config=ckpt.get("config", {}), epoch=int(ckpt.get("epoch", 0)),
+                     model_options=dict(ckpt.get("model_options", {})), path=path)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from .progress import tqdm
 
-from .checkpoint import atomic_save, atomic_write_text, load_checkpoint, unwrap
+from .checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text, load_checkpoint, unwrap
 from .data.transforms import Preprocess
 from .config import TrainConfig, config_from_dict, config_to_json
 from .locks import run_lock
@@ -36,7 +36,6 @@ from .models import UnknownModelError, get_model, list_models, renorm_filters_
 from .optim import PaperSGD
 
 log = logging.getLogger("convscope.train")
-FORMAT_VERSION = 1
 
 
 class Stop(Exception):

@@ -85,6 +85,10 @@ def test_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path):
 
     with pytest.raises(CheckpointError, match="do not fit"):
         load_weights(cs.get_model("cifar_convnet"), good)
+    newer = tmp_path / "newer.pt"
+    atomic_save({"format_version": 99, "model": {}}, newer)
+    with pytest.raises(CheckpointError, match="newer convscope"):
+        load_checkpoint(newer)
 
 
 def test_training_learns_and_writes_its_run(image_tree, tmp_path):

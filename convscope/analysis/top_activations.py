@@ -265,6 +265,15 @@ def top_activations(
     return results[layer] if isinstance(layer, str) else results
 
 
+def live_maps(top: TopActivations, n: int, generator: torch.Generator | None = None) -> list[int]:
+    """``n`` feature maps of ``top`` to draw: a seeded random choice among the maps that ever fired (top value
+    > 0), then never-active ones if there are too few; sorted map numbers."""
+    live = (top.values[:, 0] > 0).nonzero().flatten()
+    dead = (top.values[:, 0] <= 0).nonzero().flatten()
+    pool = torch.cat([live[torch.randperm(len(live), generator=generator)], dead])
+    return sorted(top.channels[pool[:n]].tolist())
+
+
 def rf_patches(images: torch.Tensor, boxes: torch.Tensor, *, fill: float = 0.0) -> torch.Tensor:
     """Crop receptive-field boxes out of images, clipped to the image and padded back to the box size.
 

@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..analysis import (compare_filters, conv_filters, feature_evolution, filter_stats, project_top,
                             receptive_field, resolve_layer, top_activations)
+    from ..analysis.top_activations import live_maps
     from ..analysis.filters import HIGH_FREQUENCY, filter_diagnostics
     from ..runs import load_run
     from ..report.figures import filter_spectra_figure
@@ -172,10 +173,8 @@ def run(args: argparse.Namespace) -> int:
     chosen: dict[str, list[int]] = {}
     for layer in layers:
         top = tops[layer]
-        live = (top.values[:, 0] > 0).nonzero().flatten()
-        dead = (top.values[:, 0] <= 0).nonzero().flatten()
-        pool = torch.cat([live[torch.randperm(len(live), generator=gen)], dead])  # live first, then never-active
-        maps = sorted(top.channels[pool[:args.maps]].tolist())
+        maps = live_maps(top, args.maps, gen)
+        dead = top.values[:, 0] <= 0
         chosen[layer] = maps
         tp = project_top(model, top, dataset, channels=maps, transform=pre, to_pixels=pre.to_pixels,
                          batch_size=args.batch_size)
@@ -186,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         name = f"top9_{layer}.png"
         img.save_png(fig, out / name)
         index["figures"][name] = dict(kind="top9", layer=layer)
-        index["layers"][layer] = dict(maps=len(top.channels), shown=maps, never_active=int(len(dead)),
+        index["layers"][layer] = dict(maps=len(top.channels), shown=maps, never_active=int(dead.sum()),
                                       receptive_field=dict(size=rf.size, stride=rf.stride, offset=rf.offset),
                                       map_size=list(top.map_size))
         for i, c in enumerate(maps):
@@ -199,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
                              projection_tile=list(boxes[j][0]), patch_tile=list(boxes[j][1]))
                 entry.update(_sample_info(dataset, int(tp.index[i, r])))
                 index["tiles"].append(entry)
-        print(f"{layer}: {len(top.channels)} maps ({len(dead)} never active) -> {out / name}")
+        print(f"{layer}: {len(top.channels)} maps ({int(dead.sum())} never active) -> {out / name}")
 
     # AlexNet Fig. 3 / ZF Fig. 6
     stats = filter_stats(model, "conv1", rel_rms=args.dead_rms)

@@ -36,7 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis import extract_features, linear_probes, scratch_baseline
-    from ..checkpoint import load_checkpoint
     from ..models import get_model
 
     if min(args.n_per_class) < 1 or args.splits < 1:
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         tables["svm"] = linear_probes(train_f, train_y, test_f, test_y, n_per_class=args.n_per_class,
                                       splits=args.splits, loss="svm", seed=args.seed, steps=args.probe_steps)
     if args.scratch_epochs or args.scratch_only:
-        options = dict(load_checkpoint(_checkpoint_file(args.checkpoint)).get("model_options", {}))
+        options = dict(run_.model_options)
         options.update(num_classes=len(data.classes), init="kaiming")
         device = next(run_.model.parameters()).device
         tables["scratch"] = scratch_baseline(lambda: get_model(run_.model_name, **options).to(device), train_u8,
@@ -88,12 +87,3 @@ def run(args: argparse.Namespace) -> int:
                                for j in range(len(t.n_per_class)))
             print(f"| {name} | {row} | {cells} |")
     return 0
-
-
-def _checkpoint_file(path):
-    from pathlib import Path
-
-    path = Path(path)
-    if path.is_dir():
-        return next((path / n for n in ("best.pt", "last.pt") if (path / n).is_file()), path / "last.pt")
-    return path
