@@ -49,3 +49,20 @@ def image_tree(tmp_path) -> Path:
     write_image_folder(tmp_path / "train", per_class=16, seed=0)
     write_image_folder(tmp_path / "val", per_class=6, seed=1)
     return tmp_path
+
+
+# the tiny checkpoint the analysis-command tests run on (one definition instead of one per test file)
+TINY_OPTIONS = dict(num_classes=3, width=0.125, fc_width=256, input_size=64, init="kaiming")
+
+
+def save_tiny_run(path: Path, model=None, classes=("a", "b", "c")) -> Path:
+    """A convscope checkpoint of a tiny zfnet (64 px crop of 72 px images, mean image 120) at ``path``."""
+    from convscope.checkpoint import atomic_save
+    from convscope.models import get_model
+
+    if model is None:
+        torch.manual_seed(0)
+        model = get_model("zfnet", **TINY_OPTIONS)
+    atomic_save(dict(model_name="zfnet", model_options=TINY_OPTIONS, model=model.state_dict(), classes=list(classes),
+                     preprocess=dict(mean_image=torch.full((3, 72, 72), 120.0), crop=64, input_scale=1 / 64)), path)
+    return path

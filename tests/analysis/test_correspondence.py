@@ -9,10 +9,9 @@ import torch
 from convscope import cli
 from convscope.analysis import AnnotationError, correspondence, read_annotations, sign_consistency
 from convscope.analysis.correspondence import mask_boxes, pairwise_sign_hamming, random_boxes
-from convscope.checkpoint import atomic_save
 from convscope.models import get_model
 
-OPTIONS = dict(num_classes=3, width=0.125, fc_width=256, input_size=64, init="kaiming")
+from tests.conftest import TINY_OPTIONS as OPTIONS, save_tiny_run
 SHIPPED = Path(__file__).resolve().parents[2] / "convscope" / "data" / "annotations" / "dogs.json"
 
 
@@ -153,8 +152,7 @@ def test_command_table_and_missing_part_error(tmp_path, model, capsys):
     from PIL import Image
 
     ck = tmp_path / "run.pt"
-    atomic_save(dict(model_name="zfnet", model_options=OPTIONS, model=model.state_dict(), classes=["a", "b", "c"],
-                     preprocess=dict(mean_image=torch.full((3, 72, 72), 120.0), crop=64, input_scale=1 / 64)), ck)
+    save_tiny_run(ck, model, ["a", "b", "c"])
     for i in range(3):
         Image.new("RGB", (90, 80), (40 * i, 100, 200)).save(tmp_path / f"d{i}.png")
     boxes = {"left_eye": [10, 10, 20, 20], "nose": [30, 40, 44, 50]}

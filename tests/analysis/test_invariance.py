@@ -8,10 +8,9 @@ from convscope import cli
 from convscope.analysis import UnknownLayerError, capture, invariance_curves
 from convscope.analysis._layers import stage_layer
 from convscope.analysis.invariance import DEFAULT_AMOUNTS, transform
-from convscope.checkpoint import atomic_save
 from convscope.models import get_model
 
-OPTIONS = dict(num_classes=3, width=0.125, fc_width=256, input_size=64, init="kaiming")
+from tests.conftest import TINY_OPTIONS as OPTIONS, save_tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +91,7 @@ def test_command_writes_curves(tmp_path, model):
     from PIL import Image
 
     ck = tmp_path / "run.pt"
-    atomic_save(dict(model_name="zfnet", model_options=OPTIONS, model=model.state_dict(), classes=["a", "b", "c"],
-                     preprocess=dict(mean_image=torch.full((3, 72, 72), 120.0), crop=64, input_scale=1 / 64)), ck)
+    save_tiny_run(ck, model, ["a", "b", "c"])
     (tmp_path / "c").mkdir()
     Image.new("RGB", (80, 80), (200, 30, 60)).save(tmp_path / "c" / "red.png")
     rc = cli.main(["invariance", str(tmp_path / "c" / "red.png"), "--checkpoint", str(ck), "--out",

@@ -6,10 +6,9 @@ from torch import nn
 from convscope import cli
 from convscope.analysis import UnknownLayerError, occlusion_map
 from convscope.analysis.occlusion import occlusion_grid
-from convscope.checkpoint import atomic_save
 from convscope.models import get_model
 
-OPTIONS = dict(num_classes=3, width=0.125, fc_width=256, input_size=64, init="kaiming")
+from tests.conftest import TINY_OPTIONS as OPTIONS, save_tiny_run
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +118,7 @@ def test_hooks_removed_after_success_and_error(model, image):
 
 def _tiny_run(tmp_path, model):
     path = tmp_path / "run.pt"
-    atomic_save(dict(model_name="zfnet", model_options=OPTIONS, model=model.state_dict(), classes=["a", "b", "c"],
-                     preprocess=dict(mean_image=torch.full((3, 72, 72), 120.0), crop=64, input_scale=1 / 64)), path)
+    save_tiny_run(path, model, ["a", "b", "c"])
     return path
 
 

@@ -7,10 +7,8 @@ import torch
 from convscope import cli
 from convscope.analysis import (binary_codes, hamming_neighbours, nearest_neighbours, precision_at_k,
                                 train_binary_autoencoder)
-from convscope.checkpoint import atomic_save
-from convscope.models import get_model
 
-OPTIONS = dict(num_classes=3, width=0.125, fc_width=256, input_size=64, init="kaiming")
+from tests.conftest import save_tiny_run
 
 
 def test_euclidean_neighbours_equal_brute_force():
@@ -63,9 +61,7 @@ def test_command_writes_precision_and_grid(tmp_path, capsys):
 
     torch.manual_seed(0)
     ck = tmp_path / "run.pt"
-    atomic_save(dict(model_name="zfnet", model_options=OPTIONS, model=get_model("zfnet", **OPTIONS).state_dict(),
-                     classes=["a", "b"], preprocess=dict(mean_image=torch.full((3, 72, 72), 120.0), crop=64,
-                                                         input_scale=1 / 64)), ck)
+    save_tiny_run(ck, None, ["a", "b"])
     for split, n in (("train", 5), ("val", 2)):
         for c, colour in enumerate([(250, 0, 0), (0, 0, 250)]):
             (tmp_path / "d" / split / f"k{c}").mkdir(parents=True)

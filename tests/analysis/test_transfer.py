@@ -7,10 +7,9 @@ import torch
 from convscope import cli
 from convscope.analysis import extract_features, linear_probes, scratch_baseline
 from convscope.analysis.transfer import linear_accuracy, sample_per_class
-from convscope.checkpoint import atomic_save
 from convscope.models import get_model
 
-OPTIONS = dict(num_classes=3, width=0.125, fc_width=256, input_size=64, init="kaiming")
+from tests.conftest import TINY_OPTIONS as OPTIONS, save_tiny_run
 
 
 def _blobs(n, dim=20, classes=3, seed=0):
@@ -83,8 +82,7 @@ def test_command_prints_a_per_layer_table(tmp_path, capsys):
     torch.manual_seed(0)
     model = get_model("zfnet", **OPTIONS)
     ck = tmp_path / "run.pt"
-    atomic_save(dict(model_name="zfnet", model_options=OPTIONS, model=model.state_dict(), classes=["a", "b", "c"],
-                     preprocess=dict(mean_image=torch.full((3, 72, 72), 120.0), crop=64, input_scale=1 / 64)), ck)
+    save_tiny_run(ck, model, ["a", "b", "c"])
     for split, n in (("train", 4), ("test", 2)):
         for c, colour in enumerate([(250, 0, 0), (0, 0, 250)]):
             (tmp_path / "d" / split / f"k{c}").mkdir(parents=True)
