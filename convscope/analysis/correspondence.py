@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -187,14 +186,15 @@ def _bootstrap_std(hamming: torch.Tensor, resamples: torch.Tensor) -> float:
     return float(torch.stack(values).std()) if len(values) > 1 else float("nan")
 
 
-def read_annotations(path: str | Path, *, parts: Sequence[str] | None = None,
-                     root: str | Path | None = None) -> Annotations:
+def read_annotations(path: str | Path, *, parts: Sequence[str] | None = None, root: str | Path | None = None,
+                     data_root: str | Path | None = None) -> Annotations:
     """Read part boxes from a JSON or CSV annotation file.
 
     JSON: ``{"view_size": 256, "relative_to": "CONVSCOPE_DATA" | "file", "parts": [...], "images": [{"file": ...,
     "boxes": {"nose": [x0, y0, x1, y1], ...}}, ...]}``. CSV: columns ``file,part,x0,y0,x1,y1,view_size``, one row
-    per box. Relative image paths resolve against ``root`` if given, else ``$CONVSCOPE_DATA`` when the JSON says
-    ``"relative_to": "CONVSCOPE_DATA"``, else the annotation file's folder.
+    per box. Relative image paths resolve against ``root`` if given, else against ``data_root`` when the JSON says
+    ``"relative_to": "CONVSCOPE_DATA"`` (the caller passes the data root; the command: ``$CONVSCOPE_DATA``), else
+    the annotation file's folder.
 
     Raises:
         AnnotationError: unreadable file, missing keys, bad boxes, or an image without one of the ``parts``.
@@ -216,7 +216,7 @@ def read_annotations(path: str | Path, *, parts: Sequence[str] | None = None,
     if not entries:
         raise AnnotationError(f"annotations {path} list no images")
     wanted = tuple(parts) if parts else tuple(declared or dict.fromkeys(k for _, b in entries for k in b))
-    base = _base_dir(path, root, relative_to)
+    base = _base_dir(path, root, relative_to, data_root)
     boxes = torch.zeros(len(entries), len(wanted), 4)
     for i, (file, found) in enumerate(entries):
         for k, part in enumerate(wanted):
@@ -250,13 +250,12 @@ def _read_csv(path: Path) -> tuple[list, int, list, str]:
     return list(grouped.items()), sizes.pop() if sizes else 0, [], "file"
 
 
-def _base_dir(path: Path, root: str | Path | None, relative_to: str) -> Path:
+def _base_dir(path: Path, root: str | Path | None, relative_to: str, data_root: str | Path | None) -> Path:
     if root is not None:
         return Path(root)
     if relative_to == "CONVSCOPE_DATA":
-        data = os.environ.get("CONVSCOPE_DATA")
-        if not data:
-            raise AnnotationError(f"annotations {path} give paths relative to $CONVSCOPE_DATA, which is not set "
-                                  "(set it or pass a data root)")
-        return Path(data)
+        if data_root:
+            return Path(data_root)
+        raise AnnotationError(f"annotations {path} give paths relative to the data root ($CONVSCOPE_DATA): pass it "
+                              f"(--data-root, or set CONVSCOPE_DATA)")
     return path.parent

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..runfolder import write_record
 from . import _inputs
@@ -18,14 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draws", type=_inputs.positive, default=10, help="random-mask draws")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None,
-                        help="folder the annotation's relative image paths start from (default: as the file says)")
+                        help="folder the annotation's relative image paths start from (default: $CONVSCOPE_DATA for files that say so, else the file's folder)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis import correspondence, read_annotations
     from ..report.figures import correspondence_figure
 
-    ann = read_annotations(args.annotations, parts=args.parts, root=args.data_root)
+    ann = read_annotations(args.annotations, parts=args.parts, root=args.data_root,
+                           data_root=os.environ.get("CONVSCOPE_DATA"))
     run_, out = _inputs.load(args)
     pre = run_.preprocess
     inputs = _inputs.read_inputs(run_, ann.files)

@@ -138,8 +138,8 @@ def test_shipped_dog_annotations():
 
 
 @pytest.mark.skipif(not os.environ.get("CONVSCOPE_DATA"), reason="CONVSCOPE_DATA not set: real dog photos absent")
-def test_shipped_annotations_point_at_real_images():
-    ann = read_annotations(SHIPPED)
+def test_shipped_annotations_point_at_real_images(data_root):
+    ann = read_annotations(SHIPPED, data_root=data_root)
     missing = [str(f) for f in ann.files if not f.is_file()]
     if missing:
         pytest.skip(f"CONVSCOPE_DATA lacks imagenette2-160 ({missing[0]})")
