@@ -80,7 +80,8 @@ def invariance_curves(
         images: (B, 3, H, W) model inputs (preprocessed).
         targets: (B,) true classes.
         kind: "translate" (vertical, pixels), "scale" (factor) or "rotate" (degrees).
-        amounts: the transformation amounts; default the paper's ranges (:data:`DEFAULT_AMOUNTS`).
+        amounts: the transformation amounts; default the paper's ranges (:data:`DEFAULT_AMOUNTS`), with ZF's
+            shifts of -60..60 px of a 224 input scaled to the images' size.
         layers: ZF layer numbers (``1`` -> stage-1 output, ``7`` -> ``relu7``) or aliases.
         batch_size: images per forward pass.
 
@@ -88,7 +89,10 @@ def invariance_curves(
         >>> curves = invariance_curves(model, x, y, kind="rotate")
         >>> curves.distance["relu7"].shape, curves.prob.shape   # (B, 12), (B, 12)
     """
-    amounts = torch.tensor(DEFAULT_AMOUNTS[kind] if amounts is None else [float(a) for a in amounts],
+    if amounts is None:
+        scale = images.shape[-1] / 224 if kind == "translate" else 1.0  # ZF's pixel shifts are for a 224 input
+        amounts = [round(a * scale) if kind == "translate" else a for a in DEFAULT_AMOUNTS[kind]]
+    amounts = torch.tensor([float(a) for a in amounts],
                            dtype=torch.float64)
     targets = torch.as_tensor(targets, dtype=torch.long).cpu()
     names = tuple(stage_layer(model, layer) for layer in layers)

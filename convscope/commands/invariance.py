@@ -30,7 +30,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..analysis import invariance_curves
-    from ..analysis.invariance import DEFAULT_AMOUNTS
     from ..report.figures import invariance_figure
 
     run_, out = _inputs.load(args)
@@ -44,12 +43,9 @@ def run(args: argparse.Namespace) -> int:
         if t is None:
             raise UserError(f"no true class for {path}: its folder is not a class name; pass --target")
         targets.append(t)
-    crop = run_.preprocess.crop
     result, curves = {}, []
     for kind in args.kinds:
-        amounts = getattr(args, kind)
-        if amounts is None and kind == "translate":  # ZF shift range is for a 224 crop
-            amounts = [round(a * crop / 224) for a in DEFAULT_AMOUNTS["translate"]]
+        amounts = getattr(args, kind)  # None: the paper's range (shifts scaled to the input size)
         cur = invariance_curves(run_.model, inputs, torch.tensor(targets), kind=kind, amounts=amounts,
                                 layers=[int(x) if x.isdigit() else x for x in args.layers])
         curves.append(cur)
