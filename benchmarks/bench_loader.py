@@ -32,7 +32,11 @@ def _rate(batches, n: int, batch: int, work=lambda b: b) -> float:
     t0 = time.perf_counter()
     for _ in range(n):
         work(next(it))
-    return n * batch / (time.perf_counter() - t0)
+    rate = n * batch / (time.perf_counter() - t0)
+    shutdown = getattr(it, "_shutdown_workers", None)
+    if shutdown:  # stop the loader's workers now: left prefetching, they would slow the next measurement
+        shutdown()
+    return rate
 
 
 def main() -> None:
@@ -43,7 +47,10 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--image-size", type=int, default=144)
     p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--threads", type=int, default=0, help="torch threads of the main process (0 = torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not os.path.isdir(os.path.join(args.data, "train")):
         raise SystemExit(f"no {args.data}/train: set CONVSCOPE_DATA or --data (real images are needed here)")
     b, n, s, c = args.batch_size, args.batches, args.image_size, args.crop
@@ -65,7 +72,9 @@ def main() -> None:
                           collate_fn=collate_for(ds))
 
     read_rate = _rate(loader(), n, b)
-    images = next(iter(loader()))[0]
+    first = iter(loader())
+    images = next(first)[0]
+    first._shutdown_workers()
     augment_rate = _rate(iter(lambda: images, None), n, b, lambda x: view(x, gen))
     total_rate = _rate(loader(), n, b, lambda batch: view(batch[0], gen))
 
