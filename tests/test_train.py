@@ -187,7 +187,7 @@ def test_resume_keeps_the_runs_settings_and_applies_allowed_overrides(image_tree
 
 def test_two_trainings_into_one_folder_are_refused(image_tree, tmp_path):
     out = tmp_path / "run"
-    first = _run_cli(_cli_args(image_tree, out, epochs=50, save_every_steps=1))
+    first = _run_cli(_cli_args(image_tree, out, epochs=100000, save_every_steps=1))  # still running when asked
     _wait_for_step(out / "last.pt", 1, first)
     second = _run_cli(["--out-dir", str(out), "--resume"])
     output = second.stdout.read()
@@ -204,7 +204,7 @@ def test_two_trainings_into_one_folder_are_refused(image_tree, tmp_path):
 
 def test_sigterm_saves_then_resume_finishes(image_tree, tmp_path):
     out = tmp_path / "run"
-    proc = _run_cli(_cli_args(image_tree, out, epochs=20, save_every_steps=2))
+    proc = _run_cli(_cli_args(image_tree, out, epochs=100000, save_every_steps=2))
     _wait_for_step(out / "last.pt", 2, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143
@@ -219,7 +219,7 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers_saves(image_tree
     """A cluster scheduler signals every process of the job, DataLoader workers included."""
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "convscope", "train",
-                             *_cli_args(image_tree, out, epochs=20, save_every_steps=2, workers=2)],
+                             *_cli_args(image_tree, out, epochs=100000, save_every_steps=2, workers=2)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     _wait_for_step(out / "last.pt", 2, proc)
     os.killpg(proc.pid, signal.SIGTERM)
