@@ -81,7 +81,9 @@ EXPERIMENTS = {e.name: e for e in [
     Experiment(
         "lrn", "local response normalisation lowers CIFAR-10 test error (AlexNet §3.3: 13% -> 11%)",
         "-2 points", "cifar10", "cifar10-jpeg", dict(CIFAR_QUICK),
-        {"without LRN": dict(model_options=dict(lrn=False)), "with LRN": dict(model_options=dict(lrn=True))},
+        {"without LRN": dict(model_options=dict(lrn=False)), "with LRN": dict(model_options=dict(lrn=True)),
+         # control: the LRN layers with alpha = 0 only divide by k^beta = 2^0.75, the rescaling without normalising
+         "LRN alpha=0 (rescaling only)": dict(model_options=dict(lrn=True, lrn_alpha=0.0))},
         scale="CIFAR-10 (JPEG), cuda-convnet layers-18pct net, 10k training images, 2k val, 12 epochs"),
     Experiment(
         "pooling", "overlapping pooling (z=3, s=2) beats non-overlapping (z=2, s=2) (AlexNet §3.4)",

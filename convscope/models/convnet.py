@@ -73,6 +73,8 @@ class ConvNet(nn.Module):
         input_size: the square input the head is sized for (224 for the papers; 32 for CIFAR).
         activation: "relu" (the papers) or "tanh" (AlexNet §3.1 ablation).
         lrn: keep the normalisation layers; ``False`` drops them (ablation).
+        lrn_alpha: the LRN's alpha (paper 1e-4); 0 leaves only its constant division by k^beta, the control that
+            separates normalisation from rescaling in the LRN ablation.
         pool: "overlap" (z=3, s=2, AlexNet §3.4) or "nonoverlap" (z=2, s=2, same output size).
         norm_after_pool: ZFNet normalises after pooling; AlexNet before.
         ceil_mode: round pooled sizes up (ZFNet's 110 -> 55 -> 26 -> 13 arithmetic); the last pool always floors.
@@ -96,6 +98,7 @@ class ConvNet(nn.Module):
         input_size: int = 224,
         activation: Activation = "relu",
         lrn: bool = True,
+        lrn_alpha: float = 1e-4,
         pool: PoolKind = "overlap",
         norm_after_pool: bool = False,
         ceil_mode: bool = False,
@@ -128,7 +131,7 @@ class ConvNet(nn.Module):
             layers[f"conv{c.name}"] = nn.Conv2d(ch, c.channels, c.kernel, c.stride, c.padding, groups=c.groups)
             self._bias_init[f"features.conv{c.name}"] = c.bias_init
             layers[f"{activation}{c.name}"] = act()
-            norm = [(f"norm{c.name}", LRN())] if (c.norm and lrn) else []
+            norm = [(f"norm{c.name}", LRN(alpha=lrn_alpha))] if (c.norm and lrn) else []
             pooling = (
                 [(f"pool{c.name}", nn.MaxPool2d(pool_k, 2, ceil_mode=ceil_mode and i != last_pool))] if c.pool else []
             )

@@ -74,6 +74,7 @@ def cifar_convnet(
     width: float = 1.0,
     activation: str = "relu",
     lrn: bool = True,
+    lrn_alpha: float = 1e-4,
     pool: str = "overlap",
     fc_width: int = 0,
     dropout: float = 0.0,
@@ -85,7 +86,8 @@ def cifar_convnet(
     small-scale ablations (ReLU vs tanh, LRN). ``fc_width>0`` adds hidden fc6/fc7 layers."""
     model = build_convnet(CIFAR_CONVS, num_classes=num_classes, width=width, fc_width=fc_width,
                           remove=() if fc_width else ("fc6", "fc7"), activation=activation, lrn=lrn, pool=pool,
-                          norm_after_pool=True, ceil_mode=True, dropout=dropout, input_size=input_size, init=init)
+                          norm_after_pool=True, ceil_mode=True, dropout=dropout, input_size=input_size, init=init,
+                          lrn_alpha=lrn_alpha)
     return _load(model, weights)
 
 
