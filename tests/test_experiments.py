@@ -77,3 +77,12 @@ def test_sweep_groups_report_their_best_variant_and_unreached_thresholds():
     assert summary["A"][0] == "A: a/2" and summary["A"][1] == 3.0
     assert summary["B"][3] == 0 and "not reached" in runner._fmt(exp, *summary["B"][1:])
     assert runner.measure("epochs_to_train_err_25", [dict(epoch=1, train_err=0.3), dict(epoch=2, train_err=0.2)]) == 2
+
+
+def test_demo_measured_rows_come_from_the_demo_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "DEMO", tmp_path)
+    assert runner._eval_row()[0] == "not run yet"
+    (tmp_path / "eval.json").write_text(json.dumps(dict(results=[
+        dict(views="center", top1_err=0.2568, top5_err=0.0385)])))
+    assert runner._eval_row()[0].startswith("center: 25.7% / 3.9%")
+    assert "25.7%" in runner.render_table([])
