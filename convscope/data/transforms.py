@@ -44,19 +44,24 @@ class RandomCropFlip(nn.Module):
 
     @_batched
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        b, _, h, w = x.shape
+        b, dev = x.shape[0], x.device
+        rows, cols = self.windows(x.shape, generator, dev)
+        out = x[torch.arange(b, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (B, c, c, 3)
+        return out.permute(0, 3, 1, 2).contiguous()
+
+    def windows(self, shape, generator: torch.Generator | None, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw each image's crop (top, left) and flip: the (B, c) source rows and columns, flips reversing the
+        columns. The draws' order (tops, lefts, flips) is part of the bit-exact resume."""
+        b, _, h, w = shape
         c = self.size
         if c > h or c > w:
             raise ValueError(f"crop {c} is larger than the {h}x{w} images")
-        dev = x.device
-        top = torch.randint(0, h - c + 1, (b, 1), generator=generator).to(dev)
-        left = torch.randint(0, w - c + 1, (b, 1), generator=generator).to(dev)
-        flip = (torch.rand(b, 1, generator=generator) < 0.5).to(dev) if self.flip else torch.zeros(b, 1, dtype=torch.bool, device=dev)
-        ar = torch.arange(c, device=dev)[None]
-        rows = top + ar  # (B, c)
-        cols = left + torch.where(flip, c - 1 - ar, ar)  # (B, c)
-        out = x[torch.arange(b, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (B, c, c, 3)
-        return out.permute(0, 3, 1, 2).contiguous()
+        top = torch.randint(0, h - c + 1, (b, 1), generator=generator).to(device)
+        left = torch.randint(0, w - c + 1, (b, 1), generator=generator).to(device)
+        flip = (torch.rand(b, 1, generator=generator) < 0.5).to(device) if self.flip else \
+            torch.zeros(b, 1, dtype=torch.bool, device=device)
+        ar = torch.arange(c, device=device)[None]
+        return top + ar, left + torch.where(flip, c - 1 - ar, ar)
 
 
 class PCALighting(nn.Module):
@@ -105,17 +110,8 @@ class TrainAugment(nn.Module):
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         b, ch, h, w = x.shape
-        c = self.size
-        if c > h or c > w:
-            raise ValueError(f"crop {c} is larger than the {h}x{w} images")
-        dev = x.device
-        # the same draws, in the same order, as RandomCropFlip then PCALighting
-        top = torch.randint(0, h - c + 1, (b, 1), generator=generator).to(dev)
-        left = torch.randint(0, w - c + 1, (b, 1), generator=generator).to(dev)
-        flip = (torch.rand(b, 1, generator=generator) < 0.5).to(dev) if self.crop.flip else \
-            torch.zeros(b, 1, dtype=torch.bool, device=dev)
-        ar = torch.arange(c, device=dev)[None]
-        rows, cols = top + ar, left + torch.where(flip, c - 1 - ar, ar)
+        c, dev = self.size, x.device
+        rows, cols = self.crop.windows(x.shape, generator, dev)  # the same draws as RandomCropFlip
         index = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, c * c).expand(b, ch, c * c)
         out = x.reshape(b, ch, h * w).gather(2, index).float()
         out -= self.mean_image.reshape(1, ch, h * w).expand(b, ch, h * w).gather(2, index)
