@@ -49,14 +49,17 @@ class Similarity:
     randomized: list[str]
     spearman: list[float] = field(default_factory=list)
     ssim: list[float] = field(default_factory=list)
+    alive: list[bool] = field(default_factory=list)  # the picture still has structure (its unit still fires)
 
     def summary(self) -> dict:
         def ms(v):
             return (float(torch.tensor(v).mean()), float(torch.tensor(v).std())) if len(v) > 1 else (
                 (float(v[0]), 0.0) if v else (math.nan, math.nan))
         (sm, ss), (im, is_) = ms(self.spearman), ms(self.ssim)
+        living = [r for r, a in zip(self.spearman, self.alive) if a]
         return dict(step=self.step, randomized=self.randomized, spearman_mean=sm, spearman_std=ss, ssim_mean=im,
-                    ssim_std=is_, n=len(self.spearman))
+                    ssim_std=is_, n=len(self.spearman), alive=len(living),
+                    spearman_alive_mean=ms(living)[0])
 
 
 def parametrized_layers(model: nn.Module) -> list[str]:
@@ -214,6 +217,7 @@ def randomization_checks(
                 rho, ssim = compare(a, b)
                 s.spearman.append(rho)
                 s.ssim.append(ssim)
+                s.alive.append(bool(b.abs().max() > 0) and bool(b.max() != b.min()))
             result[kind] = s.summary()
         return result
 
@@ -248,6 +252,9 @@ def plain_words(kind: str, cascade: list[dict], threshold: float = 0.5) -> str:
     last = cascade[-1]
     text = (f"{kind}: after every layer is randomised, rank correlation with the trained model's pictures is "
             f"{last['spearman_mean']:.2f} ± {last['spearman_std']:.2f} (SSIM {last['ssim_mean']:.2f}).")
+    if "alive" in last and last["alive"] < last["n"]:
+        text += (f" {last['n'] - last['alive']} of {last['n']} pictures are blank then (their unit no longer fires, "
+                 f"counted as 0); the {last['alive']} others keep {last['spearman_alive_mean']:.2f}.")
     if below is None:
         return text + f" It never falls below {threshold:g}: these pictures depend little on the learned weights."
     return text + (f" It first falls below {threshold:g} once layers down to {below['randomized'][-1]} are random "

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     step("occlusion", ["occlusion", *samples[:3 if q else 5], "--checkpoint", ckpt, "--out", str(out / "occlusion"),
                        "--atlas-data", str(data), "--atlas-images", "500" if q else "1000"],
          out / "occlusion")
-    step("sanity", ["sanity", *samples[:3 if q else 5], "--checkpoint", ckpt, "--out", str(out / "sanity")],
+    step("sanity", ["sanity", *samples[:3 if q else 10], "--checkpoint", ckpt, "--out", str(out / "sanity")],
          out / "sanity" / "sanity.json")
     step("invariance", ["invariance", *samples[:3], "--checkpoint", ckpt, "--out", str(out / "invariance")],
          out / "invariance")

@@ -589,6 +589,7 @@ def sanity(site: _Site) -> Section:
             one = independent.get(last, {})
             rows.append([escape(kind), escape(last), f'{_num(row["spearman_mean"], ".2f")} ± '
                          f'{_num(row["spearman_std"], ".2f")}', _num(row["ssim_mean"], ".2f"),
+                         f'{row.get("alive", "?")} / {row.get("n", "?")}',
                          _num(one.get("spearman_mean"), ".2f"), _num(one.get("ssim_mean"), ".2f")])
     png = path.with_suffix(".png")
     body = (f"<p>The pictures above are recomputed after re-initialising the network's layers from the top down "
@@ -598,7 +599,8 @@ def sanity(site: _Site) -> Section:
             + (_img(site.copy(png, "sanity"), "sanity checks", site) if png.is_file() else "")
             + "<details><summary>all steps</summary>"
             + _table(["pictures", "randomised down to", "Spearman (cascade)", "SSIM (cascade)",
-                      "Spearman (only this layer)", "SSIM (only this layer)"], rows) + "</details>")
+                      "pictures not blank (cascade)", "Spearman (only this layer)", "SSIM (only this layer)"], rows)
+            + "</details>")
     return Section("sanity", title, body, present=True,
                    subtitle="Cascading and independent model randomisation of the deconvnet projections and "
                             "occlusion maps (similarity to the trained model's pictures: 1 = unchanged).")
