@@ -60,6 +60,7 @@ class Experiment:
     metric: str = "best_val_top1_err"
     scale: str = ""
     groups: dict[str, str] = field(default_factory=dict)
+    compare: tuple[tuple[str, str], ...] = ()  # (variant, baseline) pairs; default: every variant vs the first
 
 
 CIFAR_QUICK = dict(train_subset=10000, val_subset=2000, epochs=12, workers=1)
@@ -77,14 +78,17 @@ EXPERIMENTS = {e.name: e for e in [
         seeds=(0, 1), metric="epochs_to_train_err_25",
         scale="CIFAR-10 (JPEG), 10k training images, 32 px, no augmentation/decay/LRN, constant lr, 15 epochs; "
               "sweep lr {0.003, 0.01, 0.03} x init {He, N(0, 0.01^2)}",
-        groups={"relu/": "ReLU (best lr, init)", "tanh/": "tanh (best lr, init)"}),
+        groups={"relu/": "ReLU (best lr, init)", "tanh/": "tanh (best lr, init)"},
+        compare=(("ReLU (best lr, init)", "tanh (best lr, init)"),)),
     Experiment(
         "lrn", "local response normalisation lowers CIFAR-10 test error (AlexNet §3.3: 13% -> 11%)",
         "-2 points", "cifar10", "cifar10-jpeg", dict(CIFAR_QUICK),
         {"without LRN": dict(model_options=dict(lrn=False)), "with LRN": dict(model_options=dict(lrn=True)),
          # control: the LRN layers with alpha = 0 only divide by k^beta = 2^0.75, the rescaling without normalising
          "LRN alpha=0 (rescaling only)": dict(model_options=dict(lrn=True, lrn_alpha=0.0))},
-        scale="CIFAR-10 (JPEG), cuda-convnet layers-18pct net, 10k training images, 2k val, 12 epochs"),
+        scale="CIFAR-10 (JPEG), cuda-convnet layers-18pct net, 10k training images, 2k val, 12 epochs",
+        compare=(("with LRN", "without LRN"), ("LRN alpha=0 (rescaling only)", "without LRN"),
+                 ("with LRN", "LRN alpha=0 (rescaling only)"))),
     Experiment(
         "pooling", "overlapping pooling (z=3, s=2) beats non-overlapping (z=2, s=2) (AlexNet §3.4)",
         "top-1 -0.4 points (ImageNet)", "cifar10", "cifar10-jpeg", dict(CIFAR_QUICK),
@@ -228,27 +232,32 @@ def _fmt(exp: Experiment, mean: float, std: float, reached: int, runs: int) -> s
 
 
 def verdict(exp: Experiment, summary: dict) -> str:
-    """yes / partly / no from the direction and size of the difference against the baseline's spread."""
+    """Per compared pair: yes / partly / no from the direction and size of the difference against the spread."""
     items = list(summary.values())
-    if len(items) < 2 or any(v[3] == 0 for v in items[:1]):
+    if len(items) < 2:
         return "not decided"
-    base = items[0]
+    by_name = {v[0].split(":")[0]: v for v in items} | {k: v for k, v in summary.items()}
+    pairs = exp.compare or tuple((v[0].split(":")[0], items[0][0].split(":")[0]) for v in items[1:])
     lines = []
-    for label, mean, std, reached, runs in items[1:]:
-        if reached == 0:
+    for name, base_name in pairs:
+        mine, base = by_name.get(name), by_name.get(base_name)
+        if mine is None or base is None or base[3] == 0:
+            continue
+        label = name.split(":")[0]
+        if mine[3] == 0:
             lines.append(f"{label}: not reached")
             continue
-        diff = mean - base[1]
-        spread = math.sqrt(std ** 2 + base[2] ** 2) or 0.0
+        diff = mine[1] - base[1]
+        spread = math.sqrt(mine[2] ** 2 + base[2] ** 2)
         better = diff < 0  # lower error / fewer epochs is better in every metric here
-        clear = abs(diff) > spread if min(reached, base[3]) > 1 else False
+        clear = abs(diff) > spread if min(mine[3], base[3]) > 1 else False
         pct = exp.metric.endswith("err")
         d = f"{100 * diff:+.1f} points" if pct else f"{diff:+.1f} epochs"
-        ratio = f", {base[1] / mean:.1f}x" if not pct and mean > 0 else ""
+        ratio = f", {base[1] / mine[1]:.1f}x" if not pct and mine[1] > 0 else ""
         word = ("yes" if clear else "partly (within the spread)") if better else (
             "no (opposite, beyond the spread)" if clear else "no (opposite, within the spread)")
-        lines.append(f"{word}: {label.split(':')[0]} {d}{ratio} vs {base[0].split(':')[0]}")
-    return "; ".join(lines)
+        lines.append(f"{word}: {label} {d}{ratio} vs {base_name.split(':')[0]}")
+    return "; ".join(lines) or "not decided"
 
 
 # ---------------------------------------------------------------------------------------------------------------
