@@ -134,4 +134,4 @@ def occluded_outputs(model: nn.Module, image: torch.Tensor, origins: torch.Tenso
     last = _paste(cleans[-1], region) if region.values.shape[-2:] != cleans[-1].shape[-2:] or \
         bool(region.origin.any()) else region.values
     logits = model.classifier(torch.flatten(model.avgpool(last), 1))
-    return logits, (feature if feature is not None else None)
+    return logits, feature
