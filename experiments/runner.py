@@ -250,12 +250,16 @@ def verdict(exp: Experiment, summary: dict) -> str:
         diff = mine[1] - base[1]
         spread = math.sqrt(mine[2] ** 2 + base[2] ** 2)
         better = diff < 0  # lower error / fewer epochs is better in every metric here
-        clear = abs(diff) > spread if min(mine[3], base[3]) > 1 else False
+        one_seed = min(mine[3], base[3]) < 2
+        clear = abs(diff) > spread and not one_seed
         pct = exp.metric.endswith("err")
         d = f"{100 * diff:+.1f} points" if pct else f"{diff:+.1f} epochs"
         ratio = f", {base[1] / mine[1]:.1f}x" if not pct and mine[1] > 0 else ""
-        word = ("yes" if clear else "partly (within the spread)") if better else (
-            "no (opposite, beyond the spread)" if clear else "no (opposite, within the spread)")
+        if one_seed:
+            word = "the paper's direction (1 seed, no spread yet)" if better else "opposite direction (1 seed)"
+        else:
+            word = ("yes" if clear else "partly (within the spread)") if better else (
+                "no (opposite, beyond the spread)" if clear else "no (opposite, within the spread)")
         lines.append(f"{word}: {label} {d}{ratio} vs {base_name.split(':')[0]}")
     return "; ".join(lines) or "not decided"
 
