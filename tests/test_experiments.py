@@ -95,3 +95,14 @@ def test_verdicts_follow_the_named_comparisons():
             {"base": (0.5, 0.52), "a": (0.3, 0.31), "ctrl": (0.31, 0.318)}.items() for s, x in enumerate(xs)]
     text = runner.verdict(exp, runner.summarize(exp, rows))
     assert text.startswith("yes: a -20.5 points vs base") and "partly (within the spread): a" in text
+
+
+def test_second_measurement_reports_each_groups_lowest():
+    exp = Experiment("sw", "c", "p", "cifar10", "cifar10-jpeg", {}, {"a/1": {}, "a/2": {}, "b/1": {}},
+                     metric="epochs_to_train_err_25", groups={"a/": "A (best)", "b/": "B (best)"},
+                     also="final_train_err")
+    rows = [dict(experiment="sw", variant=v, seed=0, value=None, final_train_err=e)
+            for v, e in (("a/1", 0.40), ("a/2", 0.30), ("b/1", 0.50))]
+    text = runner._also(exp, rows)
+    assert "A: lowest final train err 30.0" in text and "(a/2, n=1)" in text and "B: lowest final train err 50.0" in text
+    assert runner.measure("final_train_err", [dict(train_err=0.5), dict(train_err=0.2)]) == 0.2
