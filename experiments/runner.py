@@ -392,13 +392,13 @@ def update_results_md(rows: list[dict], path: Path = RESULTS_MD) -> None:
 # command line
 
 
-def run_experiment(exp: Experiment, data_root: Path, root: Path, *, seeds=None, results: Path = RESULTS,
-                   runner=subprocess.run) -> list[dict]:
+def run_experiment(exp: Experiment, data_root: Path, root: Path, *, seeds=None, variants=None,
+                   results: Path = RESULTS, runner=subprocess.run) -> list[dict]:
     """Run (or resume) every variant x seed, seed-major so that early stops still give one seed of everything;
     record the finished runs' measurements. Returns the recorded rows."""
     rows = []
     for seed in seeds or exp.seeds:
-        for variant in exp.variants:
+        for variant in (v for v in exp.variants if not variants or v in variants):
             folder = run_folder(root, exp, variant, seed)
             if read_run(folder) is None:
                 print(f"[{exp.name}] {variant} seed {seed}: training in {folder}", flush=True)
@@ -429,6 +429,8 @@ def main(argv=None) -> int:
                    help="data root holding cifar10-jpeg/, imagenette2-160/ (default $CONVSCOPE_DATA)")
     r.add_argument("--root", default="runs/experiments", help="where the runs' folders go")
     r.add_argument("--seeds", type=int, nargs="+", default=None, help="only these seeds (default: the experiment's)")
+    r.add_argument("--variants", nargs="+", default=None,
+                   help="only these variants (e.g. a sweep's best settings for more seeds)")
     sub.add_parser("table", help="regenerate the summary table in RESULTS.md from results.json")
     args = p.parse_args(argv)
     if args.command == "list":
@@ -443,7 +445,8 @@ def main(argv=None) -> int:
         if not args.data or not Path(args.data).is_dir():
             p.error("give --data (or set CONVSCOPE_DATA) to the folder holding cifar10-jpeg/ and imagenette2-160/")
         for name in names:
-            run_experiment(EXPERIMENTS[name], Path(args.data), Path(args.root), seeds=args.seeds)
+            run_experiment(EXPERIMENTS[name], Path(args.data), Path(args.root), seeds=args.seeds,
+                           variants=args.variants)
             update_results_md(load_results())
         return 0
     update_results_md(load_results())
