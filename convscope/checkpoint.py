@@ -58,13 +58,14 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint with ``weights_only=True``; one-line :class:`CheckpointError` if missing or corrupt."""
+def load_checkpoint(path: str | Path, map_location="cpu", *, mmap: bool = False) -> dict:
+    """Load a checkpoint with ``weights_only=True``; one-line :class:`CheckpointError` if missing or corrupt.
+    ``mmap=True`` maps the tensors instead of reading them (cheap when only the small entries are needed)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # truncated zip, wrong format, pickled objects...
         raise CheckpointError(f"cannot read checkpoint {path} (corrupt or not a convscope checkpoint): "
                               f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None

@@ -21,13 +21,12 @@ from torch.utils.data import DataLoader
 from .progress import tqdm
 
 from .checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text, load_checkpoint, unwrap
-from .data.transforms import Preprocess
 from .config import TrainConfig, config_from_dict, config_to_json
 from .locks import run_lock
 from .data.loading import EpochSampler, collate_for, open_split
 from .data.sharding import ShardedEvalSampler
 from .data.stats import DataStats, cached_stats
-from .data.transforms import TrainAugment
+from .data.transforms import Preprocess, TrainAugment
 from .dist import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from .errors import UserError
 from .evaluation import evaluate

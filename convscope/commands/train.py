@@ -48,7 +48,8 @@ def resolve(args: argparse.Namespace):
     last = Path(args.out_dir) / "last.pt"
     if not last.is_file():
         raise UserError(f"--resume: no checkpoint in {args.out_dir} (expected {last}); start without --resume")
-    cfg, changes = resume_config(config_from_dict(load_checkpoint(last)["config"]), args)
+    # only the saved config is needed here (training loads the checkpoint itself): map, do not read, the tensors
+    cfg, changes = resume_config(config_from_dict(load_checkpoint(last, mmap=True)["config"]), args)
     if args.recipe:
         logging.getLogger("convscope.train").info("resume: --recipe %s ignored; the run's saved settings are used",
                                                   args.recipe)
