@@ -1,19 +1,23 @@
 """Model-ready training batches: convscope's input path vs torchvision's reference loader, same images, cores, workers.
 
 Peer: torchvision ``ImageFolder`` + PIL with per-image v2 transforms (resize to S, centre S crop, random crop,
-flip, to float, normalise) in ``--workers`` DataLoader workers, as a tutorial writes it. Ours: the decoded uint8
-cache read whole batches at a time in the same number of workers, then the fused training view
-(:class:`~convscope.data.transforms.TrainAugment`: crop in uint8, mean subtraction, PCA lighting, scale) in the
-main process, as ``convscope train`` does. Both deliver float (B, 3, crop, crop) batches; both are timed over the
-same number of batches after one warm-up batch. The breakdown times our reading alone and our augmentation alone.
+flip, to float, normalise) in ``--workers`` DataLoader workers, as a tutorial writes it. Ours, as ``convscope
+train`` does on a CPU: the same number of workers read whole batches from the decoded uint8 cache and apply the
+fused training view (:class:`~convscope.data.transforms.TrainAugment`: crop in uint8, mean subtraction, PCA
+lighting, scale) with each step's seed. Both deliver float (B, 3, crop, crop) batches; both are timed over the
+same number of batches after one warm-up batch. The breakdown times our reading alone (workers, uint8 batches),
+our augmentation alone (one thread), and the alternative split (workers read, the main process augments, as on
+an accelerator). The machine is shared and noisy, so every measurement is repeated
+``--rounds`` times, interleaved, and the medians (and the median of the per-round ratios) are printed.
 
-    python benchmarks/bench_loader.py --data $CONVSCOPE_DATA/imagenette2-160 --batches 60
+    python benchmarks/bench_loader.py --data $CONVSCOPE_DATA/imagenette2-160 --batches 60 --rounds 3
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import statistics
 import time
 
 import torch
@@ -21,7 +25,8 @@ from torch.utils.data import DataLoader
 from torchvision import datasets
 from torchvision.transforms import v2 as T
 
-from convscope.data.loading import EpochSampler, collate_for, open_split
+from convscope.data.cache import passthrough
+from convscope.data.loading import EpochSampler, TrainBatches, open_split
 from convscope.data.stats import cached_stats
 from convscope.data.transforms import TrainAugment
 
@@ -47,7 +52,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--image-size", type=int, default=144)
     p.add_argument("--crop", type=int, default=128)
-    p.add_argument("--threads", type=int, default=0, help="torch threads of the main process (0 = torch's default)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the main process (0 = torch's default)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved repetitions; medians are printed")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -57,36 +63,48 @@ def main() -> None:
 
     tf = T.Compose([T.Resize(s), T.CenterCrop(s), T.RandomCrop(c), T.RandomHorizontalFlip(), T.PILToTensor(),
                     T.ToDtype(torch.float32, scale=True), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
-    peer = DataLoader(datasets.ImageFolder(os.path.join(args.data, "train"), transform=tf), batch_size=b,
-                      shuffle=True, num_workers=args.workers, drop_last=True,
-                      generator=torch.Generator().manual_seed(0))
-    torchvision_rate = _rate(peer, n, b)
+    peer = datasets.ImageFolder(os.path.join(args.data, "train"), transform=tf)
 
     ds = open_split(args.data, "train", s, workers=args.workers)  # the decoded cache (built once, not timed)
     stats = cached_stats(ds, args.data, "train", s, num_workers=args.workers)
     view = TrainAugment(stats.mean_image, c, eigval=stats.eigval, eigvec=stats.eigvec, alpha_std=0.1, scale=1 / 64)
-    gen = torch.Generator().manual_seed(0)
 
-    def loader():
-        return DataLoader(ds, batch_sampler=EpochSampler(len(ds), b, seed=0, epoch=0), num_workers=args.workers,
-                          collate_fn=collate_for(ds))
+    def ours(augment):
+        return DataLoader(TrainBatches(ds, augment), batch_sampler=EpochSampler(len(ds), b, seed=0, epoch=0),
+                          num_workers=args.workers, collate_fn=passthrough)
 
-    read_rate = _rate(loader(), n, b)
-    first = iter(loader())
-    images = next(first)[0]
+    first = iter(ours(None))
+    images, _, seed = next(first)
     first._shutdown_workers()
-    augment_rate = _rate(iter(lambda: images, None), n, b, lambda x: view(x, gen))
-    total_rate = _rate(loader(), n, b, lambda batch: view(batch[0], gen))
+    measure = {
+        "torchvision": lambda: _rate(DataLoader(peer, batch_size=b, shuffle=True, num_workers=args.workers,
+                                                drop_last=True, generator=torch.Generator().manual_seed(0)), n, b),
+        "read": lambda: _rate(ours(None), n, b),
+        "augment": lambda: _rate(iter(lambda: images, None), n, b,
+                                 lambda x: view(x, torch.Generator().manual_seed(seed))),
+        "total": lambda: _rate(ours(view), n, b),
+        "total_main": lambda: _rate(ours(None), n, b,
+                                    lambda batch: view(batch[0], torch.Generator().manual_seed(batch[2]))),
+    }
+    rates = {k: [] for k in measure}
+    for _ in range(args.rounds):
+        for k, run in measure.items():
+            rates[k].append(run())
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    ratio = {k: statistics.median(r / t for r, t in zip(v, rates["torchvision"])) for k, v in rates.items()}
 
-    print(f"\n{b}-image batches of {c} px from {args.data} (train), {args.workers} workers, {n} batches timed; "
-          f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-          f"torch threads {torch.get_num_threads()}\n")
-    print("| model-ready batches | img/s | vs torchvision |\n|---|---:|---:|")
-    print(f"| torchvision ImageFolder + PIL + per-image v2 transforms | {torchvision_rate:.0f} | 1.00x |")
-    print(f"| convscope: read (decoded cache, whole batches) | {read_rate:.0f} | {read_rate / torchvision_rate:.2f}x |")
-    print(f"| convscope: augment (fused crop/flip/mean/lighting, main process) | {augment_rate:.0f} | "
-          f"{augment_rate / torchvision_rate:.2f}x |")
-    print(f"| **convscope: total (read + augment)** | {total_rate:.0f} | **{total_rate / torchvision_rate:.2f}x** |")
+    print(f"\n{b}-image batches of {c} px from {args.data} (train), {args.workers} workers, {n} batches timed, "
+          f"{args.rounds} rounds; {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+          f"torch {torch.__version__}, main-process torch threads {torch.get_num_threads()}\n")
+    print("| model-ready batches | img/s (median) | vs torchvision (median of rounds) | img/s per round |")
+    print("|---|---:|---:|---|")
+    names = {"torchvision": "torchvision ImageFolder + PIL + per-image v2 transforms",
+             "read": "convscope: read (decoded cache -> uint8 batches, workers)",
+             "augment": "convscope: augment (TrainAugment, one thread)",
+             "total": "**convscope: total (workers read + augment, as `convscope train` on a CPU)**",
+             "total_main": "convscope: total (workers read, main process augments)"}
+    for k, name in names.items():
+        print(f"| {name} | {med[k]:.0f} | {ratio[k]:.2f}x | {' / '.join(f'{r:.0f}' for r in rates[k])} |")
 
 
 if __name__ == "__main__":

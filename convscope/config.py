@@ -142,13 +142,18 @@ def _parse_value(text: str):
         low = text.lower()
         if low in ("true", "false"):
             return low == "true"
-        if "+" in text:  # remove=conv3+conv4
-            return tuple(text.split("+"))
+        parts = text.split("+")
+        if all(":" in p for p in parts):  # conv_channels=conv3:512+conv4:1024
+            pairs = [p.split(":", 1) for p in parts]
+            return {k.strip(): _parse_value(v.strip()) for k, v in pairs}
+        if len(parts) > 1:  # remove=conv3+conv4
+            return tuple(parts)
         return text
 
 
 def parse_options(text: str) -> dict:
-    """``"width=0.5,lrn=False,remove=conv3+conv4"`` -> ``{"width": 0.5, "lrn": False, "remove": ("conv3", "conv4")}``."""
+    """``"width=0.5,lrn=False,remove=conv3+conv4"`` -> ``{"width": 0.5, "lrn": False, "remove": ("conv3", "conv4")}``;
+    a mapping is written ``conv_channels=conv3:512+conv4:1024``."""
     if isinstance(text, dict):
         return text
     out = {}

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import signal
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +24,8 @@ from .progress import tqdm
 from .checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text, load_checkpoint, unwrap
 from .config import TrainConfig, config_from_dict, config_to_json
 from .locks import run_lock
-from .data.loading import EpochSampler, collate_for, open_split
+from .data.cache import passthrough
+from .data.loading import EpochSampler, TrainBatches, collate_for, open_split
 from .data.sharding import ShardedEvalSampler
 from .data.stats import DataStats, cached_stats
 from .data.transforms import Preprocess, TrainAugment
@@ -31,7 +33,7 @@ from .dist import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from .errors import UserError
 from .evaluation import evaluate
 from .metrics import MetricsLog, layer_smoothness, topk_correct
-from .models import UnknownModelError, get_model, list_models, renorm_filters_
+from .models import UnknownModelError, get_model, list_models, model_accepts, renorm_filters_
 from .optim import PaperSGD
 
 log = logging.getLogger("convscope.train")
@@ -82,9 +84,9 @@ def train_one_epoch(model, loader, optimizer, scaler, augment, cfg: TrainConfig,
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not dist.is_main,
                initial=first_step, total=steps)
     try:
-        for i, (images, targets) in enumerate(bar, start=first_step):
+        for i, (images, targets, seed) in enumerate(bar, start=first_step):
             images, targets = images.to(dist.device, non_blocking=True), targets.to(dist.device, non_blocking=True)
-            x = augment(images)
+            x = augment(images, seed)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dist.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -189,16 +191,23 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
     stats = load_stats(cfg, train_ds, out, dist)
     pre = Preprocess(stats.mean_image, cfg.crop, cfg.input_scale)
     train_view = TrainAugment(stats.mean_image, cfg.crop, flip=cfg.flip, eigval=stats.eigval, eigvec=stats.eigvec,
-                              alpha_std=cfg.pca_alpha, scale=cfg.input_scale).to(dist.device)
-    aug_gen = torch.Generator().manual_seed(cfg.seed + 1 + dist.rank)
+                              alpha_std=cfg.pca_alpha, scale=cfg.input_scale)
+    # each step's draws come from its own seed (step_seed): on a CPU the loader's workers augment (the main
+    # process runs the model), on an accelerator the device does, after moving a quarter of the bytes (uint8)
+    in_workers = dist.device.type == "cpu" and cfg.workers > 0
+    train_batches = TrainBatches(train_ds, train_view if in_workers else None)
+    train_view = train_view.to(dist.device)
 
-    def augment(images):  # uint8 (B,3,S,S) -> cropped, flipped, mean-subtracted, relit, scaled (B,3,c,c)
-        return train_view(images, aug_gen)
+    def augment(images, seed):  # uint8 (B,3,S,S) -> cropped, flipped, mean-subtracted, relit, scaled (B,3,c,c)
+        return images if in_workers else train_view(images, torch.Generator().manual_seed(seed))
 
-    # model and optimiser (AlexNet §5)
+    # model and optimiser (AlexNet §5); a builder that sizes its classifier from the input gets the crop
+    model_options = dict(cfg.model_options)
+    if model_accepts(cfg.model, "input_size"):
+        model_options.setdefault("input_size", cfg.crop)
     torch.manual_seed(cfg.seed)  # here, not earlier: building the cache/statistics may or may not draw numbers
     try:
-        model = get_model(cfg.model, num_classes=len(train_ds.classes), **cfg.model_options).to(dist.device)
+        model = get_model(cfg.model, num_classes=len(train_ds.classes), **model_options).to(dist.device)
     except (TypeError, ValueError) as err:
         raise UserError(str(err)) from None
     if cfg.channels_last:
@@ -216,8 +225,6 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
         scaler.load_state_dict(ckpt["scaler"])
         state.update(ckpt["state"])
         torch.set_rng_state(ckpt["rng"]["torch"])
-        aug_gen.set_state(ckpt["rng"]["augment"][dist.rank] if dist.rank < len(ckpt["rng"]["augment"])
-                          else ckpt["rng"]["augment"][0])
         if torch.cuda.is_available() and "cuda" in ckpt["rng"]:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
         log.info("resumed %s at epoch %d, step %d", out / "last.pt", state["epoch"] + 1, state["step_in_epoch"])
@@ -229,21 +236,16 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
         train_model = torch.compile(train_model)
 
     def save(kind: str, sums: torch.Tensor, metrics: dict | None = None) -> None:
-        """Every rank joins (augmentation streams and the epoch's partial sums are gathered); rank 0 writes
+        """Every rank joins (the epoch's partial sums are reduced); rank 0 writes
         last.pt atomically, and at epoch ends links epochs/epoch_NNN.pt and, if best, best.pt."""
-        gens = [aug_gen.get_state()]
-        if dist.world_size > 1:  # every rank's augmentation stream, so a resume continues each of them
-            gathered = [None] * dist.world_size
-            torch.distributed.all_gather_object(gathered, aug_gen.get_state())
-            gens = gathered
         state["partial"] = all_reduce_sum(sums.clone().to(dist.device)).cpu().tolist()
         if not dist.is_main:
             return
-        rng = dict(torch=torch.get_rng_state(), augment=gens)
+        rng = dict(torch=torch.get_rng_state())
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state()
         blob = dict(format_version=FORMAT_VERSION, model=unwrap(model).state_dict(), model_name=cfg.model,
-                    model_options=dict(cfg.model_options, num_classes=len(train_ds.classes)),
+                    model_options=dict(model_options, num_classes=len(train_ds.classes)),
                     classes=list(train_ds.classes), preprocess=pre.state(), stats=stats.state(),
                     optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict() if scheduler else None,
                     scaler=scaler.state_dict(), rng=rng, state=dict(state), config=asdict(cfg),
@@ -263,9 +265,9 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
                 break
             sampler = EpochSampler(len(train_ds), cfg.batch_size, seed=cfg.seed, epoch=epoch, rank=dist.rank,
                                    world_size=dist.world_size, start=state["step_in_epoch"])
-            loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=cfg.workers,
-                                collate_fn=collate_for(train_ds), pin_memory=dist.device.type == "cuda",
-                                worker_init_fn=_ignore_sigterm,
+            loader = DataLoader(train_batches, batch_sampler=sampler, num_workers=cfg.workers,
+                                collate_fn=passthrough, pin_memory=dist.device.type == "cuda",
+                                worker_init_fn=_sigterm_from_parent_only,
                                 generator=torch.Generator().manual_seed(epoch))  # leaves the global RNG alone
             # the epoch's running sums continue from a resumed position (rank 0 holds the saved global sums)
             sums = torch.tensor(state["partial"] if dist.is_main else [0.0] * 3, dtype=torch.float64)
@@ -292,7 +294,7 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
             val_loader = DataLoader(val_ds, batch_size=max(cfg.batch_size // dist.world_size, 1),
                                     sampler=ShardedEvalSampler(len(val_ds), dist.rank, dist.world_size),
                                     num_workers=cfg.workers, collate_fn=collate_for(val_ds),
-                                    worker_init_fn=_ignore_sigterm, generator=torch.Generator().manual_seed(epoch))
+                                    worker_init_fn=_sigterm_from_parent_only, generator=torch.Generator().manual_seed(epoch))
             val = evaluate([(model, pre)], val_loader, device=dist.device, ten_crop=cfg.ten_crop_eval,
                            precision=cfg.precision, channels_last=cfg.channels_last, progress=dist.is_main)
             lr = optimizer.param_groups[0]["lr"]
@@ -323,10 +325,21 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
     return last
 
 
-def _ignore_sigterm(_worker_id: int) -> None:
-    """DataLoader workers leave SIGTERM to the main process: a scheduler signals the whole process group, and a
-    worker dying first would crash the main process before it saves its position."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def _sigterm_from_parent_only(_worker_id: int) -> None:
+    """DataLoader workers leave a scheduler's SIGTERM to the main process (a scheduler signals the whole process
+    group, and a worker dying first would crash the main process before it saves its position), but obey their
+    parent's: the main process terminates its workers when it exits, and ignoring that would hang the exit.
+
+    SIGTERM is blocked in the worker and a thread waits for it, reading who sent it."""
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait() -> None:
+        while signal.sigwaitinfo({signal.SIGTERM}).si_pid != parent:
+            pass
+        os._exit(0)
+
+    threading.Thread(target=wait, daemon=True, name="sigterm-from-parent").start()
 
 
 def _link_epoch(out: Path, epoch: int, metrics: dict | None, cfg: TrainConfig) -> None:

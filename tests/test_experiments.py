@@ -106,3 +106,19 @@ def test_second_measurement_reports_each_groups_lowest():
     text = runner._also(exp, rows)
     assert "A: lowest final train err 30.0" in text and "(a/2, n=1)" in text and "B: lowest final train err 50.0" in text
     assert runner.measure("final_train_err", [dict(train_err=0.5), dict(train_err=0.2)]) == 0.2
+
+
+def test_every_variant_command_parses_back_to_its_overrides():
+    """The runner writes each variant's model options on the command line; the CLI must read back the same values
+    (tuples such as remove=conv3+conv4, mappings such as conv_channels=conv3:512+conv4:1024)."""
+    from pathlib import Path
+
+    from convscope.config import parse_options
+
+    for exp in runner.EXPERIMENTS.values():
+        for variant in exp.variants:
+            cmd = runner.train_command(exp, variant, 0, Path("data"), Path("runs"))
+            want = runner.overrides(exp, variant, 0).get("model_options")
+            if want:  # a one-item tuple is written as the item (the builders read remove="conv3" alike)
+                want = {k: v[0] if isinstance(v, tuple) and len(v) == 1 else v for k, v in want.items()}
+                assert parse_options(cmd[cmd.index("--model-options") + 1]) == want

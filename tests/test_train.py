@@ -230,6 +230,32 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers_saves(image_tree
     assert resumed.wait(timeout=300) == 0
 
 
+def _worker_like(ready):
+    from convscope.train import _sigterm_from_parent_only
+
+    _sigterm_from_parent_only(0)
+    ready.set()
+    time.sleep(120)
+
+
+def test_loader_workers_ignore_a_foreign_sigterm_but_obey_their_parent():
+    """The group SIGTERM must not kill them (previous test); their parent's terminate() at exit must (else a crash
+    with workers alive hangs the exit forever)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    worker = ctx.Process(target=_worker_like, args=(ready,), daemon=True)
+    worker.start()
+    assert ready.wait(30)
+    subprocess.run(["kill", "-TERM", str(worker.pid)], check=True)  # sent by another process: ignored
+    worker.join(1.0)
+    assert worker.is_alive()
+    worker.terminate()  # sent by the parent: obeyed
+    worker.join(10)
+    assert not worker.is_alive()
+
+
 def test_resume_without_checkpoint_and_rerun_into_existing_run_are_errors(image_tree, tmp_path):
     from convscope.errors import UserError
 
@@ -291,6 +317,15 @@ def test_learns_cifar10_jpeg_subset(data_root, tmp_path):
 def test_bf16_autocast_trains_on_cpu(image_tree, tmp_path):
     last = main(tiny_cfg(image_tree, tmp_path / "bf16", precision="bf16", epochs=1))
     assert torch.isfinite(torch.tensor(last["train_loss"])) and last["epoch"] == 1
+
+
+def test_the_classifier_is_sized_for_the_crop(image_tree, tmp_path):
+    # non-overlapping pooling maps a 28 px crop and the builder's default 32 px input to different sizes: the run
+    # must build its classifier for the crop it trains on, and record that size for the analyses
+    cfg = tiny_cfg(image_tree, tmp_path / "crop", crop=28, epochs=1, workers=1,
+                   model_options={"width": 0.25, "pool": "nonoverlap"})
+    assert main(cfg)["epoch"] == 1
+    assert load_checkpoint(tmp_path / "crop" / "last.pt")["model_options"]["input_size"] == 28
 
 
 def test_channels_last_and_bf16_match_the_plain_forward():

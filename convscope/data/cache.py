@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from ..locks import file_lock
 from ..progress import tqdm
@@ -165,12 +165,15 @@ class DecodedCache(Dataset):
         return torch.from_numpy(np.array(self.array[i])), int(self.labels[i])
 
     def __getitems__(self, indices: list[int]):
-        idx = np.asarray(indices)
+        idx = np.asarray(indices, dtype=np.int64)
         idx = idx[self.valid[idx]]
-        order = np.argsort(idx)  # sorted reads are sequential on disk; undo afterwards
-        images = np.empty((len(idx), *self.shape[1:]), dtype=np.uint8)
-        images[order] = self.array[idx[order]]
-        return torch.from_numpy(images), self.labels[idx]
+        # one copy, from the mapped file straight into the batch; in a loader worker the batch lives in shared
+        # memory from the start, so handing it to the main process copies nothing more
+        images = torch.empty((len(idx), *self.shape[1:]), dtype=torch.uint8)
+        if get_worker_info() is not None and len(idx):
+            images.share_memory_()
+        np.take(self.array, idx, axis=0, out=images.numpy())
+        return images, self.labels[idx]
 
 
 def passthrough(batch):

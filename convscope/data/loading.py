@@ -1,9 +1,12 @@
-"""Opening a split for a run: reader, optional decoded cache, optional subset; and the epoch sampler."""
+"""Opening a split for a run: reader, optional decoded cache, optional subset; the epoch sampler and the training
+batches it indexes."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, Subset
 
@@ -49,9 +52,25 @@ def collate_for(ds: Dataset):
     return passthrough if isinstance(base, (DecodedCache, JpegStore)) else collate_skip_bad
 
 
+def step_seed(seed: int, epoch: int, rank: int, step: int) -> int:
+    """The seed of one training step's augmentation draws: a function of (run seed, epoch, rank, step) only, so a
+    batch gets the same crops, flips and lighting wherever it is augmented (loader worker or device) and after any
+    resume."""
+    return int(np.random.SeedSequence([seed, epoch, rank, step]).generate_state(1, np.uint64)[0])
+
+
+class StepBatch(list):
+    """One step's dataset indices, carrying the seed of the step's augmentation (:func:`step_seed`)."""
+
+    def __init__(self, indices: list[int], seed: int):
+        super().__init__(indices)
+        self.seed = seed
+
+
 class EpochSampler(Sampler[list[int]]):
     """Batches of one epoch for one rank: a permutation seeded by (seed, epoch), cut to a whole number of steps
-    shared by all ranks, rank r taking every world-th index; ``start`` skips batches already done (resume)."""
+    shared by all ranks, rank r taking every world-th index; ``start`` skips batches already done (resume). Each
+    batch is a :class:`StepBatch` that carries its step's augmentation seed."""
 
     def __init__(self, n: int, batch_size: int, *, seed: int, epoch: int, rank: int = 0, world_size: int = 1,
                  start: int = 0):
@@ -60,7 +79,8 @@ class EpochSampler(Sampler[list[int]]):
         per_rank = batch_size // world_size
         steps = n // (per_rank * world_size) if n >= per_rank * world_size else 1
         mine = perm[rank::world_size][: steps * per_rank]
-        self.batches = [mine[i * per_rank:(i + 1) * per_rank].tolist() for i in range(steps)][start:]
+        self.batches = [StepBatch(mine[i * per_rank:(i + 1) * per_rank].tolist(), step_seed(seed, epoch, rank, i))
+                         for i in range(start, steps)]
         self.steps = steps
 
     def __iter__(self):
@@ -68,3 +88,26 @@ class EpochSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self.batches)
+
+
+class TrainBatches(Dataset):
+    """A training split read whole batches at a time (``DataLoader(batch_sampler=EpochSampler(...))``), each batch
+    ``(images, labels, seed)``.
+
+    With ``augment`` (``augment(uint8 images, generator) -> model input``) the batch is augmented where it is read,
+    in the loader's workers, with the generator of its step's seed: on a CPU this leaves the main process to the
+    model. Without, images stay uint8 for the device to augment with the same seed (a quarter of the bytes to move).
+    """
+
+    def __init__(self, dataset: Dataset, augment: Callable | None = None):
+        self.dataset, self.augment = dataset, augment
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, batch: StepBatch):
+        read = getattr(self.dataset, "__getitems__", None)  # caches and stores read a batch at once
+        images, labels = read(list(batch)) if read else collate_skip_bad([self.dataset[i] for i in batch])
+        if self.augment is not None:
+            images = self.augment(images, torch.Generator().manual_seed(batch.seed))
+        return images, labels, batch.seed

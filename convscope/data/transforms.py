@@ -49,19 +49,24 @@ class RandomCropFlip(nn.Module):
         out = x[torch.arange(b, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (B, c, c, 3)
         return out.permute(0, 3, 1, 2).contiguous()
 
-    def windows(self, shape, generator: torch.Generator | None, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw each image's crop (top, left) and flip: the (B, c) source rows and columns, flips reversing the
-        columns. The draws' order (tops, lefts, flips) is part of the bit-exact resume."""
+    def draw(self, shape, generator: torch.Generator | None, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Draw each image's crop top, left and flip, (B,) each. The draws' order (tops, lefts, flips) is part of
+        the bit-exact resume."""
         b, _, h, w = shape
         c = self.size
         if c > h or c > w:
             raise ValueError(f"crop {c} is larger than the {h}x{w} images")
-        top = torch.randint(0, h - c + 1, (b, 1), generator=generator).to(device)
-        left = torch.randint(0, w - c + 1, (b, 1), generator=generator).to(device)
-        flip = (torch.rand(b, 1, generator=generator) < 0.5).to(device) if self.flip else \
-            torch.zeros(b, 1, dtype=torch.bool, device=device)
-        ar = torch.arange(c, device=device)[None]
-        return top + ar, left + torch.where(flip, c - 1 - ar, ar)
+        top = torch.randint(0, h - c + 1, (b,), generator=generator).to(device)
+        left = torch.randint(0, w - c + 1, (b,), generator=generator).to(device)
+        flip = (torch.rand(b, generator=generator) < 0.5).to(device) if self.flip else \
+            torch.zeros(b, dtype=torch.bool, device=device)
+        return top, left, flip
+
+    def windows(self, shape, generator: torch.Generator | None, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The drawn crops as (B, c) source rows and columns, flips reversing the columns."""
+        top, left, flip = self.draw(shape, generator, device)
+        ar = torch.arange(self.size, device=device)[None]
+        return top[:, None] + ar, left[:, None] + torch.where(flip[:, None], self.size - 1 - ar, ar)
 
 
 class PCALighting(nn.Module):
@@ -94,15 +99,18 @@ class TrainAugment(nn.Module):
     subtraction (§2), PCA lighting (§4.1) and the input scale.
 
     Equal, value for value and draw for draw, to ``PCALighting(RandomCropFlip(x.float() - mean)) * scale`` with
-    the same generator, but it crops the uint8 images first (one ``gather`` over the flattened pixels for the
-    images and one for the mean image), then converts and applies subtraction, lighting and scale in place: ~3x
-    the throughput on a CPU core (benchmarks/bench_loader.py).
+    the same generator, but it crops the uint8 images first (one indexed copy from a view of all windows, no index
+    tensor per pixel), then converts and applies subtraction of the equally cropped mean, flips, lighting and scale
+    in place (benchmarks/bench_loader.py).
     """
 
     def __init__(self, mean_image: torch.Tensor, size: int, *, flip: bool = True, eigval: torch.Tensor | None = None,
                  eigvec: torch.Tensor | None = None, alpha_std: float = 0.0, scale: float = 1.0):
         super().__init__()
         self.register_buffer("mean_image", mean_image.float(), persistent=False)
+        # the mean image and its mirror, flat: cropped like the images (mirrored ones from the mirror)
+        self.register_buffer("mean_pair", torch.stack([self.mean_image, self.mean_image.flip(-1)]).view(-1),
+                             persistent=False)
         self.crop = RandomCropFlip(size, flip)
         self.lighting = PCALighting(eigval if eigval is not None else torch.ones(3),
                                     eigvec if eigvec is not None else torch.eye(3), alpha_std)
@@ -111,16 +119,29 @@ class TrainAugment(nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         b, ch, h, w = x.shape
         c, dev = self.size, x.device
-        rows, cols = self.crop.windows(x.shape, generator, dev)  # the same draws as RandomCropFlip
-        index = (rows[:, :, None] * w + cols[:, None, :]).view(b, 1, c * c).expand(b, ch, c * c)
-        out = x.reshape(b, ch, h * w).gather(2, index).float()
-        out -= self.mean_image.reshape(1, ch, h * w).expand(b, ch, h * w).gather(2, index)
+        top, left, flip = self.crop.draw(x.shape, generator, dev)  # the same draws as RandomCropFlip
+        # a flipped image's crop is the crop of the mirrored image at the mirrored left edge: mirror only those
+        # images (uint8), append them, and take every window from one flat buffer with one index_select
+        src = x.contiguous().view(-1)
+        if flip.any():
+            src = torch.cat([src, x.index_select(0, flip.nonzero()[:, 0]).flip(-1).reshape(-1)])
+        image = torch.where(flip, b + torch.cumsum(flip, 0) - 1, torch.arange(b, device=dev))
+        left = torch.where(flip, w - c - left, left)
+        out = _windows(src, ch, h, w, c).index_select(0, image * ch * h * w + top * w + left).float()
+        out -= _windows(self.mean_pair.to(dev), ch, h, w, c).index_select(0, flip.long() * ch * h * w + top * w + left)
         if self.lighting.alpha_std:
             alpha = (torch.randn(b, 3, generator=generator) * self.lighting.alpha_std).to(dev)
-            out += ((alpha * self.lighting.eigval.sqrt()) @ self.lighting.eigvec.T)[:, :, None]
+            out += ((alpha * self.lighting.eigval.sqrt()) @ self.lighting.eigvec.T)[:, :, None, None]
         if self.scale != 1:
             out *= self.scale
-        return out.view(b, ch, c, c)
+        return out
+
+
+def _windows(flat: torch.Tensor, ch: int, h: int, w: int, c: int) -> torch.Tensor:
+    """Every (ch, c, c) window of a flat buffer of (ch, h, w) images as one view (no copy), indexed by the
+    window's first element: window ``i*ch*h*w + top*w + left`` is image i's crop at (top, left)."""
+    extent = (ch - 1) * h * w + (c - 1) * w + c
+    return flat.as_strided((flat.numel() - extent + 1, ch, c, c), (1, h * w, w, 1))
 
 
 class CenterCrop(nn.Module):

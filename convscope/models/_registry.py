@@ -31,6 +31,13 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def model_accepts(name: str, option: str) -> bool:
+    """Whether the registered builder ``name`` takes ``option`` (False for an unknown name)."""
+    import inspect
+
+    return name in _MODELS and option in inspect.signature(_MODELS[name]).parameters
+
+
 def get_model(name: str, num_classes: int | None = None, **options) -> nn.Module:
     """Build a registered model: ``get_model("zfnet", num_classes=10, width=0.5)`` (None = the builder's default).
 

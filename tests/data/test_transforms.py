@@ -71,12 +71,15 @@ def test_mean_subtraction_round_trips():
     torch.testing.assert_close(pre.views(images)[:, 0], x)  # the centre view is the same computation
 
 
-@pytest.mark.parametrize("flip,alpha,scale", [(True, 0.1, 1 / 64), (False, 0.0, 1.0)])
-def test_fused_train_view_equals_the_composed_ops_draw_for_draw(flip, alpha, scale):
+@pytest.mark.parametrize("flip,alpha,scale,batch,channels_last", [
+    (True, 0.1, 1 / 64, 5, False), (False, 0.0, 1.0, 5, False), (True, 0.1, 1.0, 1, False), (True, 0.0, 0.5, 40, True)])
+def test_fused_train_view_equals_the_composed_ops_draw_for_draw(flip, alpha, scale, batch, channels_last):
     from convscope.data.transforms import PCALighting, RandomCropFlip, TrainAugment
 
     gen = torch.Generator().manual_seed(3)
-    x = torch.randint(0, 256, (5, 3, 20, 24), dtype=torch.uint8, generator=gen)
+    x = torch.randint(0, 256, (batch, 3, 20, 24), dtype=torch.uint8, generator=gen)
+    if channels_last:  # a strided input (windows are taken from a flat copy)
+        x = x.contiguous(memory_format=torch.channels_last)
     mean = torch.rand(3, 20, 24, generator=gen) * 255
     eigval, eigvec = torch.rand(3, generator=gen) * 100, torch.linalg.qr(torch.randn(3, 3, generator=gen))[0]
     g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
