@@ -323,11 +323,24 @@ def _correspondence_row() -> tuple[str, str]:
     spread = "sem" if "sem" in c else "std"
     cells = "; ".join(f"{r}: " + " / ".join(f"{m:.3f} ± {e:.3f}" for m, e in zip(c["mean"][i], c[spread][i]))
                       for i, r in enumerate(c["rows"]))
-    rand = c["rows"].index("random")
-    beats = [r for i, r in enumerate(c["rows"]) if i != rand and
-             c["mean"][i][0] + c[spread][i][0] < c["mean"][rand][0] - c[spread][rand][0]]
-    return (f"{cells} (layer {' / '.join(c['layers'])}, 5 springer faces)",
-            "yes" if beats else "no: at layer 5 no part is more consistent than random masks beyond the spread")
+    n = len(c.get("images", [])) or "?"
+    if "vs_random" not in c:  # written before the paired comparison existed
+        return f"{cells} (layer {' / '.join(c['layers'])}, {n} springer faces)", "not decided (rerun the command)"
+    parts = [r for r in c["rows"] if r != "random"]
+    diffs = [(r, c["vs_random"][i][0], c["vs_random_sem"][i][0]) for i, r in enumerate(parts)]
+    paired = "; ".join(f"{r} {d:+.3f} ± {e:.3f}" for r, d, e in diffs)
+    better = [r for r, d, e in diffs if d + 2 * e < 0]
+    worse = [r for r, d, e in diffs if d - 2 * e > 0]
+    if better and len(better) == len(parts):
+        word = "yes"
+    elif better:
+        word = f"partly: {', '.join(better)} more consistent than random beyond 2 SE"
+    else:
+        word = "no: no part more consistent than random masks beyond 2 SE"
+    if worse:
+        word += f"; {', '.join(worse)} less consistent"
+    return (f"{cells} (layer {' / '.join(c['layers'])}, {n} springer faces); part − random at layer "
+            f"{c['layers'][0]}, paired: {paired}", f"{word} (layer {c['layers'][0]}, paired bootstrap SE)")
 
 
 OBSERVED = [

@@ -70,6 +70,9 @@ class Correspondence:
         sem: (R, L) standard error of Delta_l, the same for every row: the std of Delta_l over bootstrap
             resamples of the images (``bootstrap`` of them); use it to compare rows.
         random_draws: (draws, L) normalised Delta_l of each random draw.
+        vs_random: (P, L) each part's Delta_l minus the random row's (negative: the part is more consistent
+            than a random mask, the paper's finding), and ``vs_random_sem`` its standard error from the same
+            bootstrap resamples, paired (both rows computed on the same resampled images): the direct test.
     """
 
     rows: tuple[str, ...]
@@ -78,6 +81,8 @@ class Correspondence:
     std: torch.Tensor
     sem: torch.Tensor
     random_draws: torch.Tensor
+    vs_random: torch.Tensor | None = None
+    vs_random_sem: torch.Tensor | None = None
 
 
 def pairwise_sign_hamming(eps: torch.Tensor) -> torch.Tensor:
@@ -157,6 +162,7 @@ def correspondence(
                               batch_size=batch_size)
     rows = p + (1 if draws else 0)
     mean, std, sem = (torch.full((p + 1, len(names)), float("nan")) for _ in range(3))
+    vs_random, vs_random_sem = (torch.full((p, len(names)), float("nan")) for _ in range(2))
     random_draws = torch.zeros(draws, len(names))
     off_diag = ~torch.eye(n, dtype=torch.bool)
     resamples = torch.randint(n, (bootstrap, n), generator=torch.Generator().manual_seed(seed + 1))
@@ -171,8 +177,12 @@ def correspondence(
             pairs = hamming[k][off_diag]
             mean[k, j], std[k, j] = pairs.mean(), pairs.std() if pairs.numel() > 1 else 0.0
             sem[k, j] = _bootstrap_std(hamming[k], resamples)
+        if draws:
+            for k in range(p):  # paired: the part and the random masks on the same resampled images
+                vs_random[k, j] = (hamming[k] - hamming[p])[off_diag].mean()
+                vs_random_sem[k, j] = _bootstrap_std(hamming[k] - hamming[p], resamples)
     return Correspondence(rows=(*parts, "random"), layers=names, mean=mean, std=std, sem=sem,
-                          random_draws=random_draws)
+                          random_draws=random_draws, vs_random=vs_random, vs_random_sem=vs_random_sem)
 
 
 def _bootstrap_std(hamming: torch.Tensor, resamples: torch.Tensor) -> float:

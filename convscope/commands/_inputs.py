@@ -42,10 +42,23 @@ def unique_stems(paths) -> list[str]:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """--checkpoint, --out (default: ``out``/ in the checkpoint's run folder, where the report reads it), --device,
+    --threads."""
     parser.add_argument("--checkpoint", required=True, help="convscope checkpoint (.pt) or run folder")
-    parser.add_argument("--out", default=out, help="output folder (arrays, JSON and PNG)")
+    parser.add_argument("--out", default=None, help=f"output folder (arrays, JSON and PNG); default: {out}/ in the "
+                        f"checkpoint's run folder (where `convscope report` reads it), analysis/{out}/ for a "
+                        "checkpoint outside a run folder")
+    parser.set_defaults(out_name=out)
     parser.add_argument("--device", default="cpu", help="torch device to run on")
     parser.add_argument("--threads", type=count, default=0, help="CPU threads for torch (0 = torch's default)")
+
+
+def default_out(checkpoint: str | Path, name: str) -> Path:
+    """``RUN/name`` when the checkpoint is a run folder or lies in one (config.json beside it), else
+    ``analysis/name`` in the working folder."""
+    path = Path(checkpoint)
+    run_dir = path if path.is_dir() else path.parent
+    return run_dir / name if (run_dir / "config.json").is_file() else Path("analysis") / name
 
 
 def load(args: argparse.Namespace):
@@ -55,7 +68,7 @@ def load(args: argparse.Namespace):
     if args.threads:
         torch.set_num_threads(args.threads)
     run = load_run(args.checkpoint, device=args.device)
-    out = Path(args.out)
+    out = Path(args.out) if args.out else default_out(args.checkpoint, args.out_name)
     out.mkdir(parents=True, exist_ok=True)
     return run, out
 

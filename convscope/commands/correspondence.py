@@ -13,7 +13,7 @@ ORDER = 52
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("annotations", help="JSON or CSV part boxes (see convscope.analysis.correspondence)")
-    _inputs.add_run_arguments(parser, out="analysis/correspondence")
+    _inputs.add_run_arguments(parser, out="correspondence")
     parser.add_argument("--parts", nargs="+", default=None, help="parts to mask (default: all in the file)")
     parser.add_argument("--layers", nargs="+", default=["5", "7"], help="ZF layer numbers or layer names")
     parser.add_argument("--draws", type=_inputs.positive, default=10, help="random-mask draws")
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     write_record("correspondence", out / "correspondence.json", dict(
         annotations=str(args.annotations), images=[str(f) for f in ann.files], layers=list(table.layers),
         rows=list(table.rows), mean=table.mean, std=table.std, sem=table.sem, random_draws=table.random_draws,
+        vs_random=table.vs_random, vs_random_sem=table.vs_random_sem,
         normalisation="sum_{i!=j} Hamming(sign eps_i, sign eps_j) / (n (n-1) D); std over ordered image pairs and "
                       "sem = bootstrap std over image resamples, the same kind for every row (the random row's pair "
                       "value is its mean over the draws)"))
@@ -47,4 +48,12 @@ def run(args: argparse.Namespace) -> int:
     for r, row in enumerate(table.rows):
         cells = " | ".join(f"{table.mean[r, j]:.4f} ± {table.sem[r, j]:.4f}" for j in range(len(table.layers)))
         print(f"| {row} | {cells} |")
+    print("\n| part - random (paired) | " + " | ".join(table.layers) + " |   (< 0: more consistent than random "
+          "masks, as in the paper; ± paired bootstrap standard error)")
+    print("|" + "---|" * (len(table.layers) + 1))
+    for k, part in enumerate(table.rows[:-1]):
+        cells = " | ".join(f"{table.vs_random[k, j]:+.4f} ± {table.vs_random_sem[k, j]:.4f}"
+                           for j in range(len(table.layers)))
+        print(f"| {part} | {cells} |")
+    print(f"written to {out}/")
     return 0

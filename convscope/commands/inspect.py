@@ -25,7 +25,7 @@ PAPER_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)  # ZF Fig. 4
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    _inputs.add_run_arguments(parser, out="analysis/inspect")
+    _inputs.add_run_arguments(parser, out="inspect")
     parser.add_argument("--data", required=True, help="dataset root (e.g. $CONVSCOPE_DATA/imagenette2-160)")
     parser.add_argument("--split", default="val", help="split searched for each map's top images")
     parser.add_argument("--layers", default="conv1,conv2,conv3,conv4,conv5", help="comma-separated layers")

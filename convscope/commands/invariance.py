@@ -14,7 +14,7 @@ ORDER = 51
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    _inputs.add_run_arguments(parser, out="analysis/invariance")
+    _inputs.add_run_arguments(parser, out="invariance")
     parser.add_argument("--target", nargs="*", default=None,
                         help="true class per image (index, name or wnid); default: each image's folder name")
     parser.add_argument("--kinds", nargs="+", choices=("translate", "scale", "rotate"),

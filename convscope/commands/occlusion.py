@@ -17,7 +17,7 @@ FILLS = ("grey", "mean-image", "image-mean")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
-    _inputs.add_run_arguments(parser, out="analysis/occlusion")
+    _inputs.add_run_arguments(parser, out="occlusion")
     parser.add_argument("--target", default=None,
                         help="true class (index, name or wnid); default: the image's folder name if it is a class, "
                              "else the predicted class")

@@ -14,7 +14,7 @@ ORDER = 54
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    _inputs.add_run_arguments(parser, out="analysis/retrieval")
+    _inputs.add_run_arguments(parser, out="retrieval")
     parser.add_argument("--data", required=True, help="labelled dataset folder (e.g. imagenette2-160)")
     parser.add_argument("--gallery-split", default="train")
     parser.add_argument("--query-split", default="val")

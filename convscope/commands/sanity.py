@@ -19,7 +19,7 @@ ORDER = 55
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (e.g. one val photo per class)")
-    _inputs.add_run_arguments(parser, out="analysis/sanity")
+    _inputs.add_run_arguments(parser, out="sanity")
     parser.add_argument("--layers", default="conv2,conv5", help="layers whose projections are tracked")
     parser.add_argument("--no-occlusion", action="store_true", help="skip the occlusion maps (faster)")
     parser.add_argument("--patch", type=_inputs.positive, default=32, help="occluder size in input pixels")

@@ -13,7 +13,7 @@ ORDER = 53
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    _inputs.add_run_arguments(parser, out="analysis/transfer")
+    _inputs.add_run_arguments(parser, out="transfer")
     parser.add_argument("--data", required=True, help="dataset folder of the new task (e.g. cifar10-jpeg)")
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--test-split", default="val", help="'val' also finds a test/ folder")

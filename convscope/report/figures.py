@@ -169,9 +169,13 @@ def correspondence_figure(images: torch.Tensor, boxes: torch.Tensor, parts: Sequ
     """
     n = images.shape[0]
     colours = _palette(len(parts))
-    fig = Figure(figsize=(2.2 * n, 2.6), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, n))
-    for i, ax in enumerate(axes):
+    cols = min(n, 8)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(2.2 * cols, 2.4 * rows + 0.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes[n:]:
+        ax.axis("off")
+    for i, ax in enumerate(axes[:n]):
         ax.imshow(_rgb(images[i]))
         for p, (x0, y0, x1, y1) in enumerate(boxes[i].tolist()):
             ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.5, color=colours[p]))

@@ -82,6 +82,21 @@ def test_every_row_has_the_same_kind_of_spread(model):
     assert (table.sem > 0).all() and (table.std > 0).all()
     assert table.mean[1, 0].item() == pytest.approx(table.random_draws[:, 0].mean().item(), rel=1e-5)
     assert table.sem[1, 0] < table.std[1, 0]  # a standard error of a mean is smaller than the spread of its pairs
+    # the paired comparison: part minus random over the same pairs, its standard error over the same resamples
+    assert table.vs_random[0, 0].item() == pytest.approx((table.mean[0, 0] - table.mean[1, 0]).item(), abs=1e-6)
+    assert table.vs_random_sem[0, 0] > 0
+
+
+def test_a_part_masked_like_the_random_masks_differs_from_them_by_nothing(model, monkeypatch):
+    """Paired: when every "random" draw is the part's own box, the difference and its standard error are 0."""
+    import sys
+
+    images = torch.randn(5, 3, 64, 64, generator=torch.Generator().manual_seed(4)) * 40
+    boxes = torch.tensor([[[5, 5, 20, 20]]] * 5)
+    monkeypatch.setattr(sys.modules["convscope.analysis.correspondence"], "random_boxes", lambda b, *a: b[:, 0])
+    table = correspondence(model, images, boxes, parts=["nose"], draws=3, layers=("conv2",), bootstrap=50)
+    assert abs(table.vs_random[0, 0]) < 1e-6 and table.vs_random_sem[0, 0] < 1e-6  # (float rounding of a mean)
+    assert table.sem[0, 0] > 0  # while each row alone still has its spread
 
 
 def _write(path, obj):
@@ -132,7 +147,7 @@ def test_missing_or_corrupt_annotation_file(tmp_path):
 
 def test_shipped_dog_annotations():
     ann = read_annotations(SHIPPED, root="/data")
-    assert ann.parts == ("left_eye", "right_eye", "nose") and len(ann.files) == 5 and ann.view_size == 256
+    assert ann.parts == ("left_eye", "right_eye", "nose") and len(ann.files) == 15 and ann.view_size == 256
     assert (ann.boxes[:, 0, 0] < ann.boxes[:, 1, 0]).all()  # left eye left of the right eye
     assert (ann.boxes[:, 2, 1] > ann.boxes[:, :2, 1].min(1).values).all()  # nose below the eyes
 
