@@ -642,7 +642,7 @@ def correspondence(site: _Site) -> Section:
     if not path.is_file():
         return _missing(site, "correspondence", "Correspondence", "the part-correspondence table",
                         "convscope correspondence ANNOTATIONS.json --checkpoint RUN --out RUN/correspondence",
-                        note="convscope ships five annotated dog faces in <code>convscope/data/annotations/dogs.json</code>.")
+                        note="convscope ships 15 annotated dog faces in <code>convscope/data/annotations/dogs.json</code>.")
     d = read_record("correspondence", path)
     layers = [str(x) for x in d.get("layers") or []]
     spread = "sem" if "sem" in d else "std"  # older files have only the std
@@ -656,6 +656,16 @@ def correspondence(site: _Site) -> Section:
              f'masks; lower Δ = the part is encoded more consistently across images; ± is the '
              f'{"standard error (bootstrap over images), the same for every row" if spread == "sem" else "std"}. '
              f'Normalisation: {escape(str(d.get("normalisation", "")))}.</p>')
+    if isinstance(d.get("vs_random"), list) and isinstance(d.get("vs_random_sem"), list):
+        parts = [r for r in d.get("rows") or [] if r != "random"]
+        diff, err = d["vs_random"], d["vs_random_sem"]
+        body += _table(["part − random (paired)"] + [f"layer {escape(x)}" for x in layers],
+                       [[escape(str(r))] + [f'{_num(diff[i][j], "+.4f")} ± {_num(err[i][j], ".4f")}'
+                                           for j in range(len(layers))] for i, r in enumerate(parts)])
+        body += ("<p>The direct test: each part's Δ minus the random masks' Δ over the same image pairs, ± its "
+                 "standard error from the same bootstrap resamples. Below zero by more than about two standard "
+                 "errors = the part is encoded more consistently than an arbitrary patch (the paper's finding at "
+                 "layer 5).</p>")
     if (folder / "correspondence.png").is_file():
         body += _img(site.copy(folder / "correspondence.png", "correspondence"), "masked parts")
     return Section("correspondence", "Correspondence", body, present=True,
