@@ -317,16 +317,30 @@ def _transfer_rows() -> tuple[str, str, str, str]:
     if not t:
         return ("not run yet",) * 2 + ("–",) * 2
     soft = t["tables"]["softmax"]
-    n = soft["n_per_class"]
+    n, rows = soft["n_per_class"], soft["rows"]
     j = len(n) - 1
-    per_layer = ", ".join(f"{r}: {100 * m[j]:.1f}%" for r, m in zip(soft["rows"], soft["mean"]))
-    best = max(range(len(soft["rows"])), key=lambda i: soft["mean"][i][j])
+    splits = len(soft["acc"][0][j]) if soft.get("acc") else "?"
+    pm = (lambda m, s: f"{100 * m:.1f} ± {100 * s:.1f}%")
+    per_layer = ", ".join(f"{r}: {pm(m[j], e[j])}" for r, m, e in zip(rows, soft["mean"], soft["std"]))
+    best = max(range(len(rows)), key=lambda i: soft["mean"][i][j])
+    m, e = soft["mean"][best][j], soft["std"][best][j]
     scratch = t["tables"].get("scratch")
-    vs = (f"best frozen layer ({soft['rows'][best]}) {100 * soft['mean'][best][j]:.1f}% vs from scratch "
-          f"{100 * scratch['mean'][0][j]:.1f}% at N={n[j]}/class" if scratch else "no scratch baseline")
-    return (vs + " (CIFAR-10 (JPEG) test)", f"softmax probe at N={n[j]}/class: " + per_layer,
-            "yes: pretrained features beat training from scratch", "partly: the lower layers transfer best here, "
-            "not layer 5-7 as in ZF (this model's upper layers specialise in 10 unrelated classes)")
+    if scratch:
+        ms, es = scratch["mean"][0][j], scratch["std"][0][j]
+        runs = len(scratch["acc"][0][j]) if scratch.get("acc") else "?"
+        vs = (f"best frozen layer ({rows[best]}) {pm(m, e)} ({splits} splits) vs from scratch {pm(ms, es)} "
+              f"({runs} splits) at N={n[j]}/class")
+        margin = math.sqrt(e ** 2 + es ** 2)
+        word = ("yes: pretrained features beat training from scratch beyond the spread" if m - ms > margin else
+                "partly: pretrained ahead within the spread" if m > ms else "no: scratch is as good or better")
+    else:
+        vs, word = "no scratch baseline", "not decided"
+    upper = best >= len(rows) - 3  # ZF: layers 5-7 transfer best
+    rank = ("yes: an upper layer (5-7) transfers best, as in ZF" if upper else
+            f"partly: {rows[best]} transfers best here, not layers 5-7 as in ZF (this model's upper layers "
+            "specialise in 10 classes unrelated to the new task)")
+    return (vs + " (CIFAR-10 (JPEG) test, ± std over splits)", f"softmax probe at N={n[j]}/class (± std over "
+            f"{splits} splits): " + per_layer, word, rank)
 
 
 def _correspondence_row() -> tuple[str, str]:

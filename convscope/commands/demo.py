@@ -111,8 +111,10 @@ def run(args: argparse.Namespace) -> int:
     cifar = data.parent / "cifar10-jpeg"
     if cifar.is_dir():
         step("transfer", ["transfer", "--checkpoint", ckpt, "--data", str(cifar), "--out", str(out / "transfer"),
-                          *(["--n-per-class", "10", "--splits", "2", "--scratch-epochs", "5"] if q else
-                            ["--n-per-class", "10", "50", "--splits", "2", "--scratch-epochs", "10"])],
+                          # as many scratch splits as probe splits: the rows' spreads are of the same kind
+                          *(["--n-per-class", "10", "--splits", "2", "--scratch-splits", "2", "--scratch-epochs", "5"]
+                            if q else ["--n-per-class", "10", "50", "--splits", "3", "--scratch-splits", "3",
+                                       "--scratch-epochs", "10"])],
              out / "transfer")
     else:
         log.info("demo: transfer skipped (no cifar10-jpeg/ beside imagenette2-160/)")
