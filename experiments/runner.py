@@ -14,6 +14,7 @@ is regenerated from that file: no number in it is copied by hand.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -62,6 +63,7 @@ class Experiment:
     groups: dict[str, str] = field(default_factory=dict)
     compare: tuple[tuple[str, str], ...] = ()  # (variant, baseline) pairs; default: every variant vs the first
     also: str = ""  # a second measurement shown beside the first (e.g. "final_train_err" when a threshold is missed)
+    members: tuple[str, str] = ()  # an ensemble experiment: (experiment, variant) whose seeds' runs it combines
 
 
 CIFAR_QUICK = dict(train_subset=10000, val_subset=2000, epochs=12, workers=1)
@@ -103,6 +105,12 @@ EXPERIMENTS = {e.name: e for e in [
         scale="CIFAR-10 (JPEG), cuda-convnet layers-18pct net, 10k training images, 2k val, 12 epochs",
         compare=(("with LRN", "without LRN"), ("LRN alpha=0 (rescaling only)", "without LRN"),
                  ("with LRN", "LRN alpha=0 (rescaling only)"))),
+    Experiment(
+        "ensemble", "averaging the predictions of several models lowers the error (AlexNet §6: 5 models)",
+        "top-1 40.7 -> 38.1% (1 -> 5 models)", "cifar10", "cifar10-jpeg", {},
+        {"one model": {}, "two models (each pair)": {}}, metric="ensemble_top1_err", members=("lrn", "with LRN"),
+        scale="CIFAR-10 (JPEG) test (10k), the 3 seeds of the lrn experiment's 'with LRN' runs (last epoch): each "
+              "alone vs each pair's averaged softmax, centre view"),
     Experiment(
         "pooling", "overlapping pooling (z=3, s=2) beats non-overlapping (z=2, s=2) (AlexNet §3.4)",
         "top-1 -0.4 points (ImageNet)", "cifar10", "cifar10-jpeg", dict(CIFAR_QUICK),
@@ -443,10 +451,42 @@ def update_results_md(rows: list[dict], path: Path = RESULTS_MD) -> None:
 # command line
 
 
+def run_ensemble(exp: Experiment, data_root: Path, root: Path, *, results: Path = RESULTS,
+                 runner=subprocess.run) -> list[dict]:
+    """Evaluate the member experiment's finished runs alone and in pairs (``convscope evaluate`` with several
+    checkpoints averages their softmax); each evaluation is kept as a JSON file and reused. Returns the rows."""
+    base = EXPERIMENTS[exp.members[0]]
+    folders = [run_folder(root, base, exp.members[1], s) for s in base.seeds]
+    missing = [str(f) for f in folders if read_run(f) is None]
+    if missing:
+        raise SystemExit(f"[{exp.name}] needs the finished runs {', '.join(missing)}: "
+                         f"python -m experiments.runner run {base.name} first")
+    groups = {"one model": [(f,) for f in folders], "two models (each pair)": list(itertools.combinations(folders, 2))}
+    rows = []
+    for variant, sets in groups.items():
+        for i, members in enumerate(sets):
+            out = root / exp.name / f"{variant.split()[0]}_{i}.json"
+            if not out.is_file():
+                print(f"[{exp.name}] {variant} #{i}: evaluating {', '.join(f.name for f in members)}", flush=True)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                done = runner([sys.executable, "-m", "convscope", "evaluate", *[str(f / "last.pt") for f in members],
+                               "--data-root", str(data_root / base.data), "--views", "center", "--workers", "1",
+                               "--out", str(out)])
+                if getattr(done, "returncode", 0) != 0:
+                    raise SystemExit(f"[{exp.name}] evaluation failed (exit {done.returncode})")
+            value = json.loads(out.read_text())["results"][0]["top1_err"]
+            rows.append(dict(experiment=exp.name, variant=variant, seed=i, metric=exp.metric, value=value,
+                             scale=exp.scale, run=" + ".join(str(f) for f in members)))
+    record(rows, results)
+    return rows
+
+
 def run_experiment(exp: Experiment, data_root: Path, root: Path, *, seeds=None, variants=None,
                    results: Path = RESULTS, runner=subprocess.run) -> list[dict]:
     """Run (or resume) every variant x seed, seed-major so that early stops still give one seed of everything;
     record the finished runs' measurements. Returns the recorded rows."""
+    if exp.members:
+        return run_ensemble(exp, data_root, root, results=results, runner=runner)
     rows = []
     for seed in seeds or exp.seeds:
         for variant in (v for v in exp.variants if not variants or v in variants):

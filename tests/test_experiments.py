@@ -122,3 +122,33 @@ def test_every_variant_command_parses_back_to_its_overrides():
             if want:  # a one-item tuple is written as the item (the builders read remove="conv3" alike)
                 want = {k: v[0] if isinstance(v, tuple) and len(v) == 1 else v for k, v in want.items()}
                 assert parse_options(cmd[cmd.index("--model-options") + 1]) == want
+
+
+def test_ensemble_evaluates_members_alone_and_in_pairs_once(tmp_path, monkeypatch):
+    ens = Experiment("toy_ens", "ensembles help", "-2 points", "cifar10", "cifar10-jpeg", {},
+                     {"one model": {}, "two models (each pair)": {}}, metric="ensemble_top1_err", members=("toy", "on"))
+    monkeypatch.setattr(runner, "EXPERIMENTS", {"toy": EXP, "toy_ens": ens})
+    results = tmp_path / "results.json"
+    try:
+        runner.run_experiment(ens, tmp_path / "data", tmp_path / "runs", results=results, runner=None)
+        raise AssertionError("an ensemble without its member runs must stop")
+    except SystemExit as err:
+        assert "run toy first" in str(err)
+    runner.run_experiment(EXP, tmp_path / "data", tmp_path / "runs", results=results,
+                          runner=_fake_training({("off", 0): .3, ("off", 1): .3, ("on", 0): .25, ("on", 1): .27}, []))
+    calls = []
+
+    def fake_evaluate(cmd):  # error 0.2 per model alone, 0.15 for a pair
+        calls.append(cmd)
+        models = [c for c in cmd if c.endswith("last.pt")]
+        out = runner.Path(cmd[cmd.index("--out") + 1])
+        out.write_text(json.dumps(dict(results=[dict(views="center", top1_err=0.2 if len(models) == 1 else 0.15)])))
+        return SimpleNamespace(returncode=0)
+
+    rows = runner.run_experiment(ens, tmp_path / "data", tmp_path / "runs", results=results, runner=fake_evaluate)
+    assert len(calls) == 3 and sum(len([c for c in cmd if c.endswith("last.pt")]) for cmd in calls) == 4
+    assert [(r["variant"], r["value"]) for r in rows] == [("one model", 0.2), ("one model", 0.2),
+                                                           ("two models (each pair)", 0.15)]
+    calls.clear()
+    runner.run_experiment(ens, tmp_path / "data", tmp_path / "runs", results=results, runner=fake_evaluate)
+    assert calls == []  # evaluations are kept and reused
