@@ -120,7 +120,7 @@ EXPERIMENTS = {e.name: e for e in [
     Experiment(
         "pca_lighting", "PCA colour augmentation (AlexNet §4.1)", "top-1 -1 point (ImageNet)", "imagenette",
         "imagenette2-160", dict(IMAGENETTE_QUICK),
-        {"without": dict(pca_alpha=0.0), "with (alpha 0.1)": dict(pca_alpha=0.1)}, seeds=(0, 1),
+        {"without": dict(pca_alpha=0.0), "with (alpha 0.1)": dict(pca_alpha=0.1)}, seeds=(0, 1, 2),
         scale="Imagenette-160, imagenette recipe (quarter-width ZFNet), 12 epochs"),
     Experiment(
         "zf_table3", "ZF Table 3: removing layers (conv3+conv4 / fc6+fc7 / both)",
@@ -139,7 +139,7 @@ EXPERIMENTS = {e.name: e for e in [
         {"alexnet layout, one column": dict(model="alexnet", model_options=dict(groups=1)),
          "zfnet layout": {},
          "alexnet layout, two columns": dict(model="alexnet", model_options=dict(groups=2))},
-        seeds=(0,), scale="Imagenette-160, quarter width, 12 epochs, all with the imagenette recipe's training "
+        seeds=(0, 1, 2), scale="Imagenette-160, quarter width, 12 epochs, all with the imagenette recipe's training "
                           "(conv1 N(0, 0.01^2)); the two-column net has about half the conv2/4/5 connections"),
 ]}
 
