@@ -1,16 +1,16 @@
-"""Model-ready training batches: convscope's input path vs torchvision's reference loader, same images, cores, workers.
+"""Model-ready training batches: convscope's input path vs torchvision's reference loader, same images and cores.
 
 Peer: torchvision ``ImageFolder`` + PIL with per-image v2 transforms (resize to S, centre S crop, random crop,
 flip, to float, normalise) in ``--workers`` DataLoader workers, as a tutorial writes it. Ours, as ``convscope
-train`` does on a CPU: the same number of workers read whole batches from the decoded uint8 cache and apply the
-fused training view (:class:`~convscope.data.transforms.TrainAugment`: crop in uint8, mean subtraction, PCA
-lighting, scale) with each step's seed. Both deliver float (B, 3, crop, crop) batches; both are timed over the
-same number of batches after one warm-up batch. The breakdown times our reading alone (workers, uint8 batches),
-our augmentation alone (one thread), and the alternative split (workers read, the main process augments, as on
-an accelerator). The machine is shared and noisy, so every measurement is repeated
-``--rounds`` times, interleaved, and the medians (and the median of the per-round ratios) are printed.
+train`` does on a CPU: the main process reads whole batches from the decoded uint8 cache (one copy each; no
+worker processes) and applies the fused training view (:class:`~convscope.data.transforms.TrainAugment`: crop in
+uint8, mean subtraction, PCA lighting, scale) with each step's seed. Both deliver float (B, 3, crop, crop)
+batches; both are timed over the same number of batches after one warm-up batch. The breakdown times our reading
+alone (in ``--workers`` workers, as on a GPU host), our augmentation alone (one thread), and that split (workers
+read, the main process augments). The machine is shared and noisy, so every measurement is repeated ``--rounds``
+times, interleaved, and the medians (and the median of the per-round ratios) are printed.
 
-    python benchmarks/bench_loader.py --data $CONVSCOPE_DATA/imagenette2-160 --batches 60 --rounds 3
+    python benchmarks/bench_loader.py --data $CONVSCOPE_DATA/imagenette2-160 --batches 60 --rounds 5
 """
 from __future__ import annotations
 
@@ -69,22 +69,24 @@ def main() -> None:
     stats = cached_stats(ds, args.data, "train", s, num_workers=args.workers)
     view = TrainAugment(stats.mean_image, c, eigval=stats.eigval, eigvec=stats.eigvec, alpha_std=0.1, scale=1 / 64)
 
-    def ours(augment):
-        return DataLoader(TrainBatches(ds, augment), batch_sampler=EpochSampler(len(ds), b, seed=0, epoch=0),
-                          num_workers=args.workers, collate_fn=passthrough)
+    def ours(workers=args.workers):
+        return DataLoader(TrainBatches(ds), batch_sampler=EpochSampler(len(ds), b, seed=0, epoch=0),
+                          num_workers=workers, collate_fn=passthrough)
 
-    first = iter(ours(None))
+    def augment(batch):
+        return view(batch[0], torch.Generator().manual_seed(batch[2]))
+
+    first = iter(ours())
     images, _, seed = next(first)
     first._shutdown_workers()
     measure = {
         "torchvision": lambda: _rate(DataLoader(peer, batch_size=b, shuffle=True, num_workers=args.workers,
                                                 drop_last=True, generator=torch.Generator().manual_seed(0)), n, b),
-        "read": lambda: _rate(ours(None), n, b),
+        "read": lambda: _rate(ours(), n, b),
         "augment": lambda: _rate(iter(lambda: images, None), n, b,
                                  lambda x: view(x, torch.Generator().manual_seed(seed))),
-        "total": lambda: _rate(ours(view), n, b),
-        "total_main": lambda: _rate(ours(None), n, b,
-                                    lambda batch: view(batch[0], torch.Generator().manual_seed(batch[2]))),
+        "total": lambda: _rate(ours(0), n, b, augment),
+        "workers_read": lambda: _rate(ours(), n, b, augment),
     }
     rates = {k: [] for k in measure}
     for _ in range(args.rounds):
@@ -99,10 +101,10 @@ def main() -> None:
     print("| model-ready batches | img/s (median) | vs torchvision (median of rounds) | img/s per round |")
     print("|---|---:|---:|---|")
     names = {"torchvision": "torchvision ImageFolder + PIL + per-image v2 transforms",
-             "read": "convscope: read (decoded cache -> uint8 batches, workers)",
+             "read": f"convscope: read (decoded cache -> uint8 batches, {args.workers} workers)",
              "augment": "convscope: augment (TrainAugment, one thread)",
-             "total": "**convscope: total (workers read + augment, as `convscope train` on a CPU)**",
-             "total_main": "convscope: total (workers read, main process augments)"}
+             "total": "**convscope: total (the main process reads and augments, as `convscope train` on a CPU)**",
+             "workers_read": f"convscope: {args.workers} workers read, the main process augments"}
     for k, name in names.items():
         print(f"| {name} | {med[k]:.0f} | {ratio[k]:.2f}x | {' / '.join(f'{r:.0f}' for r in rates[k])} |")
 

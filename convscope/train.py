@@ -25,7 +25,7 @@ from .checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text, load_che
 from .config import TrainConfig, config_from_dict, config_to_json
 from .locks import run_lock
 from .data.cache import passthrough
-from .data.loading import EpochSampler, TrainBatches, collate_for, open_split
+from .data.loading import EpochSampler, TrainBatches, collate_for, open_split, reads_in_one_copy
 from .data.sharding import ShardedEvalSampler
 from .data.stats import DataStats, cached_stats
 from .data.transforms import Preprocess, TrainAugment
@@ -191,15 +191,15 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
     stats = load_stats(cfg, train_ds, out, dist)
     pre = Preprocess(stats.mean_image, cfg.crop, cfg.input_scale)
     train_view = TrainAugment(stats.mean_image, cfg.crop, flip=cfg.flip, eigval=stats.eigval, eigvec=stats.eigvec,
-                              alpha_std=cfg.pca_alpha, scale=cfg.input_scale)
-    # each step's draws come from its own seed (step_seed): on a CPU the loader's workers augment (the main
-    # process runs the model), on an accelerator the device does, after moving a quarter of the bytes (uint8)
-    in_workers = dist.device.type == "cpu" and cfg.workers > 0
-    train_batches = TrainBatches(train_ds, train_view if in_workers else None)
-    train_view = train_view.to(dist.device)
+                              alpha_std=cfg.pca_alpha, scale=cfg.input_scale).to(dist.device)
 
     def augment(images, seed):  # uint8 (B,3,S,S) -> cropped, flipped, mean-subtracted, relit, scaled (B,3,c,c)
-        return images if in_workers else train_view(images, torch.Generator().manual_seed(seed))
+        return train_view(images, torch.Generator().manual_seed(seed))  # each step's own draws (step_seed)
+
+    # a decoded cache on a CPU: the main process reads (one copy per batch; a worker's hand-over costs more)
+    train_workers = 0 if dist.device.type == "cpu" and reads_in_one_copy(train_ds) else cfg.workers
+    if train_workers != cfg.workers and dist.is_main:
+        log.info("training batches are read from the decoded cache in the main process (CPU: no loader workers)")
 
     # model and optimiser (AlexNet §5); a builder that sizes its classifier from the input gets the crop
     model_options = dict(cfg.model_options)
@@ -265,7 +265,7 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
                 break
             sampler = EpochSampler(len(train_ds), cfg.batch_size, seed=cfg.seed, epoch=epoch, rank=dist.rank,
                                    world_size=dist.world_size, start=state["step_in_epoch"])
-            loader = DataLoader(train_batches, batch_sampler=sampler, num_workers=cfg.workers,
+            loader = DataLoader(TrainBatches(train_ds), batch_sampler=sampler, num_workers=train_workers,
                                 collate_fn=passthrough, pin_memory=dist.device.type == "cuda",
                                 worker_init_fn=_sigterm_from_parent_only,
                                 generator=torch.Generator().manual_seed(epoch))  # leaves the global RNG alone

@@ -219,7 +219,8 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers_saves(image_tree
     """A cluster scheduler signals every process of the job, DataLoader workers included."""
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "convscope", "train",
-                             *_cli_args(image_tree, out, epochs=100000, save_every_steps=2, workers=2)],
+                             # no cache: the images are decoded in loader workers (a CPU reads a cache itself)
+                             *_cli_args(image_tree, out, epochs=100000, save_every_steps=2, workers=2, cache=False)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     _wait_for_step(out / "last.pt", 2, proc)
     os.killpg(proc.pid, signal.SIGTERM)

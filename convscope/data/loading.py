@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, Subset
@@ -91,16 +89,12 @@ class EpochSampler(Sampler[list[int]]):
 
 
 class TrainBatches(Dataset):
-    """A training split read whole batches at a time (``DataLoader(batch_sampler=EpochSampler(...))``), each batch
-    ``(images, labels, seed)``.
+    """A training split read whole batches at a time (``DataLoader(batch_sampler=EpochSampler(...))``): each batch
+    is ``(uint8 images, labels, seed)``, the seed of its step's augmentation draws, so the draws are the same
+    whether the batch was read in a worker or in the main process, and after any resume."""
 
-    With ``augment`` (``augment(uint8 images, generator) -> model input``) the batch is augmented where it is read,
-    in the loader's workers, with the generator of its step's seed: on a CPU this leaves the main process to the
-    model. Without, images stay uint8 for the device to augment with the same seed (a quarter of the bytes to move).
-    """
-
-    def __init__(self, dataset: Dataset, augment: Callable | None = None):
-        self.dataset, self.augment = dataset, augment
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -108,6 +102,10 @@ class TrainBatches(Dataset):
     def __getitems__(self, batch: StepBatch):
         read = getattr(self.dataset, "__getitems__", None)  # caches and stores read a batch at once
         images, labels = read(list(batch)) if read else collate_skip_bad([self.dataset[i] for i in batch])
-        if self.augment is not None:
-            images = self.augment(images, torch.Generator().manual_seed(batch.seed))
         return images, labels, batch.seed
+
+
+def reads_in_one_copy(ds: Dataset) -> bool:
+    """Whether ``ds`` is a decoded cache: a batch is one copy out of a mapped file, cheaper than handing it over
+    from a loader worker through shared memory (benchmarks/bench_loader.py), so on a CPU the main process reads."""
+    return isinstance(ds.dataset if isinstance(ds, Subset) else ds, DecodedCache)

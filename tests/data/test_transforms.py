@@ -87,3 +87,17 @@ def test_fused_train_view_equals_the_composed_ops_draw_for_draw(flip, alpha, sca
     fused = TrainAugment(mean, 16, flip=flip, eigval=eigval, eigvec=eigvec, alpha_std=alpha, scale=scale)(x, g2)
     assert torch.equal(fused, composed)
     assert torch.equal(g1.get_state(), g2.get_state())  # the same draws were consumed
+
+
+def test_fused_train_view_in_cache_sized_chunks_equals_the_composed_ops():
+    """128 px crops: the CPU path works through the batch in chunks of ~10 images; every chunk is the same."""
+    from convscope.data.transforms import PCALighting, RandomCropFlip, TrainAugment
+
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randint(0, 256, (25, 3, 136, 140), dtype=torch.uint8, generator=gen)
+    mean = torch.rand(3, 136, 140, generator=gen) * 255
+    eigval, eigvec = torch.rand(3, generator=gen) * 100, torch.linalg.qr(torch.randn(3, 3, generator=gen))[0]
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    composed = PCALighting(eigval, eigvec, 0.1)(RandomCropFlip(128)(x.float() - mean, g1), g1) / 64
+    fused = TrainAugment(mean, 128, eigval=eigval, eigvec=eigvec, alpha_std=0.1, scale=1 / 64)(x, g2)
+    assert torch.equal(fused, composed)
