@@ -86,14 +86,16 @@ EXPERIMENTS = {e.name: e for e in [
     Experiment(
         "relu_tanh_full", "ReLU vs tanh on the full training set, each with its best setting from the relu_tanh "
         "sweep (AlexNet §3.1, Fig. 1: 50k images per epoch)",
-        "~6x fewer epochs (ReLU ~6, tanh ~36)", "cifar10", "cifar10-jpeg",
+        "ReLU at 25% training error after ~6 epochs, tanh ~6x later", "cifar10", "cifar10-jpeg",
         dict(CIFAR_QUICK, train_subset=0, image_size=32, crop=32, flip=False, pca_alpha=0.0, weight_decay=0.0,
              lr_schedule="constant", epochs=6),
         {"relu/lr0.03/paper": dict(lr=0.03, model_options=dict(activation="relu", lrn=False, init="paper")),
          "tanh/lr0.03/kaiming": dict(lr=0.03, model_options=dict(activation="tanh", lrn=False, init="kaiming"))},
-        seeds=(0, 1), metric="epochs_to_train_err_25", also="final_train_err",
-        scale="CIFAR-10 (JPEG), all 50k training images, 32 px, no augmentation/decay/LRN, constant lr, 6 epochs; "
-              "each activation at the lr and init that won the 10k sweep",
+        # on 50k distinct images neither reaches 25% within the 6 epochs run here, so compare their training error
+        # after the same 6 epochs (lower = faster; in the paper's Fig. 1 ReLU is at 25% there and tanh above it)
+        seeds=(0, 1), metric="final_train_err",
+        scale="CIFAR-10 (JPEG), all 50k training images, 32 px, no augmentation/decay/LRN, constant lr; training "
+              "error after 6 epochs; each activation at the lr and init that won the 10k sweep",
         groups={"relu/": "ReLU (best lr, init)", "tanh/": "tanh (best lr, init)"},
         compare=(("ReLU (best lr, init)", "tanh (best lr, init)"),)),
     Experiment(
