@@ -381,7 +381,9 @@ def _correspondence_row() -> tuple[str, str]:
 
 
 OBSERVED = [
-    ("AlexNet / ZFNet ImageNet top-1 / top-5 error (one model)", "AlexNet 40.7 / 18.2% (ILSVRC-2012 val; 37.5 / 17.0% on the 2010 test set), ZFNet 38.4 / 16.5% (their AlexNet replica 40.5 / 18.1%)",
+    ("AlexNet / ZFNet ImageNet top-1 / top-5 error (one model)",
+     "AlexNet 40.7 / 18.2% (ILSVRC-2012 val; 37.5 / 17.0% on the 2010 test set), ZFNet 38.4 / 16.5% (their AlexNet "
+     "replica 40.5 / 18.1%)",
      _eval_row, "`make demo` then `convscope evaluate runs/demo/best.pt --data-root $CONVSCOPE_DATA/imagenette2-160 "
                 "--views both`"),
     ("Transfer: pretrained vs from scratch (ZF §5, Caltech-101 / 256)", "86.5 vs 46.5%; 65.7 vs 9.0%",
