@@ -330,7 +330,10 @@ def _sigterm_from_parent_only(_worker_id: int) -> None:
     group, and a worker dying first would crash the main process before it saves its position), but obey their
     parent's: the main process terminates its workers when it exits, and ignoring that would hang the exit.
 
-    SIGTERM is blocked in the worker and a thread waits for it, reading who sent it."""
+    SIGTERM is blocked in the worker and a thread waits for it, reading who sent it. Where the platform cannot say
+    who sent a signal (no ``sigwaitinfo``, e.g. macOS), workers keep the default: any SIGTERM ends them."""
+    if not hasattr(signal, "sigwaitinfo"):
+        return
     parent = os.getppid()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
