@@ -64,6 +64,7 @@ class Experiment:
     compare: tuple[tuple[str, str], ...] = ()  # (variant, baseline) pairs; default: every variant vs the first
     also: str = ""  # a second measurement shown beside the first (e.g. "final_train_err" when a threshold is missed)
     members: tuple[str, str] = ()  # an ensemble experiment: (experiment, variant) whose seeds' runs it combines
+    worse: tuple[str, ...] = ()  # variants the paper found worse than the baseline (e.g. removing layers)
 
 
 CIFAR_QUICK = dict(train_subset=10000, val_subset=2000, epochs=12, workers=1)
@@ -133,6 +134,8 @@ EXPERIMENTS = {e.name: e for e in [
          "no conv3,4 + fc6,7": dict(model_options=dict(remove=("conv3", "conv4", "fc6", "fc7"))),
          # ZF Table 3's "layers 3,4,5: 512,1024,512 maps" (theirs 384,384,256), scaled by the recipe's width
          "wider conv3-5": dict(model_options=dict(conv_channels=dict(conv3=512, conv4=1024, conv5=512)))},
+        worse=("no conv3 (AlexNet §1: one middle layer, ~+2 points)", "no conv3+conv4", "no fc6+fc7",
+               "no conv3,4 + fc6,7"),
         seeds=(0, 1), scale="Imagenette-160, imagenette recipe (quarter-width ZFNet), 12 epochs"),
     Experiment(
         "layout", "ZF §4.1: 7x7/2 conv1 (ZFNet) beats 11x11/4 (AlexNet); AlexNet §3.2: two columns beat one",
@@ -273,20 +276,22 @@ def verdict(exp: Experiment, summary: dict) -> str:
     items = list(summary.values())
     if len(items) < 2:
         return "not decided"
-    by_name = {v[0].split(":")[0]: v for v in items} | {k: v for k, v in summary.items()}
-    pairs = exp.compare or tuple((v[0].split(":")[0], items[0][0].split(":")[0]) for v in items[1:])
+    short = (lambda n: n.split(":")[0]) if exp.groups else (lambda n: n)  # group labels read "group: variant"
+    by_name = {short(v[0]): v for v in items} | {k: v for k, v in summary.items()}
+    pairs = exp.compare or tuple((short(v[0]), short(items[0][0])) for v in items[1:])
     lines = []
     for name, base_name in pairs:
         mine, base = by_name.get(name), by_name.get(base_name)
         if mine is None or base is None or base[3] == 0:
             continue
-        label = name.split(":")[0]
+        label = short(name)
         if mine[3] == 0:
             lines.append(f"{label}: not reached")
             continue
         diff = mine[1] - base[1]
         spread = math.sqrt(mine[2] ** 2 + base[2] ** 2)
-        better = diff < 0  # lower error / fewer epochs is better in every metric here
+        # lower error / fewer epochs is better in every metric here; "better" = in the paper's direction
+        better = diff > 0 if name in exp.worse else diff < 0
         one_seed = min(mine[3], base[3]) < 2
         clear = abs(diff) > spread and not one_seed
         pct = exp.metric.endswith("err")
@@ -297,7 +302,7 @@ def verdict(exp: Experiment, summary: dict) -> str:
         else:
             word = ("yes" if clear else "partly (within the spread)") if better else (
                 "no (opposite, beyond the spread)" if clear else "no (opposite, within the spread)")
-        lines.append(f"{word}: {label} {d}{ratio} vs {base_name.split(':')[0]}")
+        lines.append(f"{word}: {label} {d}{ratio} vs {short(base_name)}")
     return "; ".join(lines) or "not decided"
 
 

@@ -152,3 +152,18 @@ def test_ensemble_evaluates_members_alone_and_in_pairs_once(tmp_path, monkeypatc
     calls.clear()
     runner.run_experiment(ens, tmp_path / "data", tmp_path / "runs", results=results, runner=fake_evaluate)
     assert calls == []  # evaluations are kept and reused
+
+
+def test_removal_ablations_are_judged_in_the_papers_direction():
+    """Removing a layer should raise the error (ZF Table 3): a rise is 'yes', a fall is 'no'; a variant name with a
+    colon stays whole."""
+    name = "no conv3 (AlexNet §1: one middle layer)"
+    exp = Experiment("abl", "removing layers hurts", "+2 points", "imagenette", "imagenette2-160", {},
+                     {"full": {}, name: {}}, seeds=(0, 1), worse=(name,))
+    rows = [dict(experiment="abl", variant=v, seed=s, value=e) for v, s, e in
+            [("full", 0, 0.30), ("full", 1, 0.31), (name, 0, 0.35), (name, 1, 0.36)]]
+    text = runner.verdict(exp, runner.summarize(exp, rows))
+    assert text.startswith("yes:") and name in text and "+5.0 points" in text
+    for r in rows[2:]:
+        r["value"] -= 0.10
+    assert runner.verdict(exp, runner.summarize(exp, rows)).startswith("no (opposite, beyond the spread)")
