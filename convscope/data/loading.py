@@ -100,8 +100,11 @@ class TrainBatches(Dataset):
         return len(self.dataset)
 
     def __getitems__(self, batch: StepBatch):
-        read = getattr(self.dataset, "__getitems__", None)  # caches and stores read a batch at once
-        images, labels = read(list(batch)) if read else collate_skip_bad([self.dataset[i] for i in batch])
+        base = self.dataset.dataset if isinstance(self.dataset, Subset) else self.dataset
+        if isinstance(base, (DecodedCache, JpegStore)):  # read a batch at once (a Subset maps the indices)
+            images, labels = self.dataset.__getitems__(list(batch))
+        else:  # an image folder: one image at a time, unreadable ones dropped
+            images, labels = collate_skip_bad([self.dataset[i] for i in batch])
         return images, labels, batch.seed
 
 

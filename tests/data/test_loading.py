@@ -30,3 +30,11 @@ def test_workers_and_the_main_process_read_the_same_batches_and_seeds(image_tree
     for (x, y, seed), (x2, y2, seed2) in zip(in_workers, in_main):
         assert x.dtype == torch.uint8 and torch.equal(x, x2) and torch.equal(y, y2) and seed == seed2
     assert len({seed for _, _, seed in in_main}) == 4  # every step draws its own crops
+
+
+def test_training_batches_from_an_uncached_subset(image_tree):
+    """No cache and a subset: a torch Subset has __getitems__ of its own that returns a list of items."""
+    ds = open_split(str(image_tree), "train", 40, cache=False, subset=10, workers=0)
+    assert not reads_in_one_copy(ds)
+    images, labels, seed = TrainBatches(ds).__getitems__(EpochSampler(len(ds), 4, seed=0, epoch=0).batches[0])
+    assert images.shape == (4, 3, 40, 40) and images.dtype == torch.uint8 and labels.shape == (4,)
