@@ -294,7 +294,8 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
             val_loader = DataLoader(val_ds, batch_size=max(cfg.batch_size // dist.world_size, 1),
                                     sampler=ShardedEvalSampler(len(val_ds), dist.rank, dist.world_size),
                                     num_workers=cfg.workers, collate_fn=collate_for(val_ds),
-                                    worker_init_fn=_sigterm_from_parent_only, generator=torch.Generator().manual_seed(epoch))
+                                    worker_init_fn=_sigterm_from_parent_only,
+                                    generator=torch.Generator().manual_seed(epoch))
             val = evaluate([(model, pre)], val_loader, device=dist.device, ten_crop=cfg.ten_crop_eval,
                            precision=cfg.precision, channels_last=cfg.channels_last, progress=dist.is_main)
             lr = optimizer.param_groups[0]["lr"]

@@ -127,7 +127,8 @@ EXPERIMENTS = {e.name: e for e in [
         scale="Imagenette-160, imagenette recipe (quarter-width ZFNet), 12 epochs"),
     Experiment(
         "zf_table3", "ZF Table 3: removing layers (conv3+conv4 / fc6+fc7 / both)",
-        "val top-1 45.4 / 44.8 / 71.3% vs 38.4% full; wider conv3-5 37.5%", "imagenette", "imagenette2-160", dict(IMAGENETTE_QUICK),
+        "val top-1 45.4 / 44.8 / 71.3% vs 38.4% full; wider conv3-5 37.5%", "imagenette", "imagenette2-160",
+        dict(IMAGENETTE_QUICK),
         {"full": {}, "no conv3 (AlexNet §1: one middle layer, ~+2 points)": dict(model_options=dict(remove=("conv3",))),
          "no conv3+conv4": dict(model_options=dict(remove=("conv3", "conv4"))),
          "no fc6+fc7": dict(model_options=dict(remove=("fc6", "fc7"))),
@@ -420,8 +421,8 @@ def _also(exp: Experiment, rows: list[dict]) -> str:
         members = {v: st for v, st in per.items() if v.startswith(prefix)}
         if members:
             v, (m, sd, n, _) = min(members.items(), key=lambda kv: kv[1][0])
-            lines.append(f"{label.split(' (')[0]}: lowest {exp.also.replace('_', ' ')} {100 * m:.1f} ± {100 * sd:.1f}% "
-                         f"({v}, n={n})")
+            what = exp.also.replace("_", " ")
+            lines.append(f"{label.split(' (')[0]}: lowest {what} {100 * m:.1f} ± {100 * sd:.1f}% ({v}, n={n})")
     return "<br>" + "<br>".join(lines) if lines else ""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, Subset
@@ -44,10 +45,19 @@ def open_split(root: str, split: str, image_size: int, *, cache: bool = True, ca
     return ds
 
 
+def _base(ds: Dataset) -> Dataset:
+    """The dataset under a subset (open_split's ``subset``)."""
+    return ds.dataset if isinstance(ds, Subset) else ds
+
+
+def reads_batches(ds: Dataset) -> bool:
+    """Whether ``ds`` reads a whole batch at once (a decoded cache or a packed store; a Subset maps the indices)."""
+    return isinstance(_base(ds), (DecodedCache, JpegStore))
+
+
 def collate_for(ds: Dataset):
-    """The collate function that fits ``ds``: batches come whole from a decoded cache."""
-    base = ds.dataset if isinstance(ds, Subset) else ds
-    return passthrough if isinstance(base, (DecodedCache, JpegStore)) else collate_skip_bad
+    """The collate function that fits ``ds``: batches come whole from a decoded cache or store."""
+    return passthrough if reads_batches(ds) else collate_skip_bad
 
 
 def step_seed(seed: int, epoch: int, rank: int, step: int) -> int:
@@ -100,8 +110,7 @@ class TrainBatches(Dataset):
         return len(self.dataset)
 
     def __getitems__(self, batch: StepBatch):
-        base = self.dataset.dataset if isinstance(self.dataset, Subset) else self.dataset
-        if isinstance(base, (DecodedCache, JpegStore)):  # read a batch at once (a Subset maps the indices)
+        if reads_batches(self.dataset):
             images, labels = self.dataset.__getitems__(list(batch))
         else:  # an image folder: one image at a time, unreadable ones dropped
             images, labels = collate_skip_bad([self.dataset[i] for i in batch])
@@ -111,4 +120,4 @@ class TrainBatches(Dataset):
 def reads_in_one_copy(ds: Dataset) -> bool:
     """Whether ``ds`` is a decoded cache: a batch is one copy out of a mapped file, cheaper than handing it over
     from a loader worker through shared memory (benchmarks/bench_loader.py), so on a CPU the main process reads."""
-    return isinstance(ds.dataset if isinstance(ds, Subset) else ds, DecodedCache)
+    return isinstance(_base(ds), DecodedCache)

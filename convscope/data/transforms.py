@@ -49,7 +49,7 @@ class RandomCropFlip(nn.Module):
         out = x[torch.arange(b, device=dev)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (B, c, c, 3)
         return out.permute(0, 3, 1, 2).contiguous()
 
-    def draw(self, shape, generator: torch.Generator | None, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def draw(self, shape, generator: torch.Generator | None, device) -> tuple[torch.Tensor, ...]:
         """Draw each image's crop top, left and flip, (B,) each. The draws' order (tops, lefts, flips) is part of
         the bit-exact resume."""
         b, _, h, w = shape
@@ -87,11 +87,16 @@ class PCALighting(nn.Module):
 
     @_batched
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        offset = self.offsets(x.shape[0], generator, x.device)
+        return x if offset is None else x + offset
+
+    def offsets(self, b: int, generator: torch.Generator | None, device) -> torch.Tensor | None:
+        """Draw each image's colour shift ``sum_i alpha_i s_i p_i``: (B, 3, 1, 1), or None when ``alpha_std`` is 0
+        (nothing is drawn)."""
         if self.alpha_std == 0:
-            return x
-        alpha = (torch.randn(x.shape[0], 3, generator=generator) * self.alpha_std).to(x.device)
-        offset = (alpha * self.eigval.sqrt()) @ self.eigvec.T  # (B, 3): sum_i alpha_i s_i p_i
-        return x + offset[:, :, None, None]
+            return None
+        alpha = (torch.randn(b, 3, generator=generator) * self.alpha_std).to(device)
+        return ((alpha * self.eigval.sqrt()) @ self.eigvec.T)[:, :, None, None]
 
 
 class TrainAugment(nn.Module):
@@ -127,10 +132,7 @@ class TrainAugment(nn.Module):
             src = torch.cat([src, x.index_select(0, flip.nonzero()[:, 0]).flip(-1).reshape(-1)])
         image = torch.where(flip, b + torch.cumsum(flip, 0) - 1, torch.arange(b, device=dev))
         left = torch.where(flip, w - c - left, left)
-        offset = None
-        if self.lighting.alpha_std:
-            alpha = (torch.randn(b, 3, generator=generator) * self.lighting.alpha_std).to(dev)
-            offset = ((alpha * self.lighting.eigval.sqrt()) @ self.lighting.eigvec.T)[:, :, None, None]
+        offset = self.lighting.offsets(b, generator, dev)
         windows, mean_windows = _windows(src, ch, h, w, c), _windows(self.mean_pair.to(dev), ch, h, w, c)
         starts = image * ch * h * w + top * w + left
         mean_starts = flip.long() * ch * h * w + top * w + left
