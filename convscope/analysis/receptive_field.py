@@ -5,7 +5,8 @@ a layer with kernel ``k``, stride ``s`` and padding ``p`` grows the field by ``(
 (the input-pixel step between adjacent units) by ``s`` and moves the centre of unit 0 by ``((k - 1) / 2 - p) * jump``.
 Pointwise layers (ReLU, LRN, dropout) leave it unchanged; LRN mixes channels, not positions. Dilation is counted
 as an effective kernel ``d * (k - 1) + 1``. For a :class:`~convscope.models.ConvNet` the numbers come from its
-``feature_info``; for any other ``nn.Sequential`` conv stack they are computed from the modules. Boxes are not
+``feature_info``; for any other model (a Sequential stack, torchvision's VGG or ResNet...) they are computed from
+its traced graph; where branches meet (residual additions) the field is the union of the branches'. Boxes are not
 clipped to the image: units near the border see padding (``ceil_mode`` pools even see past it).
 """
 from __future__ import annotations
@@ -17,7 +18,8 @@ from torch import nn
 
 from ._hooks import resolve_layer
 from ..models.convnet import rf_step
-from .deconv import conv_stack, feature_map_layer
+from . import graph
+from .deconv import feature_map_layer
 
 
 @dataclass(frozen=True)
@@ -48,22 +50,47 @@ class ReceptiveField:
 
 
 # layers that keep every position where it is (channel mixing such as LRN does not move pixels)
-_POINTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LocalResponseNorm, nn.CrossMapLRN2d, nn.BatchNorm2d, nn.Dropout,
-              nn.Dropout2d, nn.Identity)
+_POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.LocalResponseNorm, nn.CrossMapLRN2d,
+              nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout2d, nn.Identity)
 
 
 def _walk(model: nn.Module, dotted: str) -> ReceptiveField:
-    """Compute the receptive field of ``dotted`` by walking the flattened conv stack."""
-    rf, jump, start = 1, 1, 0.0
-    for name, mod in conv_stack(model):
-        if isinstance(mod, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
-            rf, jump, start = rf_step(mod, rf, jump, start)
-        elif not isinstance(mod, _POINTWISE):
-            raise NotImplementedError(f"receptive field through {name} ({type(mod).__name__}) is not supported; "
-                                      "known: Conv2d, MaxPool2d, AvgPool2d and pointwise layers")
-        if name == dotted:
-            return ReceptiveField(rf, jump, start)
-    raise ValueError(f"layer '{dotted}' is not in the model's conv stack")
+    """Compute the receptive field of ``dotted``'s output by walking the model's graph from the input: convs and
+    pools grow it, pointwise operations keep it, and where branches meet (residual addition, concatenation) the
+    field is the union of theirs (their strides must agree)."""
+    mg = graph.model_graph(model)
+    top = mg.node_of(dotted)
+    geo: dict = {}
+    for node in (n for n in mg.graph.nodes if n in graph.ancestors(top)):
+        ins = [geo[n] for n in graph.tensor_inputs(node) if n in geo]
+        mod = graph.module_of(model, node)
+        if node.op == "placeholder":
+            geo[node] = (1, 1, 0.0)
+        elif node.op == "get_attr":
+            continue
+        elif isinstance(mod, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            geo[node] = rf_step(mod, *ins[0])
+        elif isinstance(mod, _POINTWISE) or (mod is None and (graph.is_relu(model, node) or graph.is_add(node)
+                                                              or graph.is_cat(node) or len(ins) <= 1)):
+            if not ins:
+                continue  # a size or constant: no pixels
+            geo[node] = ins[0] if len(ins) == 1 else _union(node, ins)
+        else:
+            raise NotImplementedError(f"receptive field through {node.target} ({type(mod).__name__}) is not "
+                                      "supported; known: Conv2d, MaxPool2d, AvgPool2d, pointwise layers and "
+                                      "additions/concatenations of branches")
+    rf, jump, start = geo[top]
+    return ReceptiveField(int(rf), int(jump), float(start))
+
+
+def _union(node, fields) -> tuple[int, int, float]:
+    """The field covering every branch's field (residual addition or concatenation of maps)."""
+    jumps = {j for _, j, _ in fields}
+    if len(jumps) != 1:
+        raise NotImplementedError(f"branches meeting at {node.name} have different strides {sorted(jumps)}")
+    lo = min(s - (r - 1) / 2 for r, _, s in fields)
+    hi = max(s + (r - 1) / 2 for r, _, s in fields)
+    return int(round(hi - lo)) + 1, jumps.pop(), (lo + hi) / 2
 
 
 def receptive_field(model: nn.Module, layer: str | nn.Module) -> ReceptiveField:

@@ -237,28 +237,238 @@ def test_model_mode_is_restored():
 
 # --- errors ---
 
-def test_names_a_module_it_cannot_invert():
+def test_names_an_operation_it_cannot_invert():
     model = cs.get_model("alexnet", num_classes=3, width=0.1, input_size=67, fc_width=8, activation="tanh")
     with pytest.raises(NotImplementedError, match=r"features\.tanh1 \(Tanh\)"):
         deconv_project(model, torch.randn(1, 3, 67, 67), layer="conv2", channel=0)
-    bn = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
-    with pytest.raises(NotImplementedError, match=r"1 \(BatchNorm2d\)"):
-        deconv_project(bn, torch.randn(1, 3, 8, 8), layer="2", channel=0)
+
+    class Gate(nn.Module):  # a product of two signals has no deconvnet rule
+        def forward(self, y):
+            return torch.sigmoid(y) * y
+
+    gated = nn.Sequential(nn.Conv2d(3, 4, 3), Gate(), nn.ReLU())
+    with pytest.raises(NotImplementedError, match=r"sigmoid"):
+        deconv_project(gated, torch.randn(1, 3, 8, 8), layer="2", channel=0)
 
 
-def test_rejects_non_sequential_models_and_layers_outside_the_stack():
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3)
-
-        def forward(self, x):
-            return self.conv(x)
-
-    with pytest.raises(NotImplementedError, match="Sequential"):
-        deconv_project(Net(), torch.randn(1, 3, 8, 8), layer="conv", channel=0)
+def test_layers_without_feature_maps_and_unknown_layers_are_named():
     model = cs.get_model("zfnet", num_classes=3, width=0.1, input_size=64, fc_width=8)
-    with pytest.raises(ValueError, match="not in the conv stack"):
+    with pytest.raises(ValueError, match="does not output feature maps"):
         deconv_project(model, torch.randn(1, 3, 64, 64), layer="fc6", channel=0)
     with pytest.raises(KeyError, match="available"):
         deconv_project(model, torch.randn(1, 3, 64, 64), layer="conv9", channel=0)
+
+
+def test_a_module_called_twice_is_refused_in_one_line():
+    from convscope.analysis.graph import GraphError
+
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.relu = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3), nn.ReLU()
+
+        def forward(self, x):
+            return self.relu(self.b(self.relu(self.a(x))))
+
+    with pytest.raises(GraphError, match="called 2 times"):
+        deconv_project(Shared(), torch.randn(1, 3, 9, 9), layer="relu", channel=0)
+    # the conv's own map is still reachable: its ReLU is shared, so the map is the conv's (unrectified) output
+    assert deconv_project(Shared(), torch.randn(1, 3, 9, 9), layer="b", channel=0).shape == (1, 3, 9, 9)
+
+
+# --- any convnet graph: Sequential bit for bit, a residual net by hand, torchvision nets against Captum ---
+
+@pytest.mark.parametrize("name", ["zfnet", "alexnet", "alexnet_tv", "cifar_convnet"])
+def test_equals_the_explicit_sequential_deconvnet_bit_for_bit(name):
+    from sequential_deconv import reference_project
+
+    torch.manual_seed(5)
+    size = 32 if name == "cifar_convnet" else 75
+    opts = {} if name in ("alexnet_tv", "cifar_convnet") else dict(width=0.1, fc_width=8)
+    model = cs.get_model(name, num_classes=3, input_size=size, **opts).eval()  # with LRN where the model has it
+    x = torch.randn(2, 3, size, size)
+    for layer in ("conv1", "conv2", "pool2", "conv3"):
+        proj = deconv_project(model, x, layer=layer, channel=1, position=(1, 2))
+        assert torch.equal(proj, reference_project(model, x, layer=layer, channel=1, position=(1, 2))), layer
+
+
+class _Block(nn.Module):
+    """ResNet's BasicBlock shape: one in-place ReLU module used twice, an optional strided 1x1 shortcut."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.down = None if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += x if self.down is None else self.down(x)
+        return self.relu(out)
+
+
+class _TwoBlockNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem, self.pool = nn.Conv2d(3, 4, 3, 1, 1), nn.MaxPool2d(3, 2, 1)
+        self.block1, self.block2 = _Block(4, 4, 1), _Block(4, 6, 2)
+
+    def forward(self, x):
+        return self.block2(self.block1(self.pool(F.relu(self.stem(x)))))  # a functional ReLU too
+
+
+def _random_bn(model):
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def test_residual_net_equals_a_hand_written_reverse_pass():
+    torch.manual_seed(6)
+    net = _random_bn(_TwoBlockNet())
+    x = torch.randn(1, 3, 12, 12)
+    proj = deconv_project(net, x, layer="block2", channel=2, position=(1, 2))
+
+    # forward by hand, keeping what the reverse pass needs
+    def bn(m, t):
+        return F.batch_norm(t, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    def scale(m, s):  # eval BatchNorm's linear part
+        return s * (m.weight / (m.running_var + m.eps).sqrt()).view(1, -1, 1, 1)
+
+    def conv_t(conv, s, like):
+        return F.conv_transpose2d(s, conv.weight, None, conv.stride, conv.padding,
+                                  output_padding=tuple(like.shape[-1] - ((s.shape[-1] - 1) * conv.stride[0]
+                                                       - 2 * conv.padding[0] + conv.kernel_size[0]) for _ in "xy"))
+
+    with torch.no_grad():
+        a = F.relu(net.stem(x))
+        p, switches = F.max_pool2d(a, 3, 2, 1, return_indices=True)
+        b1, b2 = net.block1, net.block2
+        h1 = F.relu(bn(b1.bn1, b1.conv1(p)))
+        o1 = F.relu(bn(b1.bn2, b1.conv2(h1)) + p)
+        h2 = F.relu(bn(b2.bn1, b2.conv1(o1)))
+        o2 = F.relu(bn(b2.bn2, b2.conv2(h2)) + bn(b2.down[1], b2.down[0](o1)))
+        s = torch.zeros_like(o2)
+        s[0, 2, 1, 2] = o2[0, 2, 1, 2]
+        # block2: final ReLU, then both branches
+        s = F.relu(s)
+        main = conv_t(b2.conv1, scale(b2.bn1, F.relu(conv_t(b2.conv2, scale(b2.bn2, s), h2))), o1)
+        short = conv_t(b2.down[0], scale(b2.down[1], s), o1)
+        s = F.relu(main + short)
+        # block1: identity shortcut
+        s = conv_t(b1.conv1, scale(b1.bn1, F.relu(conv_t(b1.conv2, scale(b1.bn2, s), h1))), p) + s
+        # unpool (switches, summed), the functional ReLU, the stem's transposed filters
+        up = torch.zeros(a.numel() // a.shape[1] * a.shape[1]).view(1, 4, -1)
+        up.scatter_add_(2, switches.view(1, 4, -1), s.reshape(1, 4, -1))
+        expected = conv_t(net.stem, F.relu(up.view_as(a)), x)
+    assert expected.abs().amax() > 0
+    torch.testing.assert_close(proj, expected, rtol=1e-5, atol=1e-6 * expected.abs().amax().item())
+
+
+def test_functional_and_in_place_relus_rectify():
+    # if either ReLU were dropped from the reverse pass, the negative second filter would leak through
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c2, self.c3 = _conv(1, 1, 1, [1.0]), _conv(1, 1, 1, [-1.0]), _conv(1, 1, 1, [-1.0])
+            self.act = nn.ReLU(inplace=True)
+
+        def forward(self, x):
+            y = self.act(self.c1(x))  # in-place module
+            y = F.relu(self.c2(y) + 3.0)  # functional
+            return self.act(self.c3(y) + 5.0)  # the same module again (a second node)
+
+    class Top(Net):
+        def __init__(self):
+            super().__init__()
+            self.top = nn.Identity()
+
+        def forward(self, x):
+            return self.top(super().forward(x))
+
+    net = Top().eval()
+    x = torch.ones(1, 1, 1, 1)
+    # forward: 1 -> 1 -> relu(-1 + 3) = 2 -> relu(-2 + 5) = 3; reverse: 3 -> c3^T: -3 -> relu: 0
+    assert deconv_project(net, x, layer="top", channel=0, position=(0, 0)).item() == 0.0
+    plain = torch.autograd.grad(net(x.requires_grad_()).sum(), x)[0]
+    assert plain.item() != 0.0  # the plain gradient is not zero: the rectification is what zeroes it
+
+
+def _tv(name):
+    tvm = pytest.importorskip("torchvision.models")
+    torch.manual_seed(7)
+    return _random_bn(tvm.get_model(name, weights=None, num_classes=10))
+
+
+@pytest.mark.parametrize("name,layer", [("vgg11_bn", "features.14"), ("resnet18", "layer2"),
+                                        ("resnet18", "layer1.1")])
+def test_equals_captum_on_torchvision_graphs(name, layer):
+    """Without LRN the deconvnet is Captum's Deconvolution times the kept value. Captum hooks ReLU modules and
+    breaks on ones reused in place (captum#973), so its model is a copy with one fresh ReLU per call."""
+    Deconvolution = pytest.importorskip("captum.attr", reason="captum (test-only peer) is not installed").Deconvolution
+    from convscope.analysis import capture
+
+    model = _tv(name)
+    x = torch.randn(1, 3, 64, 64)
+    with capture(model, [layer]) as acts, torch.no_grad():
+        model(x)
+    a = acts[layer]
+    c = int(a.flatten(1).amax(1).argmax())
+    flat = int(a[0, c].flatten().argmax())
+    yx = (flat // a.shape[-1], flat % a.shape[-1])
+    proj = deconv_project(model, x, layer=layer, channel=c, position=yx)
+
+    peer = _captum_friendly(model)
+    sub = peer.get_submodule(layer)
+
+    class Upto(nn.Module):  # the peer as a registered child, so that Captum finds (and hooks) its ReLUs
+        def __init__(self):
+            super().__init__()
+            self.peer = peer
+
+        def forward(self, inp):
+            got = {}
+            h = sub.register_forward_hook(lambda m, i, o: got.__setitem__("o", o))
+            try:
+                self.peer(inp)
+            finally:
+                h.remove()
+            return got["o"][:, c, yx[0], yx[1]]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grads = Deconvolution(Upto().eval()).attribute(x.clone().requires_grad_())
+    expected = grads * a[0, c, yx[0], yx[1]]
+    assert expected.abs().amax() > 0
+    torch.testing.assert_close(proj, expected, rtol=1e-4, atol=1e-5 * expected.abs().amax().item())
+
+
+def _captum_friendly(model):
+    """A copy of a torchvision net whose ReLUs are not in place and, in ResNet blocks, not shared."""
+    import copy
+
+    from torchvision.models.resnet import BasicBlock
+
+    peer = copy.deepcopy(model)
+    for m in peer.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+        if isinstance(m, BasicBlock):
+            m.relu_out = nn.ReLU()
+
+            def forward(x, m=m):
+                out = m.relu(m.bn1(m.conv1(x)))
+                out = m.bn2(m.conv2(out))
+                return m.relu_out(out + (x if m.downsample is None else m.downsample(x)))
+
+            m.forward = forward
+    return peer

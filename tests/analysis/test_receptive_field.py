@@ -107,3 +107,37 @@ def test_plain_sequential_without_feature_info():
     assert receptive_field(stack, "3") == ReceptiveField(25, 4, 10.0)  # dilated 3x3 = effective 5x5
     boxes = receptive_field(stack, "2").boxes(torch.tensor([[0, 0], [2, 1]]))
     assert boxes.tolist() == [[-2, -2, 7, 7], [6, 2, 15, 11]]
+
+
+@pytest.mark.parametrize("name,layer", [("resnet18", "conv1"), ("resnet18", "layer1"), ("resnet18", "layer2.0"),
+                                        ("resnet18", "layer3"), ("vgg11_bn", "features.10")])
+def test_graph_box_equals_input_gradient_support_on_torchvision_nets(name, layer):
+    """Through residual additions and BatchNorm: the box of a unit is where its input gradient can be non-zero
+    (a linear copy of the net, all weights positive, so that no path cancels and every pixel in reach shows)."""
+    import torchvision
+
+    model = torchvision.models.get_model(name, weights=None, num_classes=10).eval()
+    for m in model.modules():  # positive weights, no ReLU zeroing, max-pool -> avg-pool keeps full support
+        if isinstance(m, nn.Conv2d):
+            nn.init.uniform_(m.weight, 0.1, 1.0)
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    for parent in list(model.modules()):  # max-pools route to one input: the same windows averaged reach all
+        for child, m in parent.named_children():
+            if isinstance(m, nn.MaxPool2d):
+                setattr(parent, child, nn.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode))
+    from convscope.analysis import capture
+
+    rf = receptive_field(model, layer)
+    size = 96
+    img = torch.rand(1, 3, size, size, requires_grad=True)
+    with capture(model, [layer], detach=False) as acts:
+        model(img)
+    out = acts[layer]
+    h, w = out.shape[-2:]
+    for y, x in [(0, 0), (h // 2, w // 3), (h - 1, w - 1)]:
+        (g,) = torch.autograd.grad(out[0, 0, y, x], img, retain_graph=True)
+        nz = g[0].abs().sum(0).nonzero()
+        t, l, b, r = rf.box(y, x)
+        assert (int(nz[:, 0].min()), int(nz[:, 1].min()), int(nz[:, 0].max()) + 1, int(nz[:, 1].max()) + 1) == (
+            max(t, 0), max(l, 0), min(b, size), min(r, size)), (layer, y, x)
