@@ -24,6 +24,7 @@ class LoadedRun:
     epoch: int = 0
     model_options: dict = field(default_factory=dict)  # as built (with num_classes)
     path: Path | None = None  # the checkpoint file
+    wnids: list[str] = field(default_factory=list)  # the class folder names (ImageNet layout: wnids), by index
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -49,4 +50,5 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     return LoadedRun(model=model, preprocess=Preprocess(pre["mean_image"], int(pre["crop"]), float(pre["input_scale"])),
                      classes=list(ckpt.get("classes", [])), model_name=ckpt["model_name"],
                      config=ckpt.get("config", {}), epoch=int(ckpt.get("epoch", 0)),
-                     model_options=dict(ckpt.get("model_options", {})), path=path)
+                     model_options=dict(ckpt.get("model_options", {})), path=path,
+                     wnids=list(ckpt.get("wnids", [])))

@@ -86,7 +86,7 @@ def class_index(run, name: str | int | None, path: str | Path | None = None) -> 
     from ..data.datasets import IMAGENETTE_WORDS
 
     classes = list(run.classes)
-    wnids = list(run.config.get("wnids", [])) if isinstance(run.config, dict) else []
+    wnids = list(getattr(run, "wnids", []))  # the training folders' names (the checkpoint's "wnids")
 
     def lookup(key: str) -> int | None:
         for names in (classes, wnids):
