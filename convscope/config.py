@@ -43,7 +43,10 @@ class TrainConfig:
     batch_size: int = _f(128, "images per step, over all processes (AlexNet §5: 128)")
     lr: float = _f(0.01, "learning rate (AlexNet §5: 0.01, all layers)")
     momentum: float = _f(0.9, "momentum (AlexNet §5: 0.9)")
-    weight_decay: float = _f(5e-4, "weight decay in the paper's update rule (AlexNet §5: 0.0005)")
+    # applied to every parameter, biases included: AlexNet §5 writes the rule for the weights w and does not say
+    # whether biases decay (cuda-convnet's layer files give biases no decay); the presets keep it on both
+    weight_decay: float = _f(5e-4, "weight decay in the paper's update rule, on weights and biases (AlexNet §5: "
+                                   "0.0005)")
     epochs: int = _f(90, "epochs (AlexNet: ~90; ZF: 70)")
     lr_schedule: Literal["plateau", "constant"] = _f("plateau", "divide lr by 10 when val error stops improving")
     plateau_patience: int = _f(3, "epochs without improvement before the lr is divided")
@@ -76,7 +79,10 @@ PRESETS: dict[str, TrainConfig] = {
     "zfnet_2013": TrainConfig(
         model="zfnet",              # ZF Fig. 3
         model_options={"init": "paper"},  # ZF §3: weights 1e-2, biases 0
-        image_size=256, crop=224,   # ZF §3: resize smallest side to 256, centre 256 crop, 10 sub-crops of 224
+        # ZF §3 trains on 10 fixed 224 sub-crops (4 corners + centre, and their flips) of a 256 image; this
+        # preset trains on random 224 crops + flips (AlexNet §4.1), of which those 10 are a subset; the 10 views
+        # are used at test time (`convscope evaluate --views ten`, --ten-crop-eval)
+        image_size=256, crop=224,
         pca_alpha=0.0,              # ZF does not use AlexNet's colour augmentation
         batch_size=128, lr=0.01, momentum=0.9, weight_decay=5e-4,  # ZF §3: mini-batch 128, lr 1e-2, momentum 0.9
         epochs=70,                  # ZF §3: stopped after 70 epochs

@@ -65,6 +65,9 @@ class Experiment:
     also: str = ""  # a second measurement shown beside the first (e.g. "final_train_err" when a threshold is missed)
     members: tuple[str, str] = ()  # an ensemble experiment: (experiment, variant) whose seeds' runs it combines
     worse: tuple[str, ...] = ()  # variants the paper found worse than the baseline (e.g. removing layers)
+    paired: bool = True  # the same seed means the same initialisation seed and data order in every variant
+    control: tuple[str, str, str] = ()  # (variant, control variant, what the control alone isolates)
+    reference: float = math.nan  # one variant measured against the paper's number (e.g. 0.18 test error)
 
 
 CIFAR_QUICK = dict(train_subset=10000, val_subset=2000, epochs=12, workers=1)
@@ -107,11 +110,13 @@ EXPERIMENTS = {e.name: e for e in [
          "LRN alpha=0 (rescaling only)": dict(model_options=dict(lrn=True, lrn_alpha=0.0))},
         scale="CIFAR-10 (JPEG), cuda-convnet layers-18pct net, 10k training images, 2k val, 12 epochs",
         compare=(("with LRN", "without LRN"), ("LRN alpha=0 (rescaling only)", "without LRN"),
-                 ("with LRN", "LRN alpha=0 (rescaling only)"))),
+                 ("with LRN", "LRN alpha=0 (rescaling only)")),
+        control=("with LRN", "LRN alpha=0 (rescaling only)", "the k^-β rescaling")),
     Experiment(
         "ensemble", "averaging the predictions of several models lowers the error (AlexNet §6: 5 models)",
         "top-1 40.7 -> 38.1% (1 -> 5 models)", "cifar10", "cifar10-jpeg", {},
         {"one model": {}, "two models (each pair)": {}}, metric="ensemble_top1_err", members=("lrn", "with LRN"),
+        paired=False,  # "seed" i is model i alone and pair i: not paired
         scale="CIFAR-10 (JPEG) test (10k), the 3 seeds of the lrn experiment's 'with LRN' runs (last epoch): each "
               "alone vs each pair's averaged softmax, centre view"),
     Experiment(
@@ -137,7 +142,13 @@ EXPERIMENTS = {e.name: e for e in [
          "wider conv3-5": dict(model_options=dict(conv_channels=dict(conv3=512, conv4=1024, conv5=512)))},
         worse=("no conv3 (AlexNet §1: one middle layer, ~+2 points)", "no conv3+conv4", "no fc6+fc7",
                "no conv3,4 + fc6,7"),
-        seeds=(0, 1), scale="Imagenette-160, imagenette recipe (quarter-width ZFNet), 12 epochs"),
+        seeds=(0, 1, 2), scale="Imagenette-160, imagenette recipe (quarter-width ZFNet), 12 epochs"),
+    Experiment(
+        "cifar10_full", "cuda-convnet CIFAR-10 net, full training (layers-18pct)", "18% test error", "cifar10",
+        "cifar10-jpeg", dict(workers=1), {"cifar10 recipe": {}}, seeds=(0,), reference=0.18,
+        scale="CIFAR-10 (JPEG), all 50k training images, best val (= the 10k test images) top-1 error, the cifar10 "
+              "recipe as it is (30 epochs, plateau lr, random 28 px crops + flips + PCA lighting, weight decay "
+              "5e-4, He init): not cuda-convnet's own schedule"),
     Experiment(
         "layout", "ZF §4.1: 7x7/2 conv1 (ZFNet) beats 11x11/4 (AlexNet); AlexNet §3.2: two columns beat one",
         "ZF: top-1 40.5 -> 38.4% (their replica vs Fig. 3 net); AlexNet: two columns -1.7 points top-1",
@@ -192,6 +203,43 @@ def _option_text(value) -> str:
     if isinstance(value, dict):
         return "+".join(f"{k}:{v}" for k, v in value.items())
     return str(value)
+
+
+def config_key(exp: Experiment, variant: str) -> str:
+    """What a run trains, without its seed: runs of two experiments with the same key and seed are the same run
+    (training is deterministic given the seed)."""
+    from convscope.config import PRESETS
+
+    preset = PRESETS[exp.recipe]
+    options = {k: v for k, v in overrides(exp, variant, 0).items() if k != "seed" and getattr(preset, k, None) != v}
+    if "model_options" in options:  # merged into the preset's, as the command line does
+        options["model_options"] = {**preset.model_options, **options["model_options"]}
+    return json.dumps([exp.recipe, exp.data, options], sort_keys=True, default=list)
+
+
+def twins(exp: Experiment, variant: str) -> list[tuple[Experiment, str]]:
+    """The (experiment, variant) pairs elsewhere in EXPERIMENTS that train exactly this configuration."""
+    key = config_key(exp, variant)
+    return [(o, v) for o in EXPERIMENTS.values() if not o.members for v in o.variants
+            if (o.name, v) != (exp.name, variant) and config_key(o, v) == key]
+
+
+def twin_row(exp: Experiment, variant: str, seed: int, root: Path, results: Path) -> dict | None:
+    """A measurement of this (variant, seed) taken from the same configuration in another experiment: its finished
+    run folder, else its recorded row (same metric); None when there is none."""
+    for other, v in twins(exp, variant):
+        folder = run_folder(root, other, v, seed)
+        got = read_run(folder)
+        if got is not None:
+            row = dict(value=measure(exp.metric, got), run=str(folder))
+            if exp.also:
+                row[exp.also] = measure(exp.also, got)
+            return row | dict(same_as=f"{other.name}/{v}")
+        for r in load_results(results):
+            if ((r["experiment"], r["variant"], r["seed"]) == (other.name, v, seed) and r.get("metric") == exp.metric
+                    and (not exp.also or exp.also in r)):
+                return {k: r[k] for k in ("value", "run", exp.also) if k in r} | dict(same_as=f"{other.name}/{v}")
+    return None
 
 
 def read_run(folder: Path) -> list[dict] | None:
@@ -272,38 +320,123 @@ def _fmt(exp: Experiment, mean: float, std: float, reached: int, runs: int) -> s
     return body + (f" ({reached}/{runs} reached)" if reached < runs else "") + f", n={reached}"
 
 
-def verdict(exp: Experiment, summary: dict) -> str:
-    """Per compared pair: yes / partly / no from the direction and size of the difference against the spread."""
+# two-sided 95% quantiles of Student's t for 1..10 degrees of freedom (above: the normal's 1.96)
+T95 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23)
+
+
+def t95(df: float) -> float:
+    """The 95% t quantile for ``df`` degrees of freedom (rounded down: the wider interval)."""
+    return T95[max(int(df), 1) - 1] if df < len(T95) + 1 else 1.96
+
+
+@dataclass(frozen=True)
+class Difference:
+    """mean(variant) - mean(baseline) with the half-width of its 95% interval (nan: no spread to judge by)."""
+
+    diff: float
+    half: float
+    how: str  # "paired, 3 seeds" / "2 vs 3 seeds" / "1 vs 3 seeds, the 3-seed spread assumed for both"
+
+    @property
+    def decided(self) -> bool:
+        return not math.isnan(self.half) and abs(self.diff) > self.half
+
+
+def difference(mine: dict[int, float], base: dict[int, float], *, paired: bool = True) -> Difference:
+    """The difference of two variants' seed values (seed -> value) and its 95% interval.
+
+    Paired (the same seeds on both sides: same initialisation seed and data order) when at least two seeds are
+    shared: the mean and spread of the per-seed differences, t with n - 1 degrees of freedom. Otherwise Welch's
+    interval from each side's own spread; a side with one value borrows the other side's spread (the same recipe
+    at the same scale; the issue's "seed spread measured for the same configuration"). Both sides with one value:
+    no interval (half = nan)."""
+    common = sorted(set(mine) & set(base))
+    if paired and len(common) >= 2:
+        d = [mine[s] - base[s] for s in common]
+        half = t95(len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))
+        return Difference(statistics.fmean(d), half, f"paired, {len(d)} seeds")
+    a, b = list(mine.values()), list(base.values())
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    how = f"{len(a)} vs {len(b)} seeds"
+    if len(a) < 2 and len(b) < 2:
+        return Difference(diff, math.nan, how + ", no spread")
+    if len(a) < 2 or len(b) < 2:
+        how += f", the {max(len(a), len(b))}-seed spread assumed for both"
+    spread_a, spread_b = (a if len(a) > 1 else b), (b if len(b) > 1 else a)
+    parts = [(statistics.variance(s) / len(v), len(s) - 1) for v, s in ((a, spread_a), (b, spread_b))]
+    se2 = sum(v for v, _ in parts)
+    df = se2 ** 2 / sum(v ** 2 / f for v, f in parts) if se2 > 0 else math.inf
+    return Difference(diff, t95(df) * math.sqrt(se2), how)
+
+
+def seed_values(exp: Experiment, rows: list[dict], variant: str) -> dict[int, float]:
+    """seed -> the variant's value; a threshold not reached within the run counts as one epoch past its end (a
+    lower bound: the comparison then understates how late that run is)."""
+    out = {}
+    end = exp.base.get("epochs")
+    for r in rows:
+        if r["experiment"] == exp.name and r["variant"] == variant:
+            if r["value"] is not None:
+                out[r["seed"]] = r["value"]
+            elif exp.metric.startswith("epochs") and end:
+                out[r["seed"]] = float(end + 1)
+    return out
+
+
+def compare(exp: Experiment, rows: list[dict], name: str, base_name: str) -> tuple[bool, Difference]:
+    """(in the paper's direction?, the difference) of two variants; lower error / fewer epochs is better in every
+    metric here, and a variant in ``exp.worse`` should be worse than its baseline."""
+    d = difference(seed_values(exp, rows, name), seed_values(exp, rows, base_name), paired=exp.paired)
+    return (d.diff > 0 if name in exp.worse else d.diff < 0), d
+
+
+def _word(better: bool, d: Difference) -> str:
+    if math.isnan(d.half):
+        return "not decided (one seed each: no spread)"
+    if d.decided:
+        return "yes" if better else "no (opposite)"
+    return "not decided (" + ("the paper's direction" if better else "opposite direction") + ", within the interval)"
+
+
+def verdict(exp: Experiment, summary: dict, rows: list[dict]) -> str:
+    """Per compared pair: "yes" (the paper's direction, the 95% interval of the difference excludes 0), "no
+    (opposite)" (the other direction, beyond the interval) or "not decided" (within it). With ``exp.control``, the
+    claim is judged against the control first (what the variant adds beyond what the control isolates)."""
     items = list(summary.values())
+    if len(items) == 1 and not math.isnan(exp.reference) and items[0][3]:
+        gap = items[0][1] - exp.reference
+        word = "close" if abs(gap) <= 0.02 else "no"
+        return (f"{word}: {100 * gap:+.1f} points vs the paper's {100 * exp.reference:g}% ({items[0][3]} run(s); "
+                "within 2 points counts as close)")
     if len(items) < 2:
         return "not decided"
     short = (lambda n: n.split(":")[0]) if exp.groups else (lambda n: n)  # group labels read "group: variant"
+    variant_of = (lambda label: label.split(": ", 1)[1]) if exp.groups else (lambda label: label)
     by_name = {short(v[0]): v for v in items} | {k: v for k, v in summary.items()}
     pairs = exp.compare or tuple((short(v[0]), short(items[0][0])) for v in items[1:])
-    lines = []
+    pct = exp.metric.endswith("err")
+    lines, judged = [], {}
     for name, base_name in pairs:
         mine, base = by_name.get(name), by_name.get(base_name)
         if mine is None or base is None or base[3] == 0:
             continue
         label = short(name)
-        if mine[3] == 0:
+        if mine[3] == 0 and not exp.metric.startswith("epochs"):
             lines.append(f"{label}: not reached")
             continue
-        diff = mine[1] - base[1]
-        spread = math.sqrt(mine[2] ** 2 + base[2] ** 2)
-        # lower error / fewer epochs is better in every metric here; "better" = in the paper's direction
-        better = diff > 0 if name in exp.worse else diff < 0
-        one_seed = min(mine[3], base[3]) < 2
-        clear = abs(diff) > spread and not one_seed
-        pct = exp.metric.endswith("err")
-        d = f"{100 * diff:+.1f} points" if pct else f"{diff:+.1f} epochs"
-        ratio = f", {base[1] / mine[1]:.1f}x" if not pct and mine[1] > 0 else ""
-        if one_seed:
-            word = "the paper's direction (1 seed, no spread yet)" if better else "opposite direction (1 seed)"
-        else:
-            word = ("yes" if clear else "partly (within the spread)") if better else (
-                "no (opposite, beyond the spread)" if clear else "no (opposite, within the spread)")
-        lines.append(f"{word}: {label} {d}{ratio} vs {short(base_name)}")
+        better, d = compare(exp, rows, variant_of(mine[0]), variant_of(base[0]))
+        judged[name, base_name] = (better, d)
+        unit = 100 if pct else 1
+        size = f"{unit * d.diff:+.1f}" + ("" if math.isnan(d.half) else f" ± {unit * d.half:.1f}")
+        size += " points" if pct else " epochs"
+        ratio = f", {base[1] / mine[1]:.1f}x" if not pct and mine[3] and mine[1] > 0 else ""
+        lines.append(f"{_word(better, d)}: {label} {size}{ratio} vs {short(base_name)} ({d.how})")
+    if exp.control:
+        variant, control, what = exp.control
+        own, gain = judged.get((variant, control)), judged.get((control, items[0][0]))
+        if own and gain and gain[1].decided and gain[0]:
+            lines.insert(0, f"the gain over {items[0][0]} is {what}: {control} alone {_word(*gain)}, "
+                            f"{variant} beyond it {_word(*own)}")
     return "; ".join(lines) or "not decided"
 
 
@@ -351,12 +484,24 @@ def _transfer_rows() -> tuple[str, str, str, str]:
                 "partly: pretrained ahead within the spread" if m > ms else "no: scratch is as good or better")
     else:
         vs, word = "no scratch baseline", "not decided"
-    upper = best >= len(rows) - 3  # ZF: layers 5-7 transfer best
-    rank = ("yes: an upper layer (5-7) transfers best, as in ZF" if upper else
-            f"partly: {rows[best]} transfers best here, not layers 5-7 as in ZF (this model's upper layers "
-            "specialise in 10 classes unrelated to the new task)")
+    rank = _depth_verdict(rows, [m[j] for m in soft["mean"]], [e[j] for e in soft["std"]])
     return (vs + " (CIFAR-10 (JPEG) test, ± std over splits)", f"softmax probe at N={n[j]}/class (± std over "
             f"{splits} splits): " + per_layer, word, rank)
+
+
+def _depth_verdict(layers: list[str], mean: list[float], std: list[float]) -> str:
+    """ZF Table 6: accuracy rises with depth, layers 5-7 best. "yes" when an upper layer (the last three) is best and
+    the top layer beats the first beyond the spread (sqrt(std1^2 + std2^2)); "no" when the top layer is below the
+    first beyond the spread (accuracy falls with depth: the opposite); else "not decided"."""
+    best = max(range(len(layers)), key=lambda i: mean[i])
+    rise, spread = mean[-1] - mean[0], math.hypot(std[-1], std[0])
+    trend = f"{layers[0]} {100 * mean[0]:.1f}% -> {layers[-1]} {100 * mean[-1]:.1f}%, best {layers[best]}"
+    if best >= len(layers) - 3 and rise > spread:
+        return f"yes: accuracy rises with depth ({trend}), as in ZF"
+    if rise < -spread:
+        return (f"no: accuracy falls with depth ({trend}), the opposite of ZF (this model's upper layers "
+                "specialise in 10 classes unrelated to the new task)")
+    return f"not decided: {trend}; the top and first layers differ by less than their spread"
 
 
 def _correspondence_row() -> tuple[str, str]:
@@ -400,11 +545,6 @@ OBSERVED = [
     ("Correspondence Δ, parts vs random masks (ZF Table 1, layer 5 / 7)",
      "eyes 0.067-0.069, nose 0.079 vs random 0.107 (layer 5); 0.068-0.073 (layer 7)", _correspondence_row,
      "`convscope correspondence convscope/data/annotations/dogs.json --checkpoint runs/demo/best.pt`"),
-    ("cuda-convnet CIFAR-10 net, full training (layers-18pct)", "18% test error",
-     lambda: ("not run yet (needs ~100 epochs on 50k images; the lrn row trains the same net at 10k x 12 epochs)",
-              "–"),
-     "`convscope train --recipe cifar10 --data-root $CONVSCOPE_DATA/cifar10-jpeg --out-dir runs/cifar`",
-     "CIFAR-10 (JPEG), 50k training images, the cifar10 recipe"),
 ]
 
 
@@ -437,7 +577,7 @@ def render_table(rows: list[dict]) -> str:
             out.append(f"| {exp.claim} | {exp.paper} | not run yet | {exp.scale} | – | {cmd} |")
             continue
         ours = "<br>".join(f"{label}: {_fmt(exp, *rest)}" for label, *rest in summary.values()) + _also(exp, rows)
-        out.append(f"| {exp.claim} | {exp.paper} | {ours} | {exp.scale} | {verdict(exp, summary)} | {cmd} |")
+        out.append(f"| {exp.claim} | {exp.paper} | {ours} | {exp.scale} | {verdict(exp, summary, rows)} | {cmd} |")
     for claim, paper, measure_, cmd, *scale in OBSERVED:
         ours, verdict_ = measure_()
         out.append(f"| {claim} | {paper} | {ours} | {scale[0] if scale else DEMO_SCALE} | {verdict_} | {cmd} |")
@@ -455,6 +595,75 @@ def update_results_md(rows: list[dict], path: Path = RESULTS_MD) -> None:
         first, _, rest = text.partition("\n")
         text = f"{first}\n\n{table}\n{rest}"
     path.write_text(text)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# plots
+
+PLOTS = HERE / "plots"
+
+
+def epoch_curves(exp: Experiment, root: Path, key: str) -> dict[str, list[list[float]]]:
+    """variant -> one per-epoch series of ``key`` per seed whose run folder is finished under ``root``."""
+    out = {}
+    for variant in exp.variants:
+        got = [read_run(run_folder(root, exp, variant, s)) for s in range(10)]
+        series = [[r[key] for r in g] for g in got if g and all(key in r for r in g)]
+        if series:
+            out[variant] = series
+    return out
+
+
+def plot_experiment(exp: Experiment, rows: list[dict], root: Path, out_dir: Path = PLOTS) -> Path | None:
+    """One PNG per experiment: each variant's value per seed with mean ± std (left) and, where run folders are
+    present, the per-epoch validation error, mean ± std over seeds (right). None when nothing was measured."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    variants = [v for v in exp.variants if seed_values(exp, rows, v)]
+    if not variants:
+        return None
+    key = "train_err" if exp.metric != "best_val_top1_err" else "val_top1_err"
+    curves = epoch_curves(exp, root, key) if not exp.members else {}
+    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(11 if curves else 6, 0.45 * len(variants) + 2),
+                             squeeze=False)
+    ax, pct = axes[0][0], exp.metric.endswith("err")
+    scale = 100 if pct else 1
+    for i, v in enumerate(variants):
+        vals = [scale * x for x in seed_values(exp, rows, v).values()]
+        ax.plot(vals, [i] * len(vals), "o", color="0.6", ms=4)
+        sd = statistics.stdev(vals) if len(vals) > 1 else 0
+        ax.errorbar(statistics.fmean(vals), i, xerr=sd, fmt="D", color="C0", capsize=4)
+    if not math.isnan(exp.reference):
+        ax.axvline(100 * exp.reference, color="C3", ls="--", label="paper")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(range(len(variants)), [v if len(v) < 40 else v[:38] + "…" for v in variants], fontsize=8)
+    ax.invert_yaxis()
+    bound = f"; {exp.base['epochs'] + 1} = not reached" if exp.metric.startswith("epochs") else ""
+    ax.set_xlabel(exp.metric.replace("_", " ") + (" (%)" if pct else "") + f": seeds (grey), mean ± std (blue){bound}")
+    if curves:
+        cax = axes[0][1]
+        for i, (v, series) in enumerate(curves.items()):
+            n = min(len(s) for s in series)
+            per_epoch = [[100 * s[e] for s in series] for e in range(n)]
+            mean = [statistics.fmean(e) for e in per_epoch]
+            sd = [statistics.stdev(e) if len(e) > 1 else 0 for e in per_epoch]
+            epochs = range(1, n + 1)
+            cax.plot(epochs, mean, color=f"C{i}", label=f"{v[:30]} (n={len(series)})")
+            cax.fill_between(epochs, [m - d for m, d in zip(mean, sd)], [m + d for m, d in zip(mean, sd)],
+                             color=f"C{i}", alpha=0.2)
+        cax.set_xlabel("epoch")
+        cax.set_ylabel(key.replace("_", " ") + " (%), mean ± std over seeds")
+        cax.legend(fontsize=7)
+    fig.suptitle(f"{exp.name}: {exp.claim[:90]}", fontsize=9)
+    fig.tight_layout()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{exp.name}.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -501,6 +710,14 @@ def run_experiment(exp: Experiment, data_root: Path, root: Path, *, seeds=None, 
     for seed in seeds or exp.seeds:
         for variant in (v for v in exp.variants if not variants or v in variants):
             folder = run_folder(root, exp, variant, seed)
+            started = read_run(folder) is not None or (folder / "last.pt").is_file()  # finished or interrupted
+            twin = None if started else twin_row(exp, variant, seed, root, results)
+            if twin is not None:
+                print(f"[{exp.name}] {variant} seed {seed}: the same run as {twin['same_as']}, reused", flush=True)
+                row = dict(experiment=exp.name, variant=variant, seed=seed, metric=exp.metric, scale=exp.scale) | twin
+                record([row], results)
+                rows.append(row)
+                continue
             if read_run(folder) is None:
                 print(f"[{exp.name}] {variant} seed {seed}: training in {folder}", flush=True)
                 done = runner(train_command(exp, variant, seed, data_root, root))
@@ -533,6 +750,9 @@ def main(argv=None) -> int:
     r.add_argument("--variants", nargs="+", default=None,
                    help="only these variants (e.g. a sweep's best settings for more seeds)")
     sub.add_parser("table", help="regenerate the summary table in RESULTS.md from results.json")
+    pl = sub.add_parser("plot", help="one PNG per experiment under experiments/plots/ (results.json + run folders)")
+    pl.add_argument("names", nargs="*", help="experiment names (default: all with results)")
+    pl.add_argument("--root", default="runs/experiments", help="where the runs' folders are (for epoch curves)")
     args = p.parse_args(argv)
     if args.command == "list":
         for exp in EXPERIMENTS.values():
@@ -549,6 +769,12 @@ def main(argv=None) -> int:
             run_experiment(EXPERIMENTS[name], Path(args.data), Path(args.root), seeds=args.seeds,
                            variants=args.variants)
             update_results_md(load_results())
+        return 0
+    if args.command == "plot":
+        for name in args.names or list(EXPERIMENTS):
+            path = plot_experiment(EXPERIMENTS[name], load_results(), Path(args.root))
+            if path:
+                print(f"wrote {path}")
         return 0
     update_results_md(load_results())
     print(f"updated {RESULTS_MD}")

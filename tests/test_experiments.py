@@ -61,11 +61,11 @@ def test_table_is_generated_from_the_results_file(tmp_path, monkeypatch):
     text = md.read_text()
     assert text.count(runner.TABLE_START) == 1 and "hand-written text stays" in text
     assert "off: 31.0 ± 1.4%, n=2" in text and "on: 26.0 ± 1.4%, n=2" in text
-    assert "yes: on -5.0 points vs off" in text
-    rows[2]["value"] = 0.40  # now "on" is worse than "off" beyond the spread in one seed... and the mean
+    assert "yes: on -5.0 ± 0.0 points vs off (paired, 2 seeds)" in text  # both seeds' differences are -5 points
+    rows[2]["value"] = 0.40  # now "on" is worse: differences +10, +9 points, mean 9.5, sd 0.71, SE 0.5, t(1) 12.71
     rows[3]["value"] = 0.41
     runner.update_results_md(rows, md)
-    assert "no (opposite, beyond the spread)" in md.read_text()
+    assert "no (opposite): on +9.5 ± 6.4 points vs off (paired, 2 seeds)" in md.read_text()
 
 
 def test_sweep_groups_report_their_best_variant_and_unreached_thresholds():
@@ -93,8 +93,11 @@ def test_verdicts_follow_the_named_comparisons():
                      compare=(("a", "base"), ("a", "ctrl")))
     rows = [dict(experiment="c", variant=v, seed=s, value=x) for v, xs in
             {"base": (0.5, 0.52), "a": (0.3, 0.31), "ctrl": (0.31, 0.318)}.items() for s, x in enumerate(xs)]
-    text = runner.verdict(exp, runner.summarize(exp, rows))
-    assert text.startswith("yes: a -20.5 points vs base") and "partly (within the spread): a" in text
+    text = runner.verdict(exp, runner.summarize(exp, rows), rows)
+    # a - base per seed: -20, -21 points (mean -20.5, sd 0.71, half-width 12.71 x 0.5 = 6.4); a - ctrl: -1.0, -0.8
+    # (mean -0.9, sd 0.14, half-width 12.71 x 0.1 = 1.3: within)
+    assert text.startswith("yes: a -20.5 ± 6.4 points vs base (paired, 2 seeds)")
+    assert "not decided (the paper's direction, within the interval): a -0.9 ± 1.3 points vs ctrl" in text
 
 
 def test_second_measurement_reports_each_groups_lowest():
@@ -162,8 +165,78 @@ def test_removal_ablations_are_judged_in_the_papers_direction():
                      {"full": {}, name: {}}, seeds=(0, 1), worse=(name,))
     rows = [dict(experiment="abl", variant=v, seed=s, value=e) for v, s, e in
             [("full", 0, 0.30), ("full", 1, 0.31), (name, 0, 0.35), (name, 1, 0.36)]]
-    text = runner.verdict(exp, runner.summarize(exp, rows))
-    assert text.startswith("yes:") and name in text and "+5.0 points" in text
+    text = runner.verdict(exp, runner.summarize(exp, rows), rows)
+    assert text.startswith("yes:") and name in text and "+5.0 ± 0.0 points" in text
     for r in rows[2:]:
         r["value"] -= 0.10
-    assert runner.verdict(exp, runner.summarize(exp, rows)).startswith("no (opposite, beyond the spread)")
+    assert runner.verdict(exp, runner.summarize(exp, rows), rows).startswith("no (opposite)")
+
+
+def test_differences_are_paired_where_seeds_are_and_borrow_a_spread_where_one_side_has_one_seed():
+    from pytest import approx
+
+    # seeds move both variants together (30/40/50%); the per-seed differences -2, -3, -2.5 points are consistent:
+    # mean -2.5, sd 0.5, SE 0.289, t(2) = 4.30 -> half-width 1.24 points: decided
+    mine, base = {0: 0.30, 1: 0.40, 2: 0.50}, {0: 0.32, 1: 0.43, 2: 0.525}
+    d = runner.difference(mine, base)
+    assert (d.diff, d.half, d.how, d.decided) == (approx(-0.025), approx(0.012413, abs=1e-5), "paired, 3 seeds", True)
+    # the same numbers unpaired (Welch): SE sqrt(0.1^2/3 + 0.10259^2/3) = 0.0827, df 4.0 -> t(3) = 3.18: not decided
+    d = runner.difference(mine, base, paired=False)
+    assert (d.diff, d.half, d.decided) == (approx(-0.025), approx(0.26304, abs=1e-4), False)
+    # one seed against three: the three seeds' spread (sd 2.65 points) stands for both sides:
+    # SE sqrt(0.0007 + 0.0007/3) = 0.03055, df 3.2 -> t(3): half-width 9.7 points
+    d = runner.difference({0: 0.30}, {0: 0.36, 1: 0.32, 2: 0.31})
+    assert (d.diff, d.half, d.decided) == (approx(-0.03), approx(0.09715, abs=1e-4), False)
+    assert d.how == "1 vs 3 seeds, the 3-seed spread assumed for both"
+    none = runner.difference({0: 0.30}, {0: 0.40})
+    assert not none.decided and runner._word(True, none) == "not decided (one seed each: no spread)"
+    # a threshold not reached within the run's 15 epochs counts as epoch 16 (a lower bound)
+    exp = Experiment("e", "c", "p", "cifar10", "cifar10-jpeg", dict(epochs=15), {"a": {}}, metric="epochs_to_train_err_25")
+    rows = [dict(experiment="e", variant="a", seed=0, value=9.0), dict(experiment="e", variant="a", seed=1, value=None)]
+    assert runner.seed_values(exp, rows, "a") == {0: 9.0, 1: 16.0}
+
+
+def test_a_control_says_what_the_gain_is_from():
+    """LRN-like: the control (alpha = 0) alone gives the gain; the variant adds nothing beyond it."""
+    exp = Experiment("n", "c", "p", "cifar10", "cifar10-jpeg", {}, {"without": {}, "ctrl": {}, "with": {}},
+                     compare=(("with", "without"), ("ctrl", "without"), ("with", "ctrl")),
+                     control=("with", "ctrl", "the rescaling"))
+    values = {"without": (0.50, 0.52, 0.54), "ctrl": (0.40, 0.41, 0.42), "with": (0.39, 0.41, 0.425)}
+    rows = [dict(experiment="n", variant=v, seed=s, value=x) for v, xs in values.items() for s, x in enumerate(xs)]
+    text = runner.verdict(exp, runner.summarize(exp, rows), rows)
+    # ctrl - without: -10, -11, -12 points (decided); with - ctrl: -1, 0, +0.5 points (mean -0.17: within)
+    assert text.startswith("the gain over without is the rescaling: ctrl alone yes, with beyond it not decided")
+
+
+def test_depth_verdict_can_say_no():
+    layers = ["a", "b", "c"]
+    assert runner._depth_verdict(layers, [0.40, 0.45, 0.30], [0.01] * 3).startswith(
+        "no: accuracy falls with depth (a 40.0% -> c 30.0%, best b)")
+    assert runner._depth_verdict(layers, [0.30, 0.35, 0.50], [0.01] * 3).startswith("yes: accuracy rises")
+    assert runner._depth_verdict(layers, [0.40, 0.50, 0.405], [0.01] * 3).startswith("not decided")
+
+
+def test_the_same_configuration_in_another_experiment_is_reused(tmp_path, monkeypatch):
+    """A variant that trains exactly what another experiment's variant trains (the recipe's defaults spelled out or
+    not) reuses that run for the same seed instead of training it again."""
+    other = Experiment("other", "c", "p", "cifar10", "cifar10-jpeg", dict(epochs=2),
+                       {"on, spelled out": dict(pca_alpha=0.1, model_options=dict(lrn=True)),
+                        "wide": dict(model_options=dict(width=2))}, seeds=(0, 1))
+    monkeypatch.setattr(runner, "EXPERIMENTS", {"toy": EXP, "other": other})
+    assert [(o.name, v) for o, v in runner.twins(other, "on, spelled out")] == [("toy", "on")]
+    errors = {(v, s): 0.3 for v in ("off", "on", "wide") for s in (0, 1)}
+    calls, results = [], tmp_path / "results.json"
+    runner.run_experiment(EXP, tmp_path / "data", tmp_path / "runs", results=results,
+                          runner=_fake_training(errors, calls))
+    calls.clear()
+    interrupted = runner.run_folder(tmp_path / "runs", other, "on, spelled out", 1)  # its own run, begun earlier
+    interrupted.mkdir(parents=True)
+    (interrupted / "last.pt").write_bytes(b"x")
+    errors[interrupted.parent.name, 1] = 0.29
+    rows = runner.run_experiment(other, tmp_path / "data", tmp_path / "runs", results=results,
+                                 runner=_fake_training(errors, calls))
+    # the new configuration trains, the interrupted run continues, the rest is reused
+    assert len(calls) == 3 and sum("wide" in " ".join(c) for c in calls) == 2 and calls[1][-1] == "--resume"
+    reused = {r["seed"]: r for r in rows if r["variant"] == "on, spelled out"}
+    assert reused[0]["same_as"] == "toy/on" and reused[0]["value"] == 0.3
+    assert "same_as" not in reused[1] and reused[1]["value"] == 0.29

@@ -6,9 +6,10 @@ paper records (b) the total activation of the layer-5 feature map that is strong
 positions, of shape ``((H - patch) // stride + 1, (W - patch) // stride + 1)``, not a per-pixel attribution
 (captum's ``Occlusion`` averages differences over the windows covering each pixel; the two coincide only where one
 window covers each pixel, e.g. ``stride == patch``). Positions are evaluated in batches of ``chunk`` occluded
-images, which bounds memory. The paper used a grey square; our models take mean-subtracted input, so the default
-fill ``0.0`` is the training mean image (a grey-brown); ``"mean"`` is the image's own mean colour, and a tensor
-fill (e.g. a preprocessed uniform grey image) is pasted patch by patch.
+images, which bounds memory. The default fill ``"grey"`` is the paper's uniform grey square (pixel value 128) put
+through the run's preprocessing, which it needs (``preprocess=``); our models take mean-subtracted input, so a fill
+of ``0.0`` is the training mean image (a grey-brown), ``"mean"`` is the image's own mean colour, and a tensor fill
+is pasted patch by patch.
 """
 from __future__ import annotations
 
@@ -68,10 +69,11 @@ def occlusion_map(
     layer: str = "relu5",
     patch: int = 32,
     stride: int = 8,
-    fill: float | str | torch.Tensor = 0.0,
+    fill: float | str | torch.Tensor = "grey",
     channel: int | None = None,
     chunk: int = 64,
     incremental: bool | None = None,
+    preprocess=None,
 ) -> OcclusionMap:
     """Slide an occluder over one image and record ZF Fig. 7's three maps.
 
@@ -81,12 +83,14 @@ def occlusion_map(
         target: the correct class, whose probability is mapped.
         layer: layer whose strongest map is summed (paper: layer 5; alias or dotted name).
         patch, stride: occluder side and step in input pixels.
-        fill: ``0.0``-like constant in input space, ``"mean"`` (the image's mean colour), or a tensor broadcastable
-            to (3, H, W) whose pixels replace the covered ones.
+        fill: ``"grey"`` (ZF: uniform pixel value 128, through ``preprocess``), a constant in input space (``0.0``
+            = the training mean image), ``"mean"`` (the image's mean colour), or a tensor broadcastable to
+            (3, H, W) whose pixels replace the covered ones.
         channel: the feature map to sum; default the one with the largest activation on the clean image.
         chunk: occluded images per forward pass (memory bound).
         incremental: recompute only what each occluder changes (:mod:`convscope.analysis.incremental`; equal to
             the full computation up to float rounding, faster); ``None`` = whenever the model supports it.
+        preprocess: the run's input transform (:class:`convscope.data.transforms.Preprocess`), for ``"grey"``.
 
     Raises:
         ValueError: if the patch does not fit in the image or the fill is unknown.
@@ -106,7 +110,7 @@ def occlusion_map(
     _, height, width = image.shape
     origins = occlusion_grid(height, width, patch, stride)
     ny, nx = origins.shape[:2]
-    fill_image = _fill_image(image, fill)
+    fill_image = _fill_image(image, grey_fill(preprocess) if isinstance(fill, str) and fill == "grey" else fill)
 
     with eval_mode(model), capture(model, [layer]) as acts, torch.no_grad():
         clean_logits = model(image[None])
@@ -139,11 +143,20 @@ def occlusion_map(
         clean_feature=float(clean_acts[channel].float().sum()), clean_label=int(clean_probs.argmax()))
 
 
+def grey_fill(preprocess) -> torch.Tensor:
+    """ZF's occluder in a run's input space: a uniform grey (128) image through its preprocessing, (3, crop, crop)."""
+    if preprocess is None:
+        raise ValueError("fill='grey' (ZF's grey square, the default) needs preprocess= (the run's input "
+                         "transform); fill=0.0 is the training mean image")
+    size = preprocess.image_size
+    return preprocess(torch.full((1, 3, size, size), 128, dtype=torch.uint8))[0]
+
+
 def _fill_image(image: torch.Tensor, fill: float | str | torch.Tensor) -> torch.Tensor:
     """The (3, H, W) image whose pixels the occluder pastes."""
     if isinstance(fill, str):
         if fill != "mean":
-            raise ValueError(f"unknown fill {fill!r}; use a number, 'mean' or a tensor")
+            raise ValueError(f"unknown fill {fill!r}; use 'grey', a number, 'mean' or a tensor")
         return image.mean(dim=(1, 2), keepdim=True).expand_as(image)
     if isinstance(fill, torch.Tensor):
         return fill.to(device=image.device, dtype=image.dtype).expand_as(image)

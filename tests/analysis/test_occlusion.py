@@ -35,7 +35,7 @@ def test_grid_shape_follows_image_patch_stride(h, w, patch, stride):
 
 
 def test_map_shape_and_metadata(model, image):
-    occ = occlusion_map(model, image, target=2, patch=24, stride=10)
+    occ = occlusion_map(model, image, target=2, patch=24, stride=10, fill=0.0)
     assert occ.prob.shape == occ.feature.shape == occ.label.shape == (5, 5)
     assert occ.origins.shape == (5, 5, 2) and occ.label.dtype == torch.int64
     assert occ.layer == "relu5" and occ.target == 2 and 0 <= occ.channel < 32
@@ -49,9 +49,9 @@ def test_fill_equal_to_image_gives_constant_clean_maps(model, image):
 
 
 def test_batched_equals_one_by_one_and_by_hand(model, image):
-    big = occlusion_map(model, image, target=0, patch=16, stride=16, chunk=64)
-    small = occlusion_map(model, image, target=0, patch=16, stride=16, chunk=1)
-    odd = occlusion_map(model, image, target=0, patch=16, stride=16, chunk=7)
+    big = occlusion_map(model, image, target=0, patch=16, stride=16, chunk=64, fill=0.0)
+    small = occlusion_map(model, image, target=0, patch=16, stride=16, chunk=1, fill=0.0)
+    odd = occlusion_map(model, image, target=0, patch=16, stride=16, chunk=7, fill=0.0)
     for other in (small, odd):
         torch.testing.assert_close(big.prob, other.prob, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(big.feature, other.feature, rtol=1e-5, atol=1e-4)
@@ -63,6 +63,21 @@ def test_batched_equals_one_by_one_and_by_hand(model, image):
         p = model(occluded[None]).softmax(1)[0]
     assert big.prob[2, 3].item() == pytest.approx(p[0].item(), rel=1e-5)
     assert big.label[2, 3].item() == int(p.argmax())
+
+
+def test_default_fill_is_the_grey_square_through_the_preprocessing(model, image):
+    """ZF's occluder: uniform pixel value 128, minus the run's mean image, times its scale (not 0.0 = the mean)."""
+    from convscope.data.transforms import Preprocess
+
+    mean = torch.arange(3 * 72 * 72, dtype=torch.float32).reshape(3, 72, 72) % 255
+    pre = Preprocess(mean_image=mean, crop=64, input_scale=0.5)
+    occ = occlusion_map(model, image, target=0, patch=64, stride=1, preprocess=pre)
+    grey = (128 - mean[:, 4:68, 4:68]) * 0.5
+    with torch.no_grad():
+        p = model(grey[None]).softmax(1)[0, 0]
+    assert occ.prob[0, 0].item() == pytest.approx(p.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="preprocess"):
+        occlusion_map(model, image, target=0, patch=64, stride=1)
 
 
 def test_mean_fill_uses_the_image_mean_colour(model, image):
@@ -102,15 +117,15 @@ def test_patch_larger_than_image_is_a_clear_error(model, image):
 
 def test_unknown_layer_lists_the_available_ones(model, image):
     with pytest.raises(UnknownLayerError, match="unknown layer 'conv9'; available: conv1"):
-        occlusion_map(model, image, target=0, layer="conv9")
+        occlusion_map(model, image, target=0, layer="conv9", fill=0.0)
     assert _no_hooks(model)
 
 
 def test_hooks_removed_after_success_and_error(model, image):
-    occlusion_map(model, image, target=0, patch=32, stride=32)
+    occlusion_map(model, image, target=0, patch=32, stride=32, fill=0.0)
     assert _no_hooks(model)
     with pytest.raises(IndexError):
-        occlusion_map(model, image, target=99, patch=32, stride=32)
+        occlusion_map(model, image, target=99, patch=32, stride=32, fill=0.0)
     assert _no_hooks(model)
 
 
@@ -218,5 +233,5 @@ def test_incremental_is_skipped_for_models_it_cannot_follow():
 
     odd = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
     assert not supports(odd)
-    occ = occlusion_map(odd.eval(), torch.randn(3, 16, 16), target=0, patch=8, stride=8, layer="1")
+    occ = occlusion_map(odd.eval(), torch.randn(3, 16, 16), target=0, patch=8, stride=8, layer="1", fill=0.0)
     assert occ.prob.shape == (2, 2)  # the full computation ran

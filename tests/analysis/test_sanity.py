@@ -25,7 +25,7 @@ def test_cascade_structure_on_a_small_zfnet():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     result = randomization_checks(model, images, projection_layers=["conv2"], occlusion_targets=[0, 1, 2],
-                                  occlusion=dict(patch=16, stride=16, layer="relu5"))
+                                  occlusion=dict(patch=16, stride=16, layer="relu5", fill=0.0))
     assert result.order == list(reversed(parametrized_layers(model)))[:len(result.order)]
     assert result.order[0] == "fc8" and result.order[-1] == "conv1"
     proj = result.cascade["conv2 projections"]
