@@ -25,6 +25,12 @@ class LoadedRun:
     model_options: dict = field(default_factory=dict)  # as built (with num_classes)
     path: Path | None = None  # the checkpoint file
     wnids: list[str] = field(default_factory=list)  # the class folder names (ImageNet layout: wnids), by index
+    source: dict = field(default_factory=dict)  # a model convscope did not train: --model, --weights, preprocessing
+
+    @property
+    def trained_here(self) -> bool:
+        """A convscope training checkpoint (its run's config, epochs and initialisation are known)."""
+        return not self.source
 
 
 def checkpoint_file(path: str | Path) -> Path:
@@ -47,7 +53,8 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     load_weights(model, path)
     model.to(device).eval()
     pre = ckpt["preprocess"]
-    return LoadedRun(model=model, preprocess=Preprocess(pre["mean_image"], int(pre["crop"]), float(pre["input_scale"])),
+    std = tuple(pre["std"]) if pre.get("std") is not None else None
+    return LoadedRun(model=model, preprocess=Preprocess(pre["mean_image"], int(pre["crop"]), float(pre["input_scale"]), std),
                      classes=list(ckpt.get("classes", [])), model_name=ckpt["model_name"],
                      config=ckpt.get("config", {}), epoch=int(ckpt.get("epoch", 0)),
                      model_options=dict(ckpt.get("model_options", {})), path=path,

@@ -144,9 +144,17 @@ class ColumnStats:
         return [s / max(n, 1) for s, n in zip(self.colour_specific, self.count)]
 
 
+def first_conv(model: nn.Module) -> str:
+    """The dotted name of the model's first Conv2d (``features.conv1``, ``features.0``, ``conv1``...)."""
+    name = next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+    if name is None:
+        raise ValueError(f"{type(model).__name__} has no Conv2d layer")
+    return name
+
+
 def column_stats(model: nn.Module, *, threshold: float = 0.5) -> ColumnStats:
     """Colour-specific vs colour-agnostic conv1 kernels in each column of a grouped model (AlexNet Fig. 3)."""
-    w = conv_filters(model, "conv1")
+    w = conv_filters(model, first_conv(model))
     g = conv1_columns(model)
     spec = colour_specificity(w)
     parts = spec.chunk(g)
@@ -154,10 +162,14 @@ def column_stats(model: nn.Module, *, threshold: float = 0.5) -> ColumnStats:
                        [float(p.nanmean()) for p in parts], COLOUR.format(threshold=threshold))
 
 
-def filter_diagnostics(model: nn.Module, *, layers=("conv1", "conv2"), rel_rms: float = 0.02,
+def filter_diagnostics(model: nn.Module, *, layers=None, rel_rms: float = 0.02,
                        colour_threshold: float = 0.5) -> dict:
     """ZF Fig. 6 and AlexNet Fig. 3 as numbers (JSON-ready): per layer the mean high-frequency share, smoothness
-    and dead count; for RGB conv1 the colour specificity per column."""
+    and dead count; for RGB conv1 the colour specificity per column. ``layers``: default the first two convs."""
+    if layers is None:
+        from .graph import first_convs
+
+        layers = first_convs(model, 2)
     out: dict = dict(high_frequency=HIGH_FREQUENCY, dead_criterion=DEAD_CRITERION.format(rel_rms=rel_rms),
                      layers={})
     for layer in layers:
@@ -170,7 +182,7 @@ def filter_diagnostics(model: nn.Module, *, layers=("conv1", "conv2"), rel_rms: 
                                     high_frequency_mean=float(hf.mean()) if len(hf) else None,
                                     high_frequency_std=float(hf.std()) if len(hf) > 1 else 0.0,
                                     smoothness_mean=float(st.smoothness.nanmean()))
-    if conv_filters(model, "conv1").shape[1] == 3:
+    if conv_filters(model, first_conv(model)).shape[1] == 3:
         cs = column_stats(model, threshold=colour_threshold)
         out["columns"] = dict(columns=cs.columns, colour_specific=cs.colour_specific, count=cs.count,
                               share=cs.share, mean_specificity=cs.mean_specificity, criterion=cs.criterion)

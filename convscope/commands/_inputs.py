@@ -41,13 +41,50 @@ def unique_stems(paths) -> list[str]:
     return [f"{i:03d}_{Path(p).stem}" for i, p in enumerate(paths)]  # the same file given twice
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--checkpoint`` (a convscope run) or ``--model`` with ``--weights`` (any convnet), and the input options
+    of a model convscope did not train."""
+    which = parser.add_mutually_exclusive_group(required=required)
+    which.add_argument("--checkpoint", help="convscope checkpoint (.pt) or run folder")
+    which.add_argument("--model", metavar="SOURCE:NAME",
+                       help="a model convscope did not train: torchvision:NAME (e.g. torchvision:alexnet), "
+                            "timm:NAME, or package.module:factory (with --weights)")
+    g = parser.add_argument_group("with --model")
+    g.add_argument("--weights", metavar="NAME|FILE",
+                   help="a state_dict or checkpoint file; for torchvision also a weights name such as IMAGENET1K_V1 "
+                        "or DEFAULT (read from the torch hub cache; --download fetches it); 'random' = the "
+                        "architecture's seeded random init (an untrained baseline)")
+    g.add_argument("--download", action="store_true", help="allow downloading named torchvision weights")
+    g.add_argument("--image-size", type=positive, default=None,
+                   help="shorter side the images are resized to (default: from the weights, else 256)")
+    g.add_argument("--crop", type=positive, default=None, help="centre crop fed to the model (default: from the "
+                   "weights, else 224)")
+    g.add_argument("--mean", type=_triple, default=None, metavar="R,G,B",
+                   help="per-channel mean in 0..1 (default: from the weights, else ImageNet's 0.485,0.456,0.406)")
+    g.add_argument("--std", type=_triple, default=None, metavar="R,G,B",
+                   help="per-channel std in 0..1 (default: from the weights, else ImageNet's 0.229,0.224,0.225)")
+    g.add_argument("--classes", default=None, metavar="FILE",
+                   help="class names: ImageNet's LOC_synset_mapping.txt or one name per line (default: from the "
+                        "weights, else numbered)")
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers R,G,B, not '{text}'") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three numbers R,G,B, not '{text}'")
+    return values
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
-    """--checkpoint, --out (default: ``out``/ in the checkpoint's run folder, where the report reads it), --device,
-    --threads."""
-    parser.add_argument("--checkpoint", required=True, help="convscope checkpoint (.pt) or run folder")
+    """The model (:func:`add_model_arguments`), --out (default: ``out``/ in the checkpoint's run folder, where the
+    report reads it), --device, --threads."""
+    add_model_arguments(parser)
     parser.add_argument("--out", default=None, help=f"output folder (arrays, JSON and PNG); default: {out}/ in the "
                         f"checkpoint's run folder (where `convscope report` reads it), analysis/{out}/ for a "
-                        "checkpoint outside a run folder")
+                        f"checkpoint outside a run folder, analysis/MODEL-WEIGHTS/{out}/ for --model")
     parser.set_defaults(out_name=out)
     parser.add_argument("--device", default="cpu", help="torch device to run on")
     parser.add_argument("--threads", type=count, default=0, help="CPU threads for torch (0 = torch's default)")
@@ -61,16 +98,55 @@ def default_out(checkpoint: str | Path, name: str) -> Path:
     return run_dir / name if (run_dir / "config.json").is_file() else Path("analysis") / name
 
 
-def load(args: argparse.Namespace):
-    """The run of ``--checkpoint`` on ``--device``, and the output folder (created)."""
-    from ..runs import load_run
+def model_folder(args: argparse.Namespace) -> Path:
+    """Where the analyses of a ``--model`` go by default: ``analysis/<model>-<weights>/`` (one report each)."""
+    weights = Path(args.weights).stem if args.weights and Path(args.weights).is_file() else (args.weights or "")
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{args.model}-{weights}".replace(":", "_"))
+    return Path("analysis") / slug
 
+
+def load_model(args: argparse.Namespace, device: str | None = None):
+    """The :class:`~convscope.runs.LoadedRun` of ``--checkpoint`` or ``--model``/``--weights``."""
+    from ..runs import load_run
+    from ..zoo import InputOptions, load_model as load_external
+
+    device = device or getattr(args, "device", "cpu")
+    if getattr(args, "model", None):
+        inputs = InputOptions(args.image_size, args.crop, args.mean, args.std, args.classes)
+        return load_external(args.model, args.weights, device=device, download=args.download, inputs=inputs)
+    given = [f"--{k.replace('_', '-')}" for k in ("weights", "image_size", "crop", "mean", "std", "classes")
+             if getattr(args, k, None) is not None] + (["--download"] if getattr(args, "download", False) else [])
+    if given:
+        raise UserError(f"{', '.join(given)} only apply with --model (a checkpoint carries its own)")
+    return load_run(args.checkpoint, device=device)
+
+
+def load(args: argparse.Namespace):
+    """The model of ``--checkpoint`` or ``--model`` on ``--device``, and the output folder (created)."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    run = load_run(args.checkpoint, device=args.device)
-    out = Path(args.out) if args.out else default_out(args.checkpoint, args.out_name)
+    run = load_model(args)
+    if args.out:
+        out = Path(args.out)
+    elif args.model:
+        out = model_folder(args) / args.out_name
+        write_model_record(out.parent, run)
+    else:
+        out = default_out(args.checkpoint, args.out_name)
     out.mkdir(parents=True, exist_ok=True)
     return run, out
+
+
+def write_model_record(folder: Path, run) -> None:
+    """``model.json`` in a ``--model``'s analysis folder: what model and weights its analyses looked at."""
+    import json
+
+    from ..checkpoint import atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    record = dict(run.source, classes=len(run.classes), input_size=run.preprocess.crop,
+                  image_size=run.preprocess.image_size)
+    atomic_write_text(folder / "model.json", json.dumps(record, indent=1) + "\n")
 
 
 def read_inputs(run, paths) -> torch.Tensor:

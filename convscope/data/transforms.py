@@ -195,14 +195,28 @@ class Scale(nn.Module):
 
 @dataclass
 class Preprocess:
-    """The input transform a run was trained with: centre crop, minus the mean image (AlexNet §2), times a scale.
+    """The input transform a model expects, in one of two forms: a convscope run's centre crop minus the mean image
+    (AlexNet §2) times a scale, or the per-channel normalisation of torchvision/timm models
+    (``(pixels / 255 - mean) / std``, see :meth:`normalize`), which is the same formula with a constant mean image
+    and a per-channel ``std`` in pixel units.
 
     ``mean_image`` is (3, S, S) float in 0..255 at ``image_size``; images are uint8 (B, 3, S, S) or (3, S, S).
+    Model input = ``(image - mean) * input_scale / std`` (``std`` None: 1).
     """
 
     mean_image: torch.Tensor
     crop: int
     input_scale: float = 1.0
+    std: tuple[float, float, float] | None = None  # per-channel, in 0..255 pixel units
+
+    @classmethod
+    def normalize(cls, mean, std, image_size: int, crop: int) -> "Preprocess":
+        """torchvision's ``ImageClassification`` form: shorter side -> ``image_size``, centre ``crop``, then
+        ``(x / 255 - mean) / std`` with ``mean``/``std`` per channel in 0..1 units."""
+        if crop > image_size:
+            raise ValueError(f"crop {crop} is larger than the image size {image_size}")
+        m = torch.as_tensor([float(v) * 255 for v in mean]).view(3, 1, 1).expand(3, image_size, image_size)
+        return cls(m.contiguous(), int(crop), 1.0, tuple(float(v) * 255 for v in std))
 
     @property
     def image_size(self) -> int:
@@ -213,26 +227,33 @@ class Preprocess:
         top = (s - c) // 2
         return self.mean_image[:, top:top + c, top:top + c]
 
+    def _scale(self, device) -> torch.Tensor | float:
+        if self.std is None:
+            return self.input_scale
+        return self.input_scale / torch.as_tensor(self.std, device=device).view(3, 1, 1)
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images at ``image_size`` (or already at ``crop``) -> model input (centre view)."""
         if images.shape[-1] != self.crop:
             top = (images.shape[-1] - self.crop) // 2
             images = images[..., top:top + self.crop, top:top + self.crop]
         mean = self._crop_mean().to(images.device)
-        return (images.float() - mean) * self.input_scale
+        return (images.float() - mean) * self._scale(images.device)
 
     def views(self, images: torch.Tensor, ten_crop: bool = False) -> torch.Tensor:
         """uint8 (B, 3, S, S) -> model inputs (B, V, 3, crop, crop): V=1 centre view, or AlexNet's 10 crops
         (4 corners + centre and their flips). The mean image is subtracted at full size, before cropping."""
         x = images.float() - self.mean_image.to(images.device)
+        scale = self._scale(images.device)
         if ten_crop:
-            return TenCrop(self.crop)(x) * self.input_scale
+            return TenCrop(self.crop)(x) * scale
         top = (x.shape[-1] - self.crop) // 2
-        return x[..., None, :, top:top + self.crop, top:top + self.crop].mul(self.input_scale)
+        return x[..., None, :, top:top + self.crop, top:top + self.crop].mul(scale)
 
     def to_pixels(self, x: torch.Tensor) -> torch.Tensor:
         """Model input (centre view) -> float RGB in 0..1, for display."""
-        return (x / self.input_scale + self._crop_mean().to(x.device)).div(255).clamp(0, 1)
+        return (x / self._scale(x.device) + self._crop_mean().to(x.device)).div(255).clamp(0, 1)
 
     def state(self) -> dict:
-        return dict(mean_image=self.mean_image, crop=self.crop, input_scale=self.input_scale)
+        out = dict(mean_image=self.mean_image, crop=self.crop, input_scale=self.input_scale)
+        return out if self.std is None else dict(out, std=list(self.std))
