@@ -1,11 +1,12 @@
 """Leaf metric utilities: top-k counts, filter smoothness and a JSON-lines + TensorBoard writer."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .runfolder import MetricsRow, read_metrics, to_json
 
 SMOOTHNESS = ("lag-1 spatial autocorrelation: the correlation of each filter's weights (minus their mean) with "
               "their right and lower neighbours (white noise ~0, a 7x7 Gabor of wavelength 5 ~0.6, a blob ~0.9)")
@@ -39,18 +40,18 @@ class MetricsLog:
         resumed, which is about to be done again (e.g. a kill between the epoch's record and its checkpoint)."""
         if not self.enabled or not self.path.is_file():
             return
-        rows = [r for r in read_metrics(self.path) if int(r.get("epoch", 0)) <= epoch]
+        rows = [r for r in read_metrics(self.path) if r.epoch <= epoch]
         from .checkpoint import atomic_write_text
 
-        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(self.path, "".join(_line(r) for r in rows))
 
-    def write(self, record: dict, step: int) -> None:
+    def write(self, row: MetricsRow, step: int) -> None:
         if not self.enabled:
             return
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(_line(row))
         if self.tb:
-            for k, v in record.items():
+            for k, v in vars(row).items():
                 if isinstance(v, (int, float)) and k not in ("epoch", "step"):
                     self.tb.add_scalar(k, v, step)
             self.tb.flush()
@@ -60,15 +61,8 @@ class MetricsLog:
             self.tb.close()
 
 
-def read_metrics(path: str | Path) -> list[dict]:
-    """The records of a ``metrics.jsonl`` (a torn last line from a kill is ignored)."""
-    out = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+def _line(row: MetricsRow) -> str:
+    return to_json(row, indent=None)  # one JSON object per line
 
 
 def spatial_autocorrelation(weights: torch.Tensor) -> torch.Tensor:

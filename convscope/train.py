@@ -35,6 +35,7 @@ from .evaluation import evaluate
 from .metrics import MetricsLog, layer_smoothness, topk_correct
 from .models import UnknownModelError, get_model, list_models, model_accepts, renorm_filters_
 from .optim import PaperSGD
+from .runfolder import MetricsRow
 
 log = logging.getLogger("convscope.train")
 
@@ -246,7 +247,8 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
             rng["cuda"] = torch.cuda.get_rng_state()
         blob = dict(format_version=FORMAT_VERSION, model=unwrap(model).state_dict(), model_name=cfg.model,
                     model_options=dict(model_options, num_classes=len(train_ds.classes)),
-                    classes=list(train_ds.classes), preprocess=pre.state(), stats=stats.state(),
+                    classes=list(train_ds.classes), wnids=list(getattr(train_ds, "wnids", train_ds.classes)),
+                    preprocess=pre.state(), stats=stats.state(),
                     optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict() if scheduler else None,
                     scaler=scaler.state_dict(), rng=rng, state=dict(state), config=asdict(cfg),
                     epoch=state["epoch"], metrics=metrics or {})
@@ -301,7 +303,7 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
             lr = optimizer.param_groups[0]["lr"]
             last = dict(epoch=epoch + 1, step=state["global_step"], lr=lr, **train, **val.as_dict(),
                         filter_smoothness=layer_smoothness(model))
-            metrics_log.write(last, state["global_step"])
+            metrics_log.write(MetricsRow(**last), state["global_step"])
             log.info("epoch %d: train loss %.4f err %.4f | val top-1 %.4f top-5 %.4f | lr %.2g | %.0f img/s | "
                      "filter smoothness %s", epoch + 1, train["train_loss"], train["train_err"], val.top1_err,
                      val.top5_err, lr, train["images_per_s"],

@@ -18,12 +18,11 @@ class UnknownLayerError(UserError, KeyError):
 
 
 def layer_names(model: nn.Module) -> list[str]:
-    """Paper aliases (``conv1``, ``relu1``, ``fc7``...) of a model's leaf layers, in forward order."""
-    names = []
-    for name, mod in model.named_modules():
-        if name and not list(mod.children()):
-            names.append(name.rsplit(".", 1)[-1])
-    return names
+    """Paper aliases (``conv1``, ``relu1``, ``fc7``...) of a model's leaf layers, in definition order; the dotted
+    name where an alias is not unique (torchvision's ``features.0``, ResNet's ``layer1.0.conv1``)."""
+    leaves = [name for name, mod in model.named_modules() if name and not list(mod.children())]
+    aliases = [name.rsplit(".", 1)[-1] for name in leaves]
+    return [a if aliases.count(a) == 1 else name for a, name in zip(aliases, leaves)]
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:

@@ -36,6 +36,9 @@ def numbered_layers(model: nn.Module, input_size: int = 224) -> list[str]:
 def stage_layer(model: nn.Module, layer: int | str, input_size: int = 224) -> str:
     """Map ZF's "layer l" to the alias of the module whose output is that layer's feature vector.
 
+    On a model without convscope's conv1-5 stages (torchvision, timm...) the numbers keep their meaning on the
+    model's own layers (:func:`_by_meaning`: 5 = the last conv stage, 7 = the last feature layer).
+
     Layers 1-5 are the *last* module of conv stage l (after ReLU, pooling and normalisation, e.g. ``norm1`` in
     ZFNet, ``pool5``), layers 6-7 the rectified ``relu6``/``relu7`` (Caffe's in-place ReLU makes ZF's ``fc7`` blob the
     rectified one). Anything that is not an int or a digit string is returned as given (``"conv5"``,
@@ -52,16 +55,29 @@ def stage_layer(model: nn.Module, layer: int | str, input_size: int = 224) -> st
     features = getattr(model, "features", None)
     names = [n for n, _ in features.named_children()] if isinstance(features, nn.Sequential) else []
     stage = [n for n in names if re.fullmatch(rf"[a-z]+{index}", n)]
-    if not any(re.fullmatch(r"conv\d+", n) for n in names):  # not a convscope stack: the model's own numbering
-        own = numbered_layers(model, input_size)
-        if not 1 <= index <= len(own):
-            raise UnknownLayerError(f"the model has no layer {index}; its layers: "
-                                    + ", ".join(f"{i}={n}" for i, n in enumerate(own, 1)))
-        return own[index - 1]
+    if not any(re.fullmatch(r"conv\d+", n) for n in names):  # not a convscope stack: ZF's numbers by meaning
+        return _by_meaning(model, index, input_size)
     if not stage:
         raise UnknownLayerError(f"the model has no layer {index} (no conv{index} stage); "
                                 f"stages: {', '.join(n for n in names if n.startswith('conv'))}")
     return stage[-1]
+
+
+def _by_meaning(model: nn.Module, index: int, input_size: int) -> str:
+    """ZF's layer number on a model with other stages: 1-5 spread evenly over its conv stages (1 = the first,
+    5 = the last), 6-7 its hidden fully connected layers (7 = the last feature layer before the classifier, 6 the
+    one below it where there is one) or, without hidden fc layers, the classifier's input for both."""
+    from . import graph
+
+    own = numbered_layers(model, input_size)
+    stages = len(graph.default_layers(model, input_size))
+    top = own[stages:] or own[-1:]
+    if 1 <= index <= 5:
+        return own[round((index - 1) * (stages - 1) / 4)]
+    if index in (6, 7):
+        return top[-1] if index == 7 or len(top) == 1 else top[-2]
+    raise UnknownLayerError(f"ZF's layers are 1-7, not {index}; or name one: "
+                            + ", ".join(f"{n}" for n in own))
 
 
 @torch.no_grad()

@@ -153,7 +153,7 @@ def correspondence(
     n, p = boxes.shape[:2]
     if p != len(parts):
         raise ValueError(f"boxes have {p} parts but {len(parts)} names were given")
-    names = tuple(stage_layer(model, layer, images.shape[-1]) for layer in layers)
+    names = tuple(dict.fromkeys(stage_layer(model, layer, images.shape[-1]) for layer in layers))
     images = images.cpu()
     clean, _ = layer_outputs(model, images, names, batch_size=batch_size)
     gen = torch.Generator().manual_seed(seed)

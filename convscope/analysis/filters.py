@@ -201,7 +201,9 @@ class FilterComparison:
         return self.a.num_dead, self.b.num_dead
 
 
-def compare_filters(model_a: nn.Module, model_b: nn.Module, layer: str = "conv1", *,
+def compare_filters(model_a: nn.Module, model_b: nn.Module, layer: str | None = "conv1", *,
                     rel_rms: float = 0.02) -> FilterComparison:
-    """:func:`filter_stats` of the same layer in two models (e.g. alexnet vs zfnet conv1), same dead criterion."""
-    return FilterComparison(filter_stats(model_a, layer, rel_rms=rel_rms), filter_stats(model_b, layer, rel_rms=rel_rms))
+    """:func:`filter_stats` of the same layer in two models (e.g. alexnet vs zfnet conv1), same dead criterion;
+    ``layer=None``: each model's first conv (two different architectures)."""
+    la, lb = (layer, layer) if layer is not None else (first_conv(model_a), first_conv(model_b))
+    return FilterComparison(filter_stats(model_a, la, rel_rms=rel_rms), filter_stats(model_b, lb, rel_rms=rel_rms))

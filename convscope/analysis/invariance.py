@@ -95,7 +95,7 @@ def invariance_curves(
     amounts = torch.tensor([float(a) for a in amounts],
                            dtype=torch.float64)
     targets = torch.as_tensor(targets, dtype=torch.long).cpu()
-    names = tuple(stage_layer(model, layer, images.shape[-1]) for layer in layers)
+    names = tuple(dict.fromkeys(stage_layer(model, layer, images.shape[-1]) for layer in layers))
     images = images.cpu()
     clean, _ = layer_outputs(model, images, names, batch_size=batch_size)
     batch = torch.cat([transform(images, kind, float(a)) for a in amounts])  # (T*B, 3, H, W), amount-major

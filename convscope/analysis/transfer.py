@@ -55,7 +55,7 @@ def extract_features(model: nn.Module, inputs: torch.Tensor, *, layers: Sequence
     turns each chunk into model input (e.g. a run's ``Preprocess`` of uint8 images), so the whole set never has
     to exist as float input.
     """
-    names = [stage_layer(model, layer, inputs.shape[-1]) for layer in layers]
+    names = list(dict.fromkeys(stage_layer(model, layer, inputs.shape[-1]) for layer in layers))  # 6, 7 may meet
     acts, _ = layer_outputs(model, inputs, names, batch_size=batch_size, transform=transform)
     out = {}
     for name in names:

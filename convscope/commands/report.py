@@ -46,5 +46,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {index}")
     print(f"open it: file://{index}")
     for problem in problems:
-        print(f"convscope report: malformed: {problem}", file=sys.stderr)
+        print(f"convscope report: error: {problem}", file=sys.stderr)
     return 1 if problems else 0

@@ -184,7 +184,7 @@ def build_dataset(root: str | Path, split: str = "train", *, image_size: int = 2
 
     Layouts: ``root/{train,val}/<class>/...`` (ImageNet, Imagenette, Caltech, CIFAR-10 as images; "val" also
     finds "test"), ``root/val/`` flat with the ImageNet devkit's ground truth, a bare ImageFolder ``root`` (any
-    split), and CIFAR-10 python batches (``root`` or ``root/cifar-10-batches-py``). ``classes`` (wnids/folder
+    split), a plain folder of image files (any split; unlabelled: label -1), and CIFAR-10 python batches (``root`` or ``root/cifar-10-batches-py``). ``classes`` (wnids/folder
     names) pins label order to another split's.
 
     Raises:
@@ -203,6 +203,9 @@ def build_dataset(root: str | Path, split: str = "train", *, image_size: int = 2
         subdirs = [d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")]
         if subdirs and not any((root / s).exists() for s in ("train", "val", "test")):
             return image_folder(root, image_size, classes)  # a bare ImageFolder
+        files = sorted(p for p in root.iterdir() if _is_image(p))
+        if files and not subdirs:  # a plain folder of photos, no labels (label -1): enough to look inside a model
+            return ImageFiles([(str(p), -1) for p in files], [], image_size)
         raise UserError(f"{root} has no '{split}' folder (looked for {', '.join(SPLIT_ALIASES[split])}/)")
     if not any(folder.iterdir()):
         raise UserError(f"data folder is empty: {folder}")

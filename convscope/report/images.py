@@ -6,6 +6,7 @@
   image patches (receptive fields) that caused them.
 * :func:`filter_grid`: AlexNet Fig. 3 / ZF Fig. 6: first-layer RGB filters as tiles.
 * :func:`evolution_strip`: ZF Fig. 4: rows = feature maps, columns = epochs.
+* :func:`thumbnail`: a small JPEG of a photo (the report's previews), optionally the model's centre view.
 
 Every figure function returns ``(PIL.Image, boxes)`` where ``boxes`` lists, in input order, the pixel box
 ``(x0, y0, x1, y1)`` of each tile in the image, so an index (JSON) can say what each tile is.
@@ -37,14 +38,6 @@ def contrast_normalize(x: torch.Tensor, *, percentile: float = 99.5) -> torch.Te
     flat = flat - flat.mean(1, keepdim=True)
     scale = torch.quantile(flat.abs(), percentile / 100, dim=1, keepdim=True).clamp_min(1e-12)
     return (flat / (2 * scale) + 0.5).clamp(0, 1).reshape(t.shape)
-
-
-def minmax_normalize(x: torch.Tensor, *, per_tile: bool = True) -> torch.Tensor:
-    """(N, 3, h, w) -> 0..1 by min/max, each tile on its own scale or all tiles on one common scale."""
-    t = x.detach().float().cpu()
-    dims = tuple(range(1, t.dim())) if per_tile else tuple(range(t.dim()))
-    lo, hi = t.amin(dim=dims, keepdim=True), t.amax(dim=dims, keepdim=True)
-    return ((t - lo) / (hi - lo).clamp_min(1e-12)).clamp(0, 1)
 
 
 def symmetric_normalize(x: torch.Tensor, *, per_tile: bool = False) -> torch.Tensor:
@@ -227,3 +220,25 @@ def evolution_strip(projections: torch.Tensor, *, epochs: Sequence[int], labels:
             canvas.paste(to_image(tiles[i * e + j]), (x0, y0))
             boxes.append((x0, y0, x0 + tile, y0 + tile))
     return canvas, boxes
+
+
+def thumbnail(src: str | Path, dest: str | Path, side: int, *, image_size: int = 0, crop: int = 0) -> bool:
+    """Write a JPEG of ``src`` at most ``side`` px to ``dest``; with ``image_size``/``crop``, the model's centre view
+    (shorter side to ``image_size``, centre square, centre ``crop``), so receptive-field boxes in input pixels line
+    up. False (nothing written) if ``src`` cannot be read."""
+    from ..data.images import open_rgb
+
+    try:  # the same reading (EXIF orientation, bit depth) as the model's input
+        im = open_rgb(src)
+    except (OSError, ValueError):  # ImageReadError is a ValueError
+        return False
+    if image_size and crop:
+        w, h = im.size
+        scale = image_size / min(w, h)
+        im = im.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+        w, h = im.size
+        left, top = (w - image_size) // 2 + (image_size - crop) // 2, (h - image_size) // 2 + (image_size - crop) // 2
+        im = im.crop((left, top, left + crop, top + crop))
+    im.thumbnail((side, side))
+    im.save(dest, format="JPEG", quality=85)
+    return True

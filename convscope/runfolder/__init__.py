@@ -1,130 +1,137 @@
-"""The run folder: one written contract between the commands that write a run's outputs and the report that reads
-them back.
+"""The run folder: one written contract between the commands that write a run's outputs and the report (and the
+experiment runner) that read them back.
 
     RUN/
-      config.json                     train        the resolved recipe (TrainConfig fields)
-      metrics.jsonl                   train        one JSON object per finished epoch
+      config.json                     train        convscope.config.TrainConfig (the resolved recipe)
+      metrics.jsonl                   train        one MetricsRow per finished epoch
       stats.pt, last.pt, best.pt, epochs/epoch_NNN.pt, tensorboard/, .lock      train (checkpoints: checkpoint.py)
-      eval.json                       evaluate     record "eval"
-      predictions.json                predict      record "predictions"
-      inspect/index.json + *.png      inspect      record "inspect"
-      occlusion/<image>.json + .png   occlusion    record "occlusion" (one per image)
-      sanity/sanity.json + .png       sanity       record "sanity"
-      invariance/invariance.json      invariance   record "invariance"
-      correspondence/correspondence.json           record "correspondence"
-      transfer/transfer.json          transfer     record "transfer"
-      retrieval/retrieval.json        retrieval    record "retrieval"
+      eval.json                       evaluate     EvalRecord
+      predictions.json                predict      PredictionsRecord
+      inspect/index.json + *.png      inspect      InspectRecord
+      occlusion/<image>.json + .png   occlusion    OcclusionRecord (one per image)
+      sanity/sanity.json + .png       sanity       SanityRecord
+      invariance/invariance.json      invariance   InvarianceRecord
+      correspondence/correspondence.json           CorrespondenceRecord
+      transfer/transfer.json          transfer     TransferRecord
+      retrieval/retrieval.json        retrieval    RetrievalRecord
       report/                         report       the static site (only its own img/ and static/ are replaced)
 
-Every record is a JSON object ``{"format": FORMAT, "kind": KIND, ...fields}``, written atomically through
-:func:`write_record` and read through :func:`read_record`. Both check the fields the report relies on (:data:`RECORDS`:
-name and JSON type); a file that lacks one, has the wrong type, or another format raises :class:`MalformedFile`
-naming the file, the field and the command that writes it. Files written before records carried a format (no
-``format`` key) are read if their fields check out.
+Every record (:mod:`.records`) is a dataclass with nested dataclasses, written as a JSON object
+``{"format": FORMAT, "kind": KIND, "convscope": VERSION, ...fields}`` atomically through :func:`write_record`
+(which reads its own text back, so a writer's bug fails there, not later in the report) and read through
+:func:`read_record`. A file that does not fit its record raises :class:`MalformedFile` naming the file, the field,
+the convscope version that wrote it and the command that writes it again.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from .errors import UserError
+from ..errors import UserError
+from .codec import FieldError, decode_object, encode
+from .records import RECORDS, TRAIN_COMMAND, MetricsRow
 
 FORMAT = 1
+HEADER = ("format", "kind", "convscope")
+
+__all__ = ["FORMAT", "MalformedFile", "RECORDS", "TRAIN_COMMAND", "as_record", "read_metrics", "read_record",
+           "to_json", "write_record"]
 
 
 class MalformedFile(UserError):
-    """A run-folder file that is not what its writer writes (the message names the file, the field and the fix)."""
+    """A run-folder file that does not fit its record: ``path``, ``field`` (its path inside the file; ``""``:
+    the whole file), ``problem``, ``version`` (of the convscope that wrote it) and ``command`` (that writes it;
+    RUN and DATA stand for the run folder and its data)."""
+
+    def __init__(self, path, field: str, problem: str, version: str | None, command: str):
+        self.path, self.field, self.problem, self.version, self.command = str(path), field, problem, version, command
+        super().__init__(self.message())
+
+    def message(self, command: str | None = None) -> str:
+        """The one-line message; ``command`` replaces the generic one (e.g. with this run's folder filled in)."""
+        what = f"field '{self.field}' {self.problem}" if self.field else self.problem
+        by = f"convscope {self.version}" if self.version else "a convscope that did not record its version"
+        return f"{self.path}: {what} (written by {by}; re-run `{command or self.command}`)"
 
 
-@dataclass(frozen=True)
-class Record:
-    """One kind of run-folder file: where it lives, the command that writes it, and its required fields."""
+def _version() -> str:
+    from .. import __version__
 
-    kind: str
-    path: str
-    command: str
-    fields: dict
-
-    def check(self, data, where: str) -> dict:
-        if not isinstance(data, dict):
-            raise MalformedFile(f"{where} is malformed: a JSON {type(data).__name__}, not an object (written by "
-                                f"`{self.command}`; run it again)")
-        if "format" in data and data["format"] != FORMAT:
-            raise MalformedFile(f"{where} has format {data['format']}, this convscope reads format {FORMAT}: run "
-                                f"`{self.command}` again")
-        for name, kind in self.fields.items():
-            if name not in data:
-                raise MalformedFile(f"{where} is malformed: no field '{name}' (written by `{self.command}`; run it "
-                                    f"again)")
-            if not isinstance(data[name], kind):
-                raise MalformedFile(f"{where} is malformed: field '{name}' is a {type(data[name]).__name__}, not "
-                                    f"{_names(kind)}")
-        return data
+    return __version__
 
 
-def _names(kind) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number",
-                        bool: "true/false"}.get(k, k.__name__) for k in kinds)
+def to_json(record, indent: int | None = 2) -> str:
+    """A record's file text: the header (format, kind, version) of a run-folder record, then its fields."""
+    head = dict(format=FORMAT, kind=record.KIND, convscope=_version()) if hasattr(record, "KIND") else {}
+    return json.dumps({**head, **encode(record)}, indent=indent) + "\n"
 
 
-NUMBER = (int, float)
-RECORDS = {r.kind: r for r in [
-    Record("eval", "eval.json", "convscope evaluate RUN/best.pt --data-root DATA --views both",
-           dict(checkpoints=list, results=list)),
-    Record("predictions", "predictions.json", "convscope predict IMAGE... --checkpoint RUN --json RUN/predictions.json",
-           dict(predictions=list)),
-    Record("inspect", "inspect/index.json", "convscope inspect --checkpoint RUN --data DATA --out RUN/inspect",
-           dict(model=str, images=int, k=int, figures=dict, tiles=list, layers=dict)),
-    Record("occlusion", "occlusion/*.json", "convscope occlusion IMAGE... --checkpoint RUN --out RUN/occlusion",
-           dict(image=str, target_name=str, layer=str, channel=int, clean_prob=NUMBER, min_prob=NUMBER)),
-    Record("sanity", "sanity/sanity.json", "convscope sanity IMAGE... --checkpoint RUN --out RUN/sanity",
-           dict(order=list, cascade=dict, independent=dict, summary=dict)),
-    Record("invariance", "invariance/invariance.json",
-           "convscope invariance IMAGE... --checkpoint RUN --out RUN/invariance", dict(curves=dict, layers=list)),
-    Record("correspondence", "correspondence/correspondence.json",
-           "convscope correspondence ANNOTATIONS --checkpoint RUN --out RUN/correspondence",
-           dict(layers=list, rows=list, mean=list, std=list)),
-    Record("transfer", "transfer/transfer.json", "convscope transfer --checkpoint RUN --data DATA --out RUN/transfer",
-           dict(tables=dict)),
-    Record("retrieval", "retrieval/retrieval.json",
-           "convscope retrieval --checkpoint RUN --data DATA --out RUN/retrieval", dict(precision_at_k=dict)),
-]}
+def as_record(cls, value):
+    """``value`` (plain dicts and lists, tensors, e.g. an analysis function's JSON-ready result) as the record
+    type ``cls``; a value that does not fit is a ``TypeError`` (convscope's bug, not the user's file)."""
+    try:
+        return decode_object(cls, json.loads(json.dumps(encode(value))))
+    except FieldError as err:
+        raise TypeError(f"not a {cls.__name__}: {err}") from None
 
 
-def _jsonable(value):
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+def write_record(path: str | Path, record) -> Path:
+    """Write ``record`` atomically at ``path`` after reading its text back as its own type (a writer that fills
+    a field with the wrong kind of value fails here, naming the field)."""
+    from ..checkpoint import atomic_write_text
 
-
-def write_record(kind: str, path: str | Path, data: dict) -> Path:
-    """Write a record atomically after checking it against its :data:`RECORDS` entry (a writer's bug fails here,
-    not later in the report)."""
-    from .checkpoint import atomic_write_text
-
-    record = RECORDS[kind]
-    text = json.dumps({"format": FORMAT, "kind": kind, **data}, indent=2, default=_jsonable) + "\n"
-    record.check(json.loads(text), str(path))
+    text = to_json(record)
+    try:
+        _decode(type(record), json.loads(text), path, getattr(record, "COMMAND", TRAIN_COMMAND))
+    except MalformedFile as err:  # ours, not the user's: say so
+        raise TypeError(f"convscope wrote a malformed {type(record).__name__}: {err.field} {err.problem}") from None
     atomic_write_text(path, text)
     return Path(path)
 
 
-def read_record(kind: str, path: str | Path) -> dict:
-    """Read and check a record; :class:`MalformedFile` when it is not valid JSON or lacks what the report needs."""
-    record = RECORDS[kind]
+def read_record(cls, path: str | Path, command: str | None = None):
+    """Read a record of type ``cls`` (a record of :mod:`.records`, or another dataclass such as
+    :class:`~convscope.config.TrainConfig` for ``config.json``, then with ``command``); :class:`MalformedFile`
+    when the file is not JSON or does not fit."""
+    command = command or getattr(cls, "COMMAND", TRAIN_COMMAND)
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except ValueError as err:
-        raise MalformedFile(f"{path} is not valid JSON ({err}); run `{record.command}` again") from None
-    if kind == "predictions" and isinstance(data, list):  # written before records: a bare list
-        data = {"predictions": data}
-    return record.check(data, str(path))
+        raise MalformedFile(path, "", f"is not valid JSON ({err})", None, command) from None
+    return _decode(cls, data, path, command)
+
+
+def _decode(cls, data, path, command: str):
+    version = data.get("convscope") if isinstance(data, dict) and isinstance(data.get("convscope"), str) else None
+    if not isinstance(data, dict):
+        raise MalformedFile(path, "", f"is a JSON {type(data).__name__}, not an object", version, command)
+    if hasattr(cls, "KIND"):
+        if data.get("format") != FORMAT:
+            raise MalformedFile(path, "format", f"is {data.get('format')!r}; this convscope reads format {FORMAT}",
+                                version, command)
+        if data.get("kind") != cls.KIND:
+            raise MalformedFile(path, "kind", f"is {data.get('kind')!r}, not {cls.KIND!r}", version, command)
+        data = {k: v for k, v in data.items() if k not in HEADER}
+    try:
+        return decode_object(cls, data)
+    except FieldError as err:
+        raise MalformedFile(path, err.field, err.problem, version, command) from None
+
+
+def read_metrics(path: str | Path) -> list[MetricsRow]:
+    """The rows of a ``metrics.jsonl`` (a torn last line from a kill is ignored; any other bad line is a
+    :class:`MalformedFile` naming its line)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        try:
+            data = json.loads(line)
+        except ValueError as err:
+            if n == len(lines):  # torn by a kill while it was written
+                break
+            raise MalformedFile(f"{path}:{n}", "", f"is not valid JSON ({err})", None, TRAIN_COMMAND) from None
+        try:
+            rows.append(decode_object(MetricsRow, data))
+        except FieldError as err:
+            raise MalformedFile(f"{path}:{n}", err.field, err.problem, None, TRAIN_COMMAND) from None
+    return rows

@@ -1,23 +1,17 @@
-"""End to end in headless Chromium: a report built from a small real run (a tiny model trained for two epochs,
-then predict, evaluate, inspect and the issue-5 analyses) renders every section without console errors, and the
-feature explorer switches layer and feature map.
+"""End to end in headless Chromium: a report built from a small real run (the session's ``real_run``: a tiny model
+trained for two epochs, then predict, evaluate, inspect and the other analyses) renders every section without
+console errors, and the feature explorer switches layer and feature map.
 
-Uses Debian's /usr/bin/chromium through Playwright's Python package (no browser download). Real images come from
-$CONVSCOPE_DATA/cifar10-jpeg when present, else from a synthetic JPEG folder.
+Uses Debian's /usr/bin/chromium through Playwright's Python package (no browser download).
 """
-import json
 import os
 import re
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from convscope.cli import main
-from convscope.config import PRESETS
 from convscope.report import build_report
-from tests.conftest import write_image_folder
 
 pytestmark = pytest.mark.browser
 CHROMIUM = Path("/usr/bin/chromium")
@@ -26,69 +20,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 SECTIONS = ("overview", "curves", "evaluation", "predictions", "filters", "atlas", "evolution", "occlusion", "sanity",
             "invariance", "correspondence", "transfer", "retrieval", "config")
 README_SHOT = Path(__file__).resolve().parents[2] / "docs" / "report-screenshot.png"
-
-
-def _data(tmp: Path) -> Path:
-    root = os.environ.get("CONVSCOPE_DATA")
-    if root and (Path(root) / "cifar10-jpeg" / "train").is_dir():
-        return Path(root) / "cifar10-jpeg"
-    write_image_folder(tmp / "synthetic" / "train", classes=3, per_class=12, size=40)
-    write_image_folder(tmp / "synthetic" / "val", classes=3, per_class=4, size=40, seed=1)
-    return tmp / "synthetic"
-
-
-def _val_images(data: Path, n: int) -> list[str]:
-    val = data / "val" if (data / "val").is_dir() else data / "test"
-    classes = sorted(p for p in val.iterdir() if p.is_dir())
-    return [str(sorted(c.iterdir())[0]) for c in classes[:n]]
-
-
-@pytest.fixture(scope="module")
-def real_run(tmp_path_factory):
-    """A tiny cifar_convnet trained for 2 epochs on a subset, with every analysis run on it at small settings."""
-    from convscope.train import main as train
-
-    tmp = tmp_path_factory.mktemp("browser")
-    data, run = _data(tmp), tmp / "run"
-    cfg = replace(PRESETS["cifar10"], data_root=str(data), out_dir=str(run), model="cifar_convnet",
-                  model_options={"width": 0.25, "input_size": 32, "fc_width": 16}, image_size=36, crop=32,
-                  batch_size=16, epochs=2, workers=0, cache=False, train_subset=160, val_subset=60,
-                  val_split="val" if (data / "val").is_dir() else "test", input_scale=1 / 64, keep_epochs=[1, 2])
-    train(cfg)
-    imgs = _val_images(data, 3)
-    ck, common = str(run), ["--checkpoint", str(run), "--threads", "1"]
-    steps = [
-        ["predict", *imgs, "--checkpoint", ck, "--json", str(run / "predictions.json")],
-        ["evaluate", ck, "--data-root", str(data), "--split", cfg.val_split, "--subset", "40", "--workers", "0",
-         "--device", "cpu"],
-        ["inspect", *common, "--data", str(data), "--split", cfg.val_split, "--out", str(run / "inspect"),
-         "--layers", "conv1,conv2,conv3", "--maps", "3", "--max-images", "40", "--no-cache", "--workers", "0",
-         "--evolution-epochs", "all", "--evolution-maps", "2", "--evolution-images", "20"],
-        ["occlusion", imgs[0], *common, "--out", str(run / "occlusion"), "--patch", "8", "--stride", "8",
-         "--layer", "relu3"],
-        ["sanity", *imgs[:2], *common, "--out", str(run / "sanity"), "--layers", "conv2,conv3", "--patch", "8",
-         "--stride", "8"],
-        ["invariance", *imgs[:2], *common, "--out", str(run / "invariance"), "--translate", "-4", "0", "4",
-         "--scale", "1", "1.2", "--rotate", "0", "90"],
-        ["correspondence", _annotations(tmp, imgs), *common, "--out", str(run / "correspondence"),
-         "--layers", "3", "7", "--draws", "2"],
-        ["transfer", *common, "--data", str(data), "--test-split", cfg.val_split, "--out", str(run / "transfer"),
-         "--n-per-class", "2", "--splits", "1", "--test-per-class", "2", "--layers", "1", "3", "7",
-         "--probe-steps", "5", "--scratch-epochs", "1"],
-        ["retrieval", *common, "--data", str(data), "--query-split", cfg.val_split, "--out", str(run / "retrieval"),
-         "--gallery-per-class", "3", "--query-per-class", "1", "--bits", "8", "--ae-epochs", "2", "--show", "2",
-         "--k", "3", "--show-k", "3"],
-    ]
-    for argv in steps:
-        assert main(argv) == 0, argv
-    return run
-
-
-def _annotations(tmp: Path, images: list[str]) -> str:
-    path = tmp / "parts.json"
-    path.write_text(json.dumps(dict(view_size=256, parts=["centre"], images=[
-        dict(file=f, boxes={"centre": [100, 100, 156, 156]}) for f in images])))
-    return str(path)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from convscope.cli import main
+from convscope.config import TrainConfig, config_to_json
 from convscope.report import build_report
 from convscope.report.charts import Series, line_chart
 from convscope.report.site import json_for_script
@@ -16,15 +17,19 @@ EVIL = "<script>alert(1)</script>"
 EVIL2 = "</script><img src=x onerror=alert(2)>"
 
 
-def _training_outputs(run):
+def _training_outputs(run, data_root="/data/imagenette2-160"):
+    from convscope.runfolder import to_json
+    from convscope.runfolder.records import MetricsRow
+
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(dict(model="zfnet", model_options=dict(width=0.25),
-                                                     data_root="/data/imagenette2-160", epochs=3, crop=64,
-                                                     image_size=72)))
-    lines = [dict(epoch=e, step=10 * e, lr=0.01 / (1 + (e > 2) * 9), train_loss=2.3 - 0.2 * e, train_err=0.9 - 0.1 * e,
-                  images_per_s=100.0, val_top1_err=0.85 - 0.1 * e, val_top5_err=0.5 - 0.1 * e, val_loss=2.2 - 0.2 * e,
-                  val_count=50) for e in (1, 2, 3)]
-    (run / "metrics.jsonl").write_text("\n".join(json.dumps(m) for m in lines) + "\n{\"epoch\": 4, \"ste")  # torn
+    (run / "config.json").write_text(config_to_json(TrainConfig(model="zfnet", model_options=dict(width=0.25),
+                                                                data_root=data_root, epochs=3, crop=64,
+                                                                image_size=72)))
+    lines = [MetricsRow(epoch=e, step=10 * e, lr=0.01 / (1 + (e > 2) * 9), train_loss=2.3 - 0.2 * e,
+                        train_err=0.9 - 0.1 * e, images_per_s=100.0, val_top1_err=0.85 - 0.1 * e,
+                        val_top5_err=0.5 - 0.1 * e, val_loss=2.2 - 0.2 * e, val_count=50, filter_smoothness={})
+             for e in (1, 2, 3)]
+    (run / "metrics.jsonl").write_text("".join(to_json(m, indent=None) for m in lines) + "{\"epoch\": 4, \"ste")  # torn
     return run
 
 
@@ -64,32 +69,35 @@ def test_empty_folder_is_a_user_error_and_report_command_prints_the_path(tmp_pat
 
 def _evil_outputs(run):
     """A run whose class and file names are HTML/JS."""
-    _training_outputs(run)
-    cfg = json.loads((run / "config.json").read_text())
-    cfg["data_root"] = f"/data/{EVIL}"
-    (run / "config.json").write_text(json.dumps(cfg))
+    from convscope.runfolder import write_record
+    from convscope.runfolder import records as r
+
+    _training_outputs(run, data_root=f"/data/{EVIL}")
     img = run / "imgs" / "a<b>&'q'.jpg"
     img.parent.mkdir()
     Image.new("RGB", (80, 60), (200, 30, 30)).save(img)
-    (run / "predictions.json").write_text(json.dumps([dict(image=str(img), top=[dict(cls=EVIL, prob=0.7),
-                                                                                 dict(cls=EVIL2, prob=0.2)])]))
-    (run / "eval.json").write_text(json.dumps(dict(checkpoints=[EVIL], data_root=EVIL, split="val", results=[
-        dict(views="center", models=1, top1_err=0.5, top5_err=0.2, loss=1.0, count=10)])))
+    write_record(run / "predictions.json", r.PredictionsRecord(predictions=[r.Prediction(image=str(img), top=[
+        r.ClassProb(cls=EVIL, prob=0.7), r.ClassProb(cls=EVIL2, prob=0.2)])]))
+    write_record(run / "eval.json", r.EvalRecord(checkpoints=[EVIL], data_root=EVIL, split="val", results=[
+        r.EvalRow(views="center", models=1, top1_err=0.5, top5_err=0.2, loss=1.0, count=10)]))
     ins = run / "inspect"
     ins.mkdir()
     Image.new("RGB", (120, 60), "white").save(ins / "top9_conv1.png")
-    tile = dict(figure="top9_conv1.png", layer="conv1", map=3, rank=1, activation=2.5, position=[1, 1],
-                rf_box=[0, 0, 8, 8], projection_tile=[0, 0, 20, 20], patch_tile=[30, 0, 50, 20], image_index=0,
-                image=str(img), label=0, **{"class": EVIL2})
-    (ins / "index.json").write_text(json.dumps(dict(model="zfnet", epoch=3, data=EVIL, split="val", images=1, k=1,
-                                                    input_size=64, figures={"top9_conv1.png": dict(kind="top9",
-                                                                                                   layer="conv1")},
-                                                    layers={"conv1": dict(maps=8, shown=[3], never_active=0)},
-                                                    tiles=[tile])))
-    occ = run / "occlusion"
-    occ.mkdir()
-    (occ / "x.json").write_text(json.dumps(dict(image=f"/d/{EVIL}.jpg", target_name=EVIL, clean_label=EVIL2,
-                                                labels_seen=[EVIL], clean_prob=0.5, min_prob=0.1)))
+    tile = r.Tile(figure="top9_conv1.png", layer="conv1", map=3, rank=1, activation=2.5, position=[1, 1],
+                  rf_box=[0, 0, 8, 8], projection_tile=[0, 0, 20, 20], patch_tile=[30, 0, 50, 20], image_index=0,
+                  image=str(img), label=0, class_name=EVIL2)
+    diagnostics = r.Diagnostics(high_frequency=EVIL, dead_criterion=EVIL, layers={})
+    write_record(ins / "index.json", r.InspectRecord(
+        checkpoint=EVIL, model="zfnet", epoch=3, data=EVIL, split="val", images=1, k=1, input_size=64,
+        figures={"top9_conv1.png": r.Figure(kind="top9", layer="conv1")}, tiles=[tile],
+        layers={"conv1": r.LayerInfo(maps=8, shown=[3], never_active=0, map_size=[8, 8],
+                                     receptive_field=r.ReceptiveField(size=7, stride=2, offset=2.0))},
+        filters=r.FilterInfo(layer="conv1", count=8, dead=0, dead_maps=[], criterion=EVIL, diagnostics=diagnostics),
+        filter_smoothness=r.Smoothness(statistic=EVIL, rows=[])))
+    write_record(run / "occlusion" / "x.json", r.OcclusionRecord(
+        image=f"/d/{EVIL}.jpg", target=0, target_name=EVIL, layer="relu5", channel=1, patch=8, stride=8, fill="grey",
+        grid=[1, 1], clean_prob=0.5, clean_label=EVIL2, clean_feature=1.0, min_prob=0.1, min_prob_origin=[0, 0],
+        max_prob=0.5, labels_seen=[EVIL]))
     return run
 
 
@@ -166,29 +174,30 @@ def test_malformed_section_file_is_reported_in_its_section(tmp_path):
     problems = []
     html = build_report(run, problems=problems).read_text()
     assert _sections(html)["evaluation"] == "section missing"
-    assert "cannot be used" in html and "eval.json is not valid JSON" in html and _sections(html)["curves"] == "section"
+    assert "cannot be used" in html and "eval.json: is not valid JSON" in html and _sections(html)["curves"] == "section"
     assert len(problems) == 1 and "convscope evaluate" in problems[0]
 
 
 def test_a_renamed_key_names_the_file_and_the_field(tmp_path, capsys):
     """What a renamed key used to do silently (a section turning into a vague note), it now says out loud."""
     from convscope.runfolder import write_record
+    from convscope.runfolder.records import EvalRecord, EvalRow
 
     run = _training_outputs(tmp_path / "run")
-    write_record("eval", run / "eval.json", dict(checkpoints=["x.pt"], data_root="d", split="val", results=[
-        dict(views="center", models=1, top1_err=0.3, top5_err=0.05, loss=1.0, count=10)]))
+    write_record(run / "eval.json", EvalRecord(checkpoints=["x.pt"], data_root="d", split="val", results=[
+        EvalRow(views="center", models=1, top1_err=0.3, top5_err=0.05, loss=1.0, count=10)]))
     assert main(["report", str(run)]) == 0 and "30.00%" in (run / "report" / "index.html").read_text()
     saved = json.loads((run / "eval.json").read_text())
     saved["result"] = saved.pop("results")  # a writer renamed its key
     (run / "eval.json").write_text(json.dumps(saved))
     assert main(["report", str(run)]) == 1
     err = capsys.readouterr().err
-    assert "eval.json is malformed: no field 'results'" in err and "convscope evaluate" in err
+    assert "eval.json: field 'results' is missing" in err and "convscope evaluate" in err
     html = (run / "report" / "index.html").read_text()
-    assert "no field &#x27;results&#x27;" in html or "no field 'results'" in html
+    assert "field &#x27;results&#x27; is missing" in html
     saved["format"] = 99  # from another version of convscope
     (run / "eval.json").write_text(json.dumps(saved))
-    assert main(["report", str(run)]) == 1 and "format 99" in capsys.readouterr().err
+    assert main(["report", str(run)]) == 1 and "field 'format' is 99" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["report", "serve"])

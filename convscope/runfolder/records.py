@@ -1,0 +1,392 @@
+"""The records of a run folder, one dataclass per file (nested dataclasses for what is inside it).
+
+Each top-level record names its ``KIND`` (written into the file), where it lives (``PATH``, relative to the run
+folder) and the command that writes it (``COMMAND``: RUN and DATA stand for the run folder and its data). The
+writers build these, :func:`convscope.runfolder.write_record` writes them, and the report and the experiment
+runner read them back through :func:`convscope.runfolder.read_record`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .codec import FieldError, optional, same_length
+
+TRAIN_COMMAND = "convscope train --recipe RECIPE --out-dir RUN"
+
+
+def record(kind: str, path: str, command: str):
+    """A top-level record: a keyword-only dataclass with its ``KIND``, ``PATH`` and ``COMMAND``."""
+
+    def make(cls):
+        cls.KIND, cls.PATH, cls.COMMAND = kind, path, command
+        return dataclass(kw_only=True)(cls)
+
+    return make
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# train: metrics.jsonl (one row per finished epoch); config.json is convscope.config.TrainConfig
+
+@dataclass(kw_only=True)
+class MetricsRow:
+    """One line of ``metrics.jsonl``: the epoch's training and validation numbers."""
+
+    epoch: int
+    step: int
+    lr: float
+    train_loss: float
+    train_err: float
+    images_per_s: float
+    val_top1_err: float
+    val_top5_err: float
+    val_loss: float
+    val_count: int
+    filter_smoothness: dict[str, float]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# evaluate, predict
+
+@dataclass(kw_only=True)
+class EvalRow:
+    views: str
+    models: int
+    top1_err: float
+    top5_err: float
+    loss: float
+    count: int
+
+
+@record("eval", "eval.json",
+        "convscope evaluate RUN/best.pt --data-root DATA --views both")
+class EvalRecord:
+    checkpoints: list[str]
+    data_root: str
+    split: str
+    results: list[EvalRow]
+
+
+@dataclass(kw_only=True)
+class ClassProb:
+    cls: str
+    prob: float
+
+
+@dataclass(kw_only=True)
+class Prediction:
+    image: str
+    top: list[ClassProb]
+
+
+@record("predictions", "predictions.json",
+        "convscope predict IMAGE... --checkpoint RUN --json RUN/predictions.json")
+class PredictionsRecord:
+    predictions: list[Prediction]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# inspect: inspect/index.json
+
+@dataclass(kw_only=True)
+class Figure:
+    kind: str  # top9, filters, filters_compare, filters_spectrum, evolution
+    layer: str
+    epochs: list[int] | None = optional()  # evolution strips: the epochs of the columns
+
+
+@dataclass(kw_only=True)
+class Tile:
+    """One tile of a figure: a top-9 activation (rf_box, patch_tile) or an evolution cell (epoch)."""
+
+    figure: str
+    layer: str
+    map: int
+    epoch: int | None = optional()
+    rank: int
+    activation: float
+    position: list[int]
+    rf_box: list[int] | None = optional()
+    projection_tile: list[int]
+    patch_tile: list[int] | None = optional()
+    image_index: int
+    image: str | None = optional()  # a dataset of files: its path, label and class name
+    label: int | None = optional()
+    class_name: str | None = optional(metadata={"json": "class"})
+
+
+@dataclass(kw_only=True)
+class ReceptiveField:
+    size: int
+    stride: int
+    offset: float
+
+
+@dataclass(kw_only=True)
+class LayerInfo:
+    maps: int
+    shown: list[int]
+    never_active: int
+    receptive_field: ReceptiveField
+    map_size: list[int]
+
+
+@dataclass(kw_only=True)
+class LayerDiagnostics:
+    count: int
+    dead: int
+    kernel: list[int]
+    high_frequency_mean: float | None
+    high_frequency_std: float
+    smoothness_mean: float
+
+
+@dataclass(kw_only=True)
+class Columns:
+    columns: int
+    colour_specific: list[int]
+    count: list[int]
+    share: list[float]
+    mean_specificity: list[float]
+    criterion: str
+
+    def check(self) -> None:
+        for name in ("colour_specific", "count", "mean_specificity"):
+            same_length(name, getattr(self, name), self.columns, "column")
+
+
+@dataclass(kw_only=True)
+class Diagnostics:
+    high_frequency: str
+    dead_criterion: str
+    layers: dict[str, LayerDiagnostics]
+    columns: Columns | None = optional()  # RGB conv1 only
+
+
+@dataclass(kw_only=True)
+class FilterInfo:
+    layer: str
+    count: int
+    dead: int
+    dead_maps: list[int]
+    criterion: str
+    diagnostics: Diagnostics
+
+
+@dataclass(kw_only=True)
+class SmoothnessRow:
+    label: str
+    epoch: int
+    layers: dict[str, float]
+
+
+@dataclass(kw_only=True)
+class Smoothness:
+    statistic: str
+    rows: list[SmoothnessRow]
+
+
+@dataclass(kw_only=True)
+class CompareSide:
+    checkpoint: str
+    model: str
+    dead: int
+    count: int
+    diagnostics: Diagnostics | None = optional()  # the compared model's (side b)
+
+
+@dataclass(kw_only=True)
+class FiltersCompare:
+    a: CompareSide
+    b: CompareSide
+    criterion: str
+    scale: str
+
+
+@record("inspect", "inspect/index.json",
+        "convscope inspect --checkpoint RUN --data DATA --out RUN/inspect")
+class InspectRecord:
+    checkpoint: str
+    model: str
+    epoch: int
+    data: str
+    split: str
+    images: int
+    k: int
+    input_size: int
+    figures: dict[str, Figure]
+    tiles: list[Tile]
+    layers: dict[str, LayerInfo]
+    filters: FilterInfo
+    filter_smoothness: Smoothness
+    filters_compare: FiltersCompare | None = optional()  # with --compare
+
+    def check(self) -> None:
+        for i, t in enumerate(self.tiles):
+            if t.figure not in self.figures:
+                raise FieldError(f"tiles[{i}].figure", f"names {t.figure!r}, which is not among 'figures'")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# occlusion, sanity, invariance, correspondence, transfer, retrieval
+
+@dataclass(kw_only=True)
+class MapTopImage:
+    image: str
+    activation: float
+
+
+@record("occlusion", "occlusion/*.json",
+        "convscope occlusion IMAGE... --checkpoint RUN --out RUN/occlusion")
+class OcclusionRecord:
+    image: str
+    target: int
+    target_name: str
+    layer: str
+    channel: int
+    patch: int
+    stride: int
+    fill: str
+    grid: list[int]
+    clean_prob: float
+    clean_label: str
+    clean_feature: float
+    min_prob: float
+    min_prob_origin: list[int]
+    max_prob: float
+    labels_seen: list[str]
+    map_top_images: list[MapTopImage] | None = optional()  # with --atlas-data (ZF Fig. 7 c)
+
+
+@dataclass(kw_only=True)
+class SanityStep:
+    """Similarity to the trained model's pictures after one randomisation step (mean and std over the images)."""
+
+    step: str
+    randomized: list[str]
+    spearman_mean: float
+    spearman_std: float
+    ssim_mean: float
+    ssim_std: float
+    n: int
+    alive: int
+    spearman_alive_mean: float
+
+
+@record("sanity", "sanity/sanity.json",
+        "convscope sanity IMAGE... --checkpoint RUN --out RUN/sanity")
+class SanityRecord:
+    checkpoint: str
+    images: list[str]
+    order: list[str]
+    cascade: dict[str, list[SanityStep]]
+    independent: dict[str, list[SanityStep]]
+    summary: dict[str, str]
+    seed: int
+    method: str
+
+    def check(self) -> None:
+        for name in ("independent", "summary"):
+            if set(getattr(self, name)) != set(self.cascade):
+                raise FieldError(name, f"has the pictures {sorted(getattr(self, name))}, 'cascade' has "
+                                       f"{sorted(self.cascade)}")
+
+
+@dataclass(kw_only=True)
+class Curve:
+    amounts: list[float]
+    distance: dict[str, list[list[float]]]  # layer -> (images, amounts)
+    prob: list[list[float]]  # (images, amounts)
+    mean_distance: dict[str, list[float]]
+    mean_prob: list[float]
+
+    def check(self) -> None:
+        same_length("mean_prob", self.mean_prob, len(self.amounts), "amount")
+        for layer, values in self.mean_distance.items():
+            same_length(f"mean_distance[{layer!r}]", values, len(self.amounts), "amount")
+
+
+@record("invariance", "invariance/invariance.json",
+        "convscope invariance IMAGE... --checkpoint RUN --out RUN/invariance")
+class InvarianceRecord:
+    images: list[str]
+    targets: list[int]
+    target_names: list[str]
+    layers: list[str]
+    distance: str
+    curves: dict[str, Curve]
+
+
+def _table_check(rows: list, cols: int, tables: dict[str, list], row_what: str, col_what: str) -> None:
+    for name, table in tables.items():
+        same_length(name, table, len(rows), row_what)
+        for i, row in enumerate(table):
+            same_length(f"{name}[{i}]", row, cols, col_what)
+
+
+@record("correspondence", "correspondence/correspondence.json",
+        "convscope correspondence ANNOTATIONS.json --checkpoint RUN --out RUN/correspondence")
+class CorrespondenceRecord:
+    annotations: str
+    images: list[str]
+    layers: list[str]
+    rows: list[str]  # the parts, then "random"
+    mean: list[list[float]]  # (rows, layers)
+    std: list[list[float]]
+    sem: list[list[float]]
+    random_draws: list[list[float]]  # (draws, layers)
+    vs_random: list[list[float]]  # (parts, layers): part minus random over the same image pairs
+    vs_random_sem: list[list[float]]
+    normalisation: str
+
+    def check(self) -> None:
+        n = len(self.layers)
+        _table_check(self.rows, n, dict(mean=self.mean, std=self.std, sem=self.sem), "row", "layer")
+        _table_check(self.rows[:-1], n, dict(vs_random=self.vs_random, vs_random_sem=self.vs_random_sem),
+                     "part", "layer")
+
+
+@dataclass(kw_only=True)
+class TransferTable:
+    rows: list[str]  # feature layers (or "scratch")
+    n_per_class: list[int]
+    acc: list[list[list[float]]]  # (rows, N, splits)
+    mean: list[list[float]]  # (rows, N)
+    std: list[list[float]]
+
+    def check(self) -> None:
+        _table_check(self.rows, len(self.n_per_class), dict(acc=self.acc, mean=self.mean, std=self.std), "row",
+                     "N")
+
+
+@record("transfer", "transfer/transfer.json",
+        "convscope transfer --checkpoint RUN --data OTHER_DATASET --out RUN/transfer")
+class TransferRecord:
+    data: str
+    classes: list[str]
+    train_pool: int
+    test: int
+    spatial: int | None
+    feature_dims: dict[str, int]
+    tables: dict[str, TransferTable]
+
+
+@dataclass(kw_only=True)
+class RetrievalExample:
+    query: str
+    neighbours: dict[str, list[str]]  # method -> gallery images, nearest first
+
+
+@record("retrieval", "retrieval/retrieval.json",
+        "convscope retrieval --checkpoint RUN --data DATA --out RUN/retrieval")
+class RetrievalRecord:
+    data: str
+    layer: int | str
+    gallery: int
+    queries: int
+    chance: float
+    precision_at_k: dict[str, list[float]]  # method -> P@1 .. P@k
+    examples: list[RetrievalExample]
+
+
+RECORDS = (EvalRecord, PredictionsRecord, InspectRecord, OcclusionRecord, SanityRecord, InvarianceRecord,
+           CorrespondenceRecord, TransferRecord, RetrievalRecord)
