@@ -5,6 +5,7 @@ import argparse
 import os
 
 from ..runfolder import write_record
+from ..runfolder.records import CorrespondenceRecord
 from . import _inputs
 
 HELP = "consistency of masked object parts across images vs random masks (ZF Table 1)"
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     boxes = ann.input_boxes(pre.image_size, pre.crop)
     table = correspondence(run_.model, inputs, boxes, parts=ann.parts, draws=args.draws, seed=args.seed,
                            layers=[int(x) if x.isdigit() else x for x in args.layers])
-    write_record("correspondence", out / "correspondence.json", dict(
+    write_record(out / "correspondence.json", CorrespondenceRecord(
         annotations=str(args.annotations), images=[str(f) for f in ann.files], layers=list(table.layers),
         rows=list(table.rows), mean=table.mean, std=table.std, sem=table.sem, random_draws=table.random_draws,
         vs_random=table.vs_random, vs_random_sem=table.vs_random_sem,

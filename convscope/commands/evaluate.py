@@ -23,7 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runfolder import write_record
     from pathlib import Path
 
     import torch
@@ -33,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data.loading import collate_for, open_split
     from ..errors import UserError
     from ..evaluation import evaluate
+    from ..runfolder import write_record
+    from ..runfolder.records import EvalRecord, EvalRow
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -50,15 +51,14 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for views in (["center", "ten"] if args.views == "both" else [args.views]):
         res = evaluate(members, loader, device=device, ten_crop=views == "ten", desc=f"{views} view(s)")
-        rows.append(dict(views=views, models=len(runs), top1_err=res.top1_err, top5_err=res.top5_err,
-                         loss=res.loss, count=res.count))
+        rows.append(EvalRow(views=views, models=len(runs), top1_err=res.top1_err, top5_err=res.top5_err,
+                            loss=res.loss, count=res.count))
     print(f"{'views':<8}{'models':>7}{'top-1 err':>11}{'top-5 err':>11}{'images':>9}")
     for r in rows:
-        print(f"{r['views']:<8}{r['models']:>7}{r['top1_err']:>11.2%}{r['top5_err']:>11.2%}{r['count']:>9}")
+        print(f"{r.views:<8}{r.models:>7}{r.top1_err:>11.2%}{r.top5_err:>11.2%}{r.count:>9}")
     first = Path(args.checkpoints[0])
     out = Path(args.out) if args.out else (first if first.is_dir() else first.parent) / "eval.json"
-    record = dict(checkpoints=[str(c) for c in args.checkpoints], data_root=str(args.data_root), split=args.split,
-                  results=rows)
-    write_record("eval", out, record)
+    write_record(out, EvalRecord(checkpoints=[str(c) for c in args.checkpoints], data_root=str(args.data_root),
+                                 split=args.split, results=rows))
     print(f"wrote {out}")
     return 0

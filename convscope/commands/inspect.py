@@ -8,7 +8,9 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..metrics import SMOOTHNESS
-from ..runfolder import write_record
+from ..runfolder import as_record, write_record
+from ..runfolder.records import (CompareSide, Diagnostics, FilterInfo, FiltersCompare, Figure, InspectRecord,
+                                 LayerInfo, ReceptiveField, Smoothness, SmoothnessRow, Tile)
 from . import _inputs
 
 HELP = "deconvnet top-9 atlas per layer, conv1 filters and feature evolution (ZF Fig. 2, 4, 6; AlexNet Fig. 3)"
@@ -107,10 +109,10 @@ def _sample_info(dataset, index: int) -> dict:
         return {"image_index": index}
     path, label = samples[index]
     return {"image_index": index, "image": str(path), "label": int(label),
-            "class": classes[label] if classes and 0 <= label < len(classes) else None}
+            "class_name": classes[label] if classes and 0 <= label < len(classes) else None}
 
 
-def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) -> dict:
+def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) -> Smoothness:
     """Per-layer filter smoothness of the random init (rebuilt from the run's seed), every saved epoch and the
     inspected checkpoint: learned structure versus initial noise at a glance."""
     import torch
@@ -124,12 +126,13 @@ def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) ->
     if run_.config:  # training seeds torch right before building the model, so this is the run's exact init
         torch.manual_seed(int(run_.config.get("seed", 0)))
         init = get_model(run_.model_name, num_classes=len(run_.classes) or 1000, **options)
-        rows.append(dict(label="random init", epoch=0, layers=layer_smoothness(init)))
+        rows.append(SmoothnessRow(label="random init", epoch=0, layers=layer_smoothness(init)))
     for e, path in epoch_files:
-        rows.append(dict(label=f"epoch {e}", epoch=e, layers=layer_smoothness(load_run(path, device=device).model)))
-    rows.append(dict(label=f"this checkpoint (epoch {run_.epoch})", epoch=run_.epoch,
-                     layers=layer_smoothness(run_.model)))
-    return dict(statistic=SMOOTHNESS, rows=rows)
+        rows.append(SmoothnessRow(label=f"epoch {e}", epoch=e,
+                                  layers=layer_smoothness(load_run(path, device=device).model)))
+    rows.append(SmoothnessRow(label=f"this checkpoint (epoch {run_.epoch})", epoch=run_.epoch,
+                              layers=layer_smoothness(run_.model)))
+    return Smoothness(statistic=SMOOTHNESS, rows=rows)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -163,9 +166,9 @@ def run(args: argparse.Namespace) -> int:
     dataset = _open(args, pre.image_size, args.max_images)
     if len(dataset) == 0:
         raise UserError(f"no images in {args.data} ({args.split})")
-    index: dict = dict(checkpoint=str(args.checkpoint), model=run_.model_name, epoch=run_.epoch, data=str(args.data),
-                       split=args.split, images=len(dataset), k=args.k, input_size=pre.crop, figures={}, tiles=[],
-                       layers={})
+    figures: dict[str, Figure] = {}
+    tiles: list[Tile] = []
+    layer_info: dict[str, LayerInfo] = {}
 
     # ZF Fig. 2: one pass, all layers
     tops = top_activations(model, _loader(dataset, args), layer=layers, k=args.k, transform=pre, batch_index=True)
@@ -184,20 +187,20 @@ def run(args: argparse.Namespace) -> int:
                                            f"{len(dataset)} {args.split} images (projection | patch)")
         name = f"top9_{layer}.png"
         img.save_png(fig, out / name)
-        index["figures"][name] = dict(kind="top9", layer=layer)
-        index["layers"][layer] = dict(maps=len(top.channels), shown=maps, never_active=int(dead.sum()),
-                                      receptive_field=dict(size=rf.size, stride=rf.stride, offset=rf.offset),
+        figures[name] = Figure(kind="top9", layer=layer)
+        layer_info[layer] = LayerInfo(maps=len(top.channels), shown=maps, never_active=int(dead.sum()),
+                                      receptive_field=ReceptiveField(size=rf.size, stride=rf.stride,
+                                                                     offset=rf.offset),
                                       map_size=list(top.map_size))
         for i, c in enumerate(maps):
             for r in range(args.k):
                 j = i * args.k + r
                 if int(tp.index[i, r]) < 0:
                     continue
-                entry = dict(figure=name, layer=layer, map=c, rank=r + 1, activation=float(tp.values[i, r]),
-                             position=tp.yx[i, r].tolist(), rf_box=tp.boxes[i, r].tolist(),
-                             projection_tile=list(boxes[j][0]), patch_tile=list(boxes[j][1]))
-                entry.update(_sample_info(dataset, int(tp.index[i, r])))
-                index["tiles"].append(entry)
+                tiles.append(Tile(figure=name, layer=layer, map=c, rank=r + 1, activation=float(tp.values[i, r]),
+                                  position=tp.yx[i, r].tolist(), rf_box=tp.boxes[i, r].tolist(),
+                                  projection_tile=list(boxes[j][0]), patch_tile=list(boxes[j][1]),
+                                  **_sample_info(dataset, int(tp.index[i, r]))))
         print(f"{layer}: {len(top.channels)} maps ({int(dead.sum())} never active) -> {out / name}")
 
     # AlexNet Fig. 3 / ZF Fig. 6
@@ -205,15 +208,15 @@ def run(args: argparse.Namespace) -> int:
     fig, _ = img.filter_grid(stats.weights, dead=stats.dead, ncol=16,
                              title=f"{run_.model_name} conv1 filters (each on its own scale; red = dead)")
     img.save_png(fig, out / "filters_conv1.png")
-    index["figures"]["filters_conv1.png"] = dict(kind="filters", layer="conv1")
-    index["filters"] = dict(layer="conv1", count=len(stats.rms), dead=stats.num_dead,
-                            dead_maps=stats.dead.nonzero().flatten().tolist(), criterion=stats.criterion,
-                            diagnostics=filter_diagnostics(model, rel_rms=args.dead_rms))
+    figures["filters_conv1.png"] = Figure(kind="filters", layer="conv1")
+    filters = FilterInfo(layer="conv1", count=len(stats.rms), dead=stats.num_dead,
+                         dead_maps=stats.dead.nonzero().flatten().tolist(), criterion=stats.criterion,
+                         diagnostics=as_record(Diagnostics, filter_diagnostics(model, rel_rms=args.dead_rms)))
     spectra = [(run_.model_name, model)]
-    index["filter_smoothness"] = _smoothness_table(run_, _epoch_files(args.checkpoint), args.device)
+    smoothness = _smoothness_table(run_, _epoch_files(args.checkpoint), args.device)
     print("filter smoothness (" + SMOOTHNESS.split(":")[0] + "): " + "; ".join(
-        f"{row['label']}: " + " ".join(f"{k} {v:.2f}" for k, v in row["layers"].items())
-        for row in index["filter_smoothness"]["rows"]))
+        f"{row.label}: " + " ".join(f"{k} {v:.2f}" for k, v in row.layers.items()) for row in smoothness.rows))
+    compared = None
     if args.compare:
         other = load_run(args.compare, device=args.device)
         cmp = compare_filters(model, other.model, "conv1", rel_rms=args.dead_rms)
@@ -222,25 +225,26 @@ def run(args: argparse.Namespace) -> int:
                  for name, s in ((run_.model_name, cmp.a), (other.model_name, cmp.b))]
         fig, _ = img.side_by_side(parts)
         img.save_png(fig, out / "filters_compare.png")
-        index["figures"]["filters_compare.png"] = dict(kind="filters_compare", layer="conv1")
-        index["filters_compare"] = dict(a=dict(checkpoint=str(args.checkpoint), model=run_.model_name,
-                                               dead=cmp.a.num_dead, count=len(cmp.a.rms)),
-                                        b=dict(checkpoint=str(args.compare), model=other.model_name,
-                                               dead=cmp.b.num_dead, count=len(cmp.b.rms),
-                                               diagnostics=filter_diagnostics(other.model, rel_rms=args.dead_rms)),
-                                        criterion=cmp.a.criterion, scale="common per model")
+        figures["filters_compare.png"] = Figure(kind="filters_compare", layer="conv1")
+        compared = FiltersCompare(
+            a=CompareSide(checkpoint=str(args.checkpoint), model=run_.model_name, dead=cmp.a.num_dead,
+                          count=len(cmp.a.rms)),
+            b=CompareSide(checkpoint=str(args.compare), model=other.model_name, dead=cmp.b.num_dead,
+                          count=len(cmp.b.rms),
+                          diagnostics=as_record(Diagnostics, filter_diagnostics(other.model, rel_rms=args.dead_rms))),
+            criterion=cmp.a.criterion, scale="common per model")
         spectra.append((f"{other.model_name} ({Path(args.compare).parent.name})", other.model))
         print(f"conv1 dead filters ({stats.criterion}): {cmp.a.num_dead} vs {cmp.b.num_dead}")
     fig = filter_spectra_figure([(name, {layer: conv_filters(m, layer) for layer in ("conv1", "conv2")})
                                  for name, m in spectra])
     fig.savefig(out / "filters_spectrum.png", dpi=100)
-    index["figures"]["filters_spectrum.png"] = dict(kind="filters_spectrum", layer="conv1,conv2")
-    diag = index["filters"]["diagnostics"]
+    figures["filters_spectrum.png"] = Figure(kind="filters_spectrum", layer="conv1,conv2")
+    diag = filters.diagnostics
     print("high-frequency share (" + HIGH_FREQUENCY.split(" at ")[0] + "): " + ", ".join(
-        f"{k} {v['high_frequency_mean']:.2f}" for k, v in diag["layers"].items() if v["high_frequency_mean"] is not None)
+        f"{k} {v.high_frequency_mean:.2f}" for k, v in diag.layers.items() if v.high_frequency_mean is not None)
         + ("; colour-specific conv1 kernels per column: " + ", ".join(
-            f"{s}/{n}" for s, n in zip(diag["columns"]["colour_specific"], diag["columns"]["count"]))
-           if "columns" in diag else ""))
+            f"{s}/{n}" for s, n in zip(diag.columns.colour_specific, diag.columns.count))
+           if diag.columns else ""))
 
     # ZF Fig. 4
     if epochs:
@@ -260,18 +264,20 @@ def run(args: argparse.Namespace) -> int:
                                              title=f"{layer}: strongest activation over {len(evo_data)} "
                                                    f"{args.split} images per epoch")
             img.save_png(fig, out / name)
-            index["figures"][name] = dict(kind="evolution", layer=layer, epochs=fe.epochs.tolist())
+            figures[name] = Figure(kind="evolution", layer=layer, epochs=fe.epochs.tolist())
             n_ep = len(fe.epochs)
             for i, c in enumerate(fe.channels.tolist()):
                 for j, e in enumerate(fe.epochs.tolist()):
-                    entry = dict(figure=name, layer=layer, map=c, epoch=e, rank=1,
-                                 activation=float(fe.values[j, i]), position=fe.yx[j, i].tolist(),
-                                 projection_tile=list(boxes[i * n_ep + j]))
-                    entry.update(_sample_info(evo_data, int(fe.index[j, i])))
-                    index["tiles"].append(entry)
+                    tiles.append(Tile(figure=name, layer=layer, map=c, epoch=e, rank=1,
+                                      activation=float(fe.values[j, i]), position=fe.yx[j, i].tolist(),
+                                      projection_tile=list(boxes[i * n_ep + j]),
+                                      **_sample_info(evo_data, int(fe.index[j, i]))))
         print(f"evolution over epochs {[e for e, _ in epochs]} -> {out}/evolution_*.png")
     else:
         print("no epoch snapshots selected (RUN/epochs/epoch_*.pt): no evolution strip")
-    write_record("inspect", out / "index.json", index)
-    print(f"wrote {len(index['figures'])} figures and {len(index['tiles'])} tile records to {out}")
+    write_record(out / "index.json", InspectRecord(
+        checkpoint=str(args.checkpoint), model=run_.model_name, epoch=run_.epoch, data=str(args.data), split=args.split,
+        images=len(dataset), k=args.k, input_size=pre.crop, figures=figures, tiles=tiles, layers=layer_info,
+        filters=filters, filter_smoothness=smoothness, filters_compare=compared))
+    print(f"wrote {len(figures)} figures and {len(tiles)} tile records to {out}")
     return 0

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..runfolder import write_record
+from ..runfolder.records import Curve, InvarianceRecord
 from . import _inputs
 
 HELP = "feature distance and p(true class) vs translation, scale, rotation (ZF Fig. 5)"
@@ -49,9 +50,9 @@ def run(args: argparse.Namespace) -> int:
         cur = invariance_curves(run_.model, inputs, torch.tensor(targets), kind=kind, amounts=amounts,
                                 layers=[int(x) if x.isdigit() else x for x in args.layers])
         curves.append(cur)
-        result[kind] = dict(amounts=cur.amounts, distance=cur.distance, prob=cur.prob,
-                            mean_distance={k: v.mean(0) for k, v in cur.distance.items()}, mean_prob=cur.prob.mean(0))
-    write_record("invariance", out / "invariance.json", dict(
+        result[kind] = Curve(amounts=cur.amounts, distance=cur.distance, prob=cur.prob,
+                             mean_distance={k: v.mean(0) for k, v in cur.distance.items()}, mean_prob=cur.prob.mean(0))
+    write_record(out / "invariance.json", InvarianceRecord(
         images=args.images, targets=targets, target_names=[run_.classes[t] for t in targets],
         layers=list(curves[0].layers), distance="||f(Tx) - f(x)|| / ||f(x)|| (relative Euclidean)", curves=result))
     names = [f"{run_.classes[t]} ({Path(p).stem[-6:]})" for p, t in zip(args.images, targets)]

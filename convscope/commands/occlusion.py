@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..runfolder import write_record
+from ..runfolder.records import MapTopImage, OcclusionRecord
 from . import _inputs
 
 HELP = "occlusion sensitivity maps over occluder positions (ZF Fig. 7)"
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         np.savez_compressed(out / f"{stem}.npz", **{k: v.numpy() for k, v in arrays.items()})
         name = (lambda c: run_.classes[c] if c < len(run_.classes) else str(c))
         low = int(occ.prob.argmin())
-        record = dict(
+        record = OcclusionRecord(
             image=str(path), target=target, target_name=name(target), layer=occ.layer, channel=occ.channel,
             patch=occ.patch, stride=occ.stride, fill=args.fill, grid=list(occ.prob.shape),
             clean_prob=occ.clean_prob, clean_label=name(occ.clean_label), clean_feature=occ.clean_feature,
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.atlas_data:
         _map_atlas(args, run_, out, done)
     for stem, _, record in done:
-        write_record("occlusion", out / f"{stem}.json", record)
+        write_record(out / f"{stem}.json", record)
     return 0
 
 
@@ -113,8 +114,8 @@ def _map_atlas(args, run_, out, done) -> None:
                                  title=f"{layer} map {occ.channel}: its top {args.atlas_k} of {len(data)} val images "
                                        f"(projection | patch)")
         img.save_png(fig, out / f"{stem}_map.png")
-        record["map_top_images"] = [dict(image=str(data.samples[int(i)][0]), activation=float(v))
-                                    for i, v in zip(tp.index[row].tolist(), tp.values[row].tolist()) if i >= 0]
+        record.map_top_images = [MapTopImage(image=str(data.samples[int(i)][0]), activation=float(v))
+                                 for i, v in zip(tp.index[row].tolist(), tp.values[row].tolist()) if i >= 0]
 
 
 def _projection(model, x, occ):

@@ -18,13 +18,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runfolder import write_record
-
     import torch
 
     from ..runs import load_run
     from ..data.images import read_image
     from ..evaluation import ensemble_probs
+    from ..runfolder import write_record
+    from ..runfolder.records import ClassProb, Prediction, PredictionsRecord
 
     run_ = load_run(args.checkpoint)
     images = torch.stack([read_image(p, run_.preprocess.image_size) for p in args.images])
@@ -35,10 +35,10 @@ def run(args: argparse.Namespace) -> int:
     out = []
     for path, p, i in zip(args.images, top.values.tolist(), top.indices.tolist()):
         print(path)
-        preds = [dict(cls=run_.classes[j], prob=q) for j, q in zip(i, p)]
+        preds = [ClassProb(cls=run_.classes[j], prob=q) for j, q in zip(i, p)]
         for pr in preds:
-            print(f"  {pr['prob']:7.2%}  {pr['cls']}")
-        out.append(dict(image=str(path), top=preds))
+            print(f"  {pr.prob:7.2%}  {pr.cls}")
+        out.append(Prediction(image=str(path), top=preds))
     if args.json:
-        write_record("predictions", args.json, dict(predictions=out))
+        write_record(args.json, PredictionsRecord(predictions=out))
     return 0

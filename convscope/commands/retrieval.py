@@ -7,6 +7,7 @@ import argparse
 import torch
 
 from ..runfolder import write_record
+from ..runfolder.records import RetrievalExample, RetrievalRecord
 from . import _inputs
 
 HELP = "nearest neighbours in fc7 space vs raw pixels vs auto-encoder binary codes, precision@k (AlexNet Fig. 4)"
@@ -57,13 +58,14 @@ def run(args: argparse.Namespace) -> int:
     precision = {m: precision_at_k(nb, qry_y, gal_y) for m, nb in neighbours.items()}
     show = torch.randperm(qry_y.numel(), generator=torch.Generator().manual_seed(args.seed))[:args.show]
     ks = sorted({k for k in (1, 5, args.k) if k <= args.k})
-    write_record("retrieval", out / "retrieval.json", dict(
+    write_record(out / "retrieval.json", RetrievalRecord(
         data=str(args.data), layer=layer, gallery=int(gal_y.numel()), queries=int(qry_y.numel()),
         chance=float(torch.bincount(gal_y).max() / gal_y.numel()),
         precision_at_k={m: p for m, p in precision.items()},
-        examples=[dict(query=qdata.samples[qry_idx[i]][0],
-                       neighbours={m: [data.samples[gal_idx[j]][0] for j in nb.index[i, :args.show_k].tolist()]
-                                   for m, nb in neighbours.items()}) for i in show.tolist()]))
+        examples=[RetrievalExample(query=qdata.samples[qry_idx[i]][0],
+                                   neighbours={m: [data.samples[gal_idx[j]][0]
+                                                   for j in nb.index[i, :args.show_k].tolist()]
+                                               for m, nb in neighbours.items()}) for i in show.tolist()]))
     pix = lambda x: pre.to_pixels(x).cpu()  # noqa: E731
     fig = retrieval_figure(
         pix(qry_px[show]),

@@ -6,6 +6,7 @@ import argparse
 
 from ..errors import UserError
 from ..runfolder import write_record
+from ..runfolder.records import SanityRecord, SanityStep
 from . import _inputs
 
 HELP = "randomisation sanity checks of deconvnet projections and occlusion maps (Adebayo et al. 2018)"
@@ -57,9 +58,10 @@ def run(args: argparse.Namespace) -> int:
                                   reinit=default_reinit(run_.model, run_.config), seed=args.seed,
                                   progress=lambda msg: print(msg, flush=True))
     words = {kind: plain_words(kind, rows) for kind, rows in result.cascade.items()}
-    write_record("sanity", out / "sanity.json", dict(
-        checkpoint=str(args.checkpoint), images=args.images, order=result.order, cascade=result.cascade,
-        independent=result.independent, summary=words, seed=args.seed,
+    steps = (lambda table: {kind: [SanityStep(**row) for row in rows] for kind, rows in table.items()})
+    write_record(out / "sanity.json", SanityRecord(
+        checkpoint=str(args.checkpoint), images=args.images, order=result.order, cascade=steps(result.cascade),
+        independent=steps(result.independent), summary=words, seed=args.seed,
         method="Adebayo et al. 2018 §4.1; similarity = Spearman rank correlation of |picture| and SSIM of |picture| "
                "scaled to [0, 1]; a picture with no structure left (all zeros) scores 0"))
     fig = sanity_figure(result.order, result.cascade, result.independent, result.pictures)

@@ -6,6 +6,7 @@ import argparse
 
 from ..errors import UserError
 from ..runfolder import write_record
+from ..runfolder.records import TransferRecord, TransferTable
 from . import _inputs
 
 HELP = "linear probes on frozen layer 1-7 features vs the same net from scratch (ZF Tables 4-7)"
@@ -73,9 +74,9 @@ def run(args: argparse.Namespace) -> int:
                                              train_y, test_u8, test_y, n_per_class=args.n_per_class,
                                              splits=args.scratch_splits, epochs=args.scratch_epochs, seed=args.seed,
                                              transform=pre)
-    result = {name: dict(rows=list(t.rows), n_per_class=list(t.n_per_class), acc=t.acc, mean=t.mean, std=t.std)
-              for name, t in tables.items()}
-    write_record("transfer", out / "transfer.json", dict(
+    result = {name: TransferTable(rows=list(t.rows), n_per_class=list(t.n_per_class), acc=t.acc, mean=t.mean,
+                                  std=t.std) for name, t in tables.items()}
+    write_record(out / "transfer.json", TransferRecord(
         data=str(args.data), classes=list(data.classes), train_pool=int(train_y.numel()), test=int(test_y.numel()),
         spatial=spatial, feature_dims={k: v.shape[1] for k, v in train_f.items()}, tables=result))
     print(f"test accuracy (%), mean ± std over splits; {test_y.numel()} test images, pool {train_y.numel()}")
