@@ -24,6 +24,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from convscope.config import TrainConfig
+from convscope.runfolder import read_metrics, read_record
+from convscope.runfolder.records import CorrespondenceRecord, EvalRecord, MetricsRow, TransferRecord
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.json"
 RESULTS_MD = HERE / "RESULTS.md"
@@ -242,24 +246,23 @@ def twin_row(exp: Experiment, variant: str, seed: int, root: Path, results: Path
     return None
 
 
-def read_run(folder: Path) -> list[dict] | None:
+def read_run(folder: Path) -> list[MetricsRow] | None:
     """The per-epoch records of a finished run (all its epochs logged), else None."""
     config, metrics = folder / "config.json", folder / "metrics.jsonl"
     if not (config.is_file() and metrics.is_file()):
         return None
-    epochs = json.loads(config.read_text())["epochs"]
-    rows = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-    return rows if len(rows) >= epochs else None
+    rows = read_metrics(metrics)
+    return rows if len(rows) >= read_record(TrainConfig, config).epochs else None
 
 
-def measure(metric: str, rows: list[dict]) -> float | None:
+def measure(metric: str, rows: list[MetricsRow]) -> float | None:
     """The experiment's number from a finished run's records (None: the threshold was not reached)."""
     if metric == "best_val_top1_err":
-        return min(r["val_top1_err"] for r in rows)
+        return min(r.val_top1_err for r in rows)
     if metric == "epochs_to_train_err_25":
-        return next((float(r["epoch"]) for r in rows if r["train_err"] <= 0.25), None)
+        return next((float(r.epoch) for r in rows if r.train_err <= 0.25), None)
     if metric == "final_train_err":
-        return rows[-1]["train_err"]
+        return rows[-1].train_err
     raise ValueError(f"unknown metric {metric}")
 
 
@@ -447,36 +450,37 @@ DEMO = HERE / "demo"
 DEMO_SCALE = "the demo model: quarter-width ZFNet, Imagenette-160 (10 classes, 9.5k photos), 24 epochs"
 
 
-def _demo(name: str) -> dict | None:
-    path = DEMO / name
-    return json.loads(path.read_text()) if path.is_file() else None
+def _demo(record):
+    """The demo run's record of type ``record`` (from its file under experiments/demo/), None if not there."""
+    path = DEMO / record.PATH
+    return read_record(record, path) if path.is_file() else None
 
 
 def _eval_row() -> tuple[str, str]:
-    ev = _demo("eval.json")
+    ev = _demo(EvalRecord)
     if not ev:
         return "not run yet", "–"
-    res = {r["views"]: r for r in ev["results"]}
-    text = "; ".join(f"{v}: {100 * r['top1_err']:.1f}% / {100 * r['top5_err']:.1f}%" for v, r in res.items())
+    res = {r.views: r for r in ev.results}
+    text = "; ".join(f"{v}: {100 * r.top1_err:.1f}% / {100 * r.top5_err:.1f}%" for v, r in res.items())
     return text + " (top-1 / top-5, Imagenette val)", "not comparable: 10 classes, not ImageNet's 1000"
 
 
 def _transfer_rows() -> tuple[str, str, str, str]:
-    t = _demo("transfer/transfer.json")
+    t = _demo(TransferRecord)
     if not t:
         return ("not run yet",) * 2 + ("–",) * 2
-    soft = t["tables"]["softmax"]
-    n, rows = soft["n_per_class"], soft["rows"]
+    soft = t.tables["softmax"]
+    n, rows = soft.n_per_class, soft.rows
     j = len(n) - 1
-    splits = len(soft["acc"][0][j]) if soft.get("acc") else "?"
+    splits = len(soft.acc[0][j])
     pm = (lambda m, s: f"{100 * m:.1f} ± {100 * s:.1f}%")
-    per_layer = ", ".join(f"{r}: {pm(m[j], e[j])}" for r, m, e in zip(rows, soft["mean"], soft["std"]))
-    best = max(range(len(rows)), key=lambda i: soft["mean"][i][j])
-    m, e = soft["mean"][best][j], soft["std"][best][j]
-    scratch = t["tables"].get("scratch")
+    per_layer = ", ".join(f"{r}: {pm(m[j], e[j])}" for r, m, e in zip(rows, soft.mean, soft.std))
+    best = max(range(len(rows)), key=lambda i: soft.mean[i][j])
+    m, e = soft.mean[best][j], soft.std[best][j]
+    scratch = t.tables.get("scratch")
     if scratch:
-        ms, es = scratch["mean"][0][j], scratch["std"][0][j]
-        runs = len(scratch["acc"][0][j]) if scratch.get("acc") else "?"
+        ms, es = scratch.mean[0][j], scratch.std[0][j]
+        runs = len(scratch.acc[0][j])
         vs = (f"best frozen layer ({rows[best]}) {pm(m, e)} ({splits} splits) vs from scratch {pm(ms, es)} "
               f"({runs} splits) at N={n[j]}/class")
         margin = math.sqrt(e ** 2 + es ** 2)
@@ -484,7 +488,7 @@ def _transfer_rows() -> tuple[str, str, str, str]:
                 "partly: pretrained ahead within the spread" if m > ms else "no: scratch is as good or better")
     else:
         vs, word = "no scratch baseline", "not decided"
-    rank = _depth_verdict(rows, [m[j] for m in soft["mean"]], [e[j] for e in soft["std"]])
+    rank = _depth_verdict(rows, [m[j] for m in soft.mean], [e[j] for e in soft.std])
     return (vs + " (CIFAR-10 (JPEG) test, ± std over splits)", f"softmax probe at N={n[j]}/class (± std over "
             f"{splits} splits): " + per_layer, word, rank)
 
@@ -505,17 +509,14 @@ def _depth_verdict(layers: list[str], mean: list[float], std: list[float]) -> st
 
 
 def _correspondence_row() -> tuple[str, str]:
-    c = _demo("correspondence/correspondence.json")
+    c = _demo(CorrespondenceRecord)
     if not c:
         return "not run yet", "–"
-    spread = "sem" if "sem" in c else "std"
-    cells = "; ".join(f"{r}: " + " / ".join(f"{m:.3f} ± {e:.3f}" for m, e in zip(c["mean"][i], c[spread][i]))
-                      for i, r in enumerate(c["rows"]))
-    n = len(c.get("images", [])) or "?"
-    if "vs_random" not in c:  # written before the paired comparison existed
-        return f"{cells} (layer {' / '.join(c['layers'])}, {n} springer faces)", "not decided (rerun the command)"
-    parts = [r for r in c["rows"] if r != "random"]
-    diffs = [(r, c["vs_random"][i][0], c["vs_random_sem"][i][0]) for i, r in enumerate(parts)]
+    cells = "; ".join(f"{r}: " + " / ".join(f"{m:.3f} ± {e:.3f}" for m, e in zip(c.mean[i], c.sem[i]))
+                      for i, r in enumerate(c.rows))
+    n = len(c.images) or "?"
+    parts = [r for r in c.rows if r != "random"]
+    diffs = [(r, c.vs_random[i][0], c.vs_random_sem[i][0]) for i, r in enumerate(parts)]
     paired = "; ".join(f"{r} {d:+.3f} ± {e:.3f}" for r, d, e in diffs)
     better = [r for r, d, e in diffs if d + 2 * e < 0]
     worse = [r for r, d, e in diffs if d - 2 * e > 0]
@@ -527,8 +528,8 @@ def _correspondence_row() -> tuple[str, str]:
         word = "no: no part more consistent than random masks beyond 2 SE"
     if worse:
         word += f"; {', '.join(worse)} less consistent"
-    return (f"{cells} (layer {' / '.join(c['layers'])}, {n} springer faces); part − random at layer "
-            f"{c['layers'][0]}, paired: {paired}", f"{word} (layer {c['layers'][0]}, paired bootstrap SE)")
+    return (f"{cells} (layer {' / '.join(c.layers)}, {n} springer faces); part − random at layer "
+            f"{c.layers[0]}, paired: {paired}", f"{word} (layer {c.layers[0]}, paired bootstrap SE)")
 
 
 OBSERVED = [
@@ -693,7 +694,7 @@ def run_ensemble(exp: Experiment, data_root: Path, root: Path, *, results: Path 
                                "--out", str(out)])
                 if getattr(done, "returncode", 0) != 0:
                     raise SystemExit(f"[{exp.name}] evaluation failed (exit {done.returncode})")
-            value = json.loads(out.read_text())["results"][0]["top1_err"]
+            value = read_record(EvalRecord, out).results[0].top1_err
             rows.append(dict(experiment=exp.name, variant=variant, seed=i, metric=exp.metric, value=value,
                              scale=exp.scale, run=" + ".join(str(f) for f in members)))
     record(rows, results)

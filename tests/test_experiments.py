@@ -3,12 +3,28 @@
 import json
 from types import SimpleNamespace
 
+from convscope.config import TrainConfig, config_to_json
+from convscope.runfolder import to_json, write_record
+from convscope.runfolder.records import EvalRecord, EvalRow, MetricsRow
 from experiments import runner
 from experiments.runner import Experiment
 
 EXP = Experiment("toy", "a claim", "-1 point", "cifar10", "cifar10-jpeg", dict(epochs=2),
                  {"off": dict(model_options=dict(lrn=False)), "on": dict(model_options=dict(lrn=True))},
                  seeds=(0, 1), scale="tiny")
+
+
+def _metrics(epoch, val_top1_err, train_err=0.5):
+    """One line of metrics.jsonl as train writes it."""
+    return to_json(MetricsRow(epoch=epoch, step=10 * epoch, lr=0.01, train_loss=1.0, train_err=train_err,
+                              images_per_s=100.0, val_top1_err=val_top1_err, val_top5_err=0.1, val_loss=1.0,
+                              val_count=10, filter_smoothness={}), indent=None)
+
+
+def _eval(path, top1_err, top5_err=0.0):
+    """An eval.json as evaluate writes it (centre view)."""
+    write_record(path, EvalRecord(checkpoints=["x.pt"], data_root="d", split="val", results=[
+        EvalRow(views="center", models=1, top1_err=top1_err, top5_err=top5_err, loss=1.0, count=10)]))
 
 
 def _fake_training(errors, calls):
@@ -18,11 +34,9 @@ def _fake_training(errors, calls):
         calls.append(cmd)
         out = runner.Path(cmd[cmd.index("--out-dir") + 1])
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(dict(epochs=2)))
+        (out / "config.json").write_text(config_to_json(TrainConfig(epochs=2)))
         key = (out.parent.name, int(out.name[4:]))
-        (out / "metrics.jsonl").write_text("".join(
-            json.dumps(dict(epoch=e, val_top1_err=errors[key] + 0.1 * (2 - e), train_err=0.5)) + "\n"
-            for e in (1, 2)))
+        (out / "metrics.jsonl").write_text("".join(_metrics(e, errors[key] + 0.1 * (2 - e)) for e in (1, 2)))
         return SimpleNamespace(returncode=0)
 
     return run
@@ -41,7 +55,7 @@ def test_runs_are_reused_and_resumed_and_results_recorded(tmp_path):
     assert calls == []  # every run finished: nothing trains again
     # an interrupted run (checkpoint, too few epochs logged) is continued with --resume, the rest reused
     folder = runner.run_folder(tmp_path / "runs", EXP, "on", 1)
-    (folder / "metrics.jsonl").write_text(json.dumps(dict(epoch=1, val_top1_err=0.4, train_err=0.5)) + "\n")
+    (folder / "metrics.jsonl").write_text(_metrics(1, 0.4))
     (folder / "last.pt").write_bytes(b"x")
     runner.run_experiment(EXP, tmp_path / "data", tmp_path / "runs", results=results,
                           runner=_fake_training(errors, calls))
@@ -76,14 +90,14 @@ def test_sweep_groups_report_their_best_variant_and_unreached_thresholds():
     summary = runner.summarize(exp, rows)
     assert summary["A"][0] == "A: a/2" and summary["A"][1] == 3.0
     assert summary["B"][3] == 0 and "not reached" in runner._fmt(exp, *summary["B"][1:])
-    assert runner.measure("epochs_to_train_err_25", [dict(epoch=1, train_err=0.3), dict(epoch=2, train_err=0.2)]) == 2
+    assert runner.measure("epochs_to_train_err_25", [SimpleNamespace(epoch=1, train_err=0.3),
+                                                     SimpleNamespace(epoch=2, train_err=0.2)]) == 2
 
 
 def test_demo_measured_rows_come_from_the_demo_files(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "DEMO", tmp_path)
     assert runner._eval_row()[0] == "not run yet"
-    (tmp_path / "eval.json").write_text(json.dumps(dict(results=[
-        dict(views="center", top1_err=0.2568, top5_err=0.0385)])))
+    _eval(tmp_path / "eval.json", 0.2568, 0.0385)
     assert runner._eval_row()[0].startswith("center: 25.7% / 3.9%")
     assert "25.7%" in runner.render_table([])
 
@@ -108,7 +122,8 @@ def test_second_measurement_reports_each_groups_lowest():
             for v, e in (("a/1", 0.40), ("a/2", 0.30), ("b/1", 0.50))]
     text = runner._also(exp, rows)
     assert "A: lowest final train err 30.0" in text and "(a/2, n=1)" in text and "B: lowest final train err 50.0" in text
-    assert runner.measure("final_train_err", [dict(train_err=0.5), dict(train_err=0.2)]) == 0.2
+    assert runner.measure("final_train_err", [SimpleNamespace(train_err=0.5),
+                                             SimpleNamespace(train_err=0.2)]) == 0.2
 
 
 def test_every_variant_command_parses_back_to_its_overrides():
@@ -145,7 +160,7 @@ def test_ensemble_evaluates_members_alone_and_in_pairs_once(tmp_path, monkeypatc
         calls.append(cmd)
         models = [c for c in cmd if c.endswith("last.pt")]
         out = runner.Path(cmd[cmd.index("--out") + 1])
-        out.write_text(json.dumps(dict(results=[dict(views="center", top1_err=0.2 if len(models) == 1 else 0.15)])))
+        _eval(out, 0.2 if len(models) == 1 else 0.15)
         return SimpleNamespace(returncode=0)
 
     rows = runner.run_experiment(ens, tmp_path / "data", tmp_path / "runs", results=results, runner=fake_evaluate)
