@@ -16,9 +16,13 @@ import sys
 from . import __version__, commands
 
 
-def _command_modules():
-    mods = [importlib.import_module(f"convscope.commands.{m.name}") for m in pkgutil.iter_modules(commands.__path__)
-            if not m.name.startswith("_")]
+def _command_modules(only: str | None = None):
+    """The command modules (all of them, for ``--help``; just ``only`` when a command is named, so that a command
+    starts without importing the others: ``convscope train`` reaches its run-folder lock before torch loads)."""
+    names = [m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
+    if only in names:
+        names = [only]
+    mods = [importlib.import_module(f"convscope.commands.{name}") for name in names]
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 99), m.__name__))
 
 
@@ -32,9 +36,13 @@ class _Parser(argparse.ArgumentParser):
 # operating-system conditions that are the user's to fix (a full disk, a read-only or forbidden folder)
 _OS_USER_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
                    errno.EROFS: "read-only file system", errno.EACCES: "permission denied"}
+# a path of the wrong kind (a file where a folder must be, or the other way round): a user error like any other
+_WRONG_KIND = {errno.EEXIST: "a file is in the way of a folder", errno.ENOTDIR: "a file is in the way of a folder",
+               errno.EISDIR: "a folder is in the way of a file"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or of ``command`` alone (with the same options) where that names one."""
     parser = _Parser(
         prog="convscope",
         description="Train AlexNet/ZFNet as their papers describe, and look inside trained convnets "
@@ -43,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"convscope {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in _command_modules():
+    for mod in _command_modules(command):
         name = mod.__name__.rsplit(".", 1)[-1]
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -54,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
@@ -67,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convscope {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
+        if err.errno in _WRONG_KIND and err.filename:  # a rename names the target second
+            print(f"convscope {args.command}: error: {_WRONG_KIND[err.errno]}: {err.filename2 or err.filename}",
+                  file=sys.stderr)
+            return 2
         if err.errno not in _OS_USER_ERRORS:
             raise
         where = f" ({err.filename})" if err.filename else ""

@@ -1,49 +1,69 @@
-"""Advisory file locks: one process per run folder (``RUN/.lock``, held while a run trains) and one builder per
-decoded cache.
+"""Advisory file locks: one process per run folder (``RUN/.lock``, held while a run trains), one writer per output
+folder (a store being packed, a report being built) and one builder per decoded cache or statistics file.
 
 The locks are the operating system's (``fcntl.flock``), so they go away with the process that held them: a run
 killed by ``kill -9`` or a power cut leaves nothing stuck, and the next ``--resume`` simply takes it. The file keeps
-the holder's pid and command line for the error message.
+the holder's pid and command line for the message. A folder another process writes is refused at once
+(:func:`claim`); a shared product another process is building is waited for, saying so (:func:`file_lock`).
+A lock this process already holds is held again for free, so a command may claim its folder before the library
+code under it claims it once more.
 """
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UserError
+from .errors import UserError, expect_folder
 
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks here; runs are not guarded
     fcntl = None
 
+log = logging.getLogger(__name__)
+_held: set[str] = set()  # lock files this process holds (resolved paths)
 
-class RunFolderBusy(UserError):
+
+class FolderBusy(UserError):
+    """Another process is writing into the same folder."""
+
+
+class RunFolderBusy(FolderBusy):
     """Another process is training into the same run folder."""
 
 
 @contextlib.contextmanager
-def file_lock(path: str | Path, *, wait: bool = True) -> Iterator[bool]:
+def file_lock(path: str | Path, *, wait: bool = True, waiting_for: str = "") -> Iterator[bool]:
     """Hold an exclusive lock on ``path`` (created) for the block. ``wait=False`` does not block: the block then
-    gets ``False`` when another live process holds the lock (and ``True`` when this one does)."""
-    if fcntl is None:
+    gets ``False`` when another live process holds the lock (and ``True`` when this one does). A wait is logged
+    (who holds the lock; ``waiting_for`` says for what), never silent."""
+    path = Path(path)
+    key = str(path.resolve())
+    if fcntl is None or key in _held:
         yield True
         return
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            yield False
-            return
+            if not wait:
+                yield False
+                return
+            log.info("waiting for %s, which is %s", lock_holder(path), waiting_for or f"holding {path}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} ({' '.join(sys.argv[:3])})\n".encode(), 0)
-        yield True
+        _held.add(key)
+        try:
+            yield True
+        finally:
+            _held.discard(key)
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 
@@ -57,14 +77,19 @@ def lock_holder(path: str | Path) -> str:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | Path, *, enabled: bool = True) -> Iterator[None]:
+def claim(lock: str | Path, what: str, hint: str, *, error: type[UserError] = FolderBusy) -> Iterator[None]:
+    """Hold the lock file ``lock`` for the block, or raise ``error`` at once ("WHAT is in use by HOLDER; HINT")
+    if another live process holds it."""
+    with file_lock(lock, wait=False) as mine:
+        if not mine:
+            raise error(f"{what} is in use by {lock_holder(lock)}; {hint}")
+        yield
+
+
+def run_lock(run_dir: str | Path, *, enabled: bool = True) -> contextlib.AbstractContextManager:
     """Hold ``run_dir/.lock`` for the block; raise :class:`RunFolderBusy` if another live process holds it."""
     if not enabled:
-        yield
-        return
-    path = Path(run_dir) / ".lock"
-    with file_lock(path, wait=False) as mine:
-        if not mine:
-            raise RunFolderBusy(f"{run_dir} is in use by {lock_holder(path)}; wait for it to finish (or stop it), "
-                                f"or choose another --out-dir")
-        yield
+        return contextlib.nullcontext()
+    run_dir = expect_folder(run_dir, "the run folder")
+    return claim(run_dir / ".lock", str(run_dir), "wait for it to finish (or stop it), or choose another --out-dir",
+                 error=RunFolderBusy)

@@ -22,7 +22,10 @@ def run(args: argparse.Namespace) -> int:
     from ..checkpoint import atomic_save
     from ..data.loading import open_split
     from ..data.stats import cached_stats
+    from ..errors import expect_file
 
+    if args.out:
+        expect_file(args.out, "--out")
     ds = open_split(args.data_root, args.split, args.image_size, cache_dir=args.cache_dir, workers=args.workers)
     stats = cached_stats(ds, args.data_root, args.split, args.image_size, cache_dir=args.cache_dir,
                          num_workers=args.workers)

@@ -37,12 +37,12 @@ def resolve(args: argparse.Namespace):
     """The run's configuration: the recipe with the flags given, or on ``--resume`` the run's saved one."""
     from pathlib import Path
 
-    from ..checkpoint import load_checkpoint
     from ..config import config_from_dict, resolve_config, resume_config
     from ..errors import UserError
 
     if not args.resume:
         return resolve_config(args.recipe or "alexnet_2012", args)
+    from ..checkpoint import load_checkpoint  # torch: only a resumed run reads one here
     if not getattr(args, "out_dir", None):
         raise UserError("--resume needs --out-dir: the run folder to continue")
     last = Path(args.out_dir) / "last.pt"
@@ -59,17 +59,27 @@ def resolve(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
     from ..config import config_to_json
+    from ..locks import run_lock
 
-    cfg = resolve(args)
     if args.print_config:
-        print(config_to_json(cfg))
+        print(config_to_json(resolve(args)))
         return 0
-    from ..train import Stop, main
+    cfg = None if args.resume else resolve(args)  # a fresh run's flags are checked before any folder is made
+    out_dir = getattr(args, "out_dir", None) or (cfg.out_dir if cfg else None)
+    # claim the run folder first, before torch loads and data is read: a second training into it is refused in
+    # one line at once instead of after seconds of silence (training claims it again, for free, in this process)
+    claim = bool(out_dir) and os.environ.get("RANK", "0") == "0" and (cfg is not None or Path(out_dir).is_dir())
+    with run_lock(out_dir or ".", enabled=claim):
+        cfg = cfg or resolve(args)
+        from ..train import Stop, main
 
-    try:
-        main(cfg, resume=args.resume)
-    except Stop as stop:
-        print(f"convscope train: {stop}", file=sys.stderr)
-        return EXIT_CODES[stop.kind]
+        try:
+            main(cfg, resume=args.resume)
+        except Stop as stop:
+            print(f"convscope train: {stop}", file=sys.stderr)
+            return EXIT_CODES[stop.kind]
     return 0
