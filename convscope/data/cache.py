@@ -3,7 +3,7 @@
 On a CPU the decode of each JPEG every epoch dominates small-model training; the papers' preprocessing (shorter
 side -> S, centre crop) is deterministic, so its result can be stored. The file is written to a temp name and
 renamed when complete, so an interrupted build is never mistaken for a finished one; one process builds at a time
-(a file lock), and it clears what killed builds left behind. The cache follows its images: a fingerprint of every
+(a file lock; another one waits for it, saying so), and it clears what killed builds left behind. The cache follows its images: a fingerprint of every
 file's path, size and modification time (and of the labels and the reader) is stored with it, and any change
 rebuilds it.
 """
@@ -84,10 +84,11 @@ class DecodedCache(Dataset):
         self.classes = dataset.classes
         self.wnids = getattr(dataset, "wnids", dataset.classes)  # folder names: pin another split's label order
         self.samples = dataset.samples
-        want = fingerprint(dataset)
+        self.content_fingerprint = want = fingerprint(dataset)
         meta = self._meta()
         if meta is None or meta.get("fingerprint") != want:
-            with file_lock(self.path.with_name(f".{self.path.name}.lock")):  # one builder; others wait for it
+            with file_lock(self.path.with_name(f".{self.path.name}.lock"),  # one builder; others wait for it
+                           waiting_for=f"building the decoded cache {self.path.name}"):
                 meta = self._meta()  # built by another process while this one waited?
                 if meta is None or meta.get("fingerprint") != want:
                     if meta is not None:

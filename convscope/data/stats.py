@@ -1,5 +1,6 @@
 """Training-set statistics the papers' preprocessing needs: the per-pixel mean image (AlexNet §2) and the PCA
-of RGB pixel values (AlexNet §4.1). Computed in one streaming pass (float64 sums), in 0..255 units."""
+of RGB pixel values (AlexNet §4.1). Computed in one streaming pass (float64 sums), in 0..255 units, and cached under
+the images' content fingerprint (the decoded cache's), so that images replaced under the same names get new ones."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,16 +58,41 @@ def compute_stats(dataset, *, batch_size: int = 256, num_workers: int = 2, progr
     return DataStats((total / n).float(), eigval[order].clamp_min(0).float(), eigvec[:, order].float(), n)
 
 
+def stats_fingerprint(dataset) -> str:
+    """What the statistics of ``dataset`` depend on: its images' content fingerprint (the decoded cache's own, see
+    :func:`~convscope.data.cache.fingerprint`) and, for a subset, which images it keeps."""
+    import hashlib
+
+    from torch.utils.data import Subset
+
+    from .cache import fingerprint
+
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    digest = getattr(base, "content_fingerprint", None) or fingerprint(base)
+    if isinstance(dataset, Subset):
+        digest = hashlib.sha1(f"{digest} {list(dataset.indices)}".encode()).hexdigest()
+    return digest
+
+
 def cached_stats(dataset, root: str | Path, split: str, image_size: int, *, cache_dir: str = "",
                  num_workers: int = 2) -> DataStats:
-    """:func:`compute_stats` once per (dataset folder, split, size, image count); later calls read the cache."""
+    """:func:`compute_stats` once per content of the split (:func:`stats_fingerprint`: images replaced under the
+    same names are new statistics); later calls read the cache, and a process computing them is waited for."""
     from ..checkpoint import atomic_save
+    from ..locks import file_lock
     from .cache import cache_key
     from .loading import default_cache_dir
 
-    path = default_cache_dir(cache_dir) / f"stats-{cache_key(root, split, image_size)}-{len(dataset)}.pt"
+    folder, stem = default_cache_dir(cache_dir), f"stats-{cache_key(root, split, image_size)}-{len(dataset)}"
+    path = folder / f"{stem}-{stats_fingerprint(dataset)[:16]}.pt"
     if path.is_file():
         return DataStats.load(path)
-    stats = compute_stats(dataset, num_workers=num_workers)
-    atomic_save(stats.state(), path)
+    with file_lock(folder / f".{stem}.lock", waiting_for=f"computing the statistics {path.name}"):
+        if path.is_file():  # computed by another process while this one waited
+            return DataStats.load(path)
+        stats = compute_stats(dataset, num_workers=num_workers)
+        atomic_save(stats.state(), path)
+        for stale in folder.glob(f"{stem}-*.pt"):  # of images that are no longer there (same split and count)
+            if stale != path:
+                stale.unlink(missing_ok=True)
     return stats
