@@ -5,7 +5,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, expect_folder
 from . import _inputs
 
 HELP = "write a dataset's 256x256 view once as JPEG tar shards (ImageNet-scale input without a 252 GB cache)"
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.quality <= 95:
         raise UserError(f"--quality must be in 1..95, not {args.quality}")
-    out = Path(args.out)
+    out = expect_folder(args.out, "--out")
     out.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(out).free
     index = pack(args.data_root, out, split=args.split, size=args.size, quality=args.quality,

@@ -21,7 +21,8 @@ def build(run_dir: str, out: str | None = None, problems: list[str] | None = Non
     """Build the report of ``run_dir`` or raise a :class:`UserError` saying why it cannot be built."""
     from pathlib import Path
 
-    from ..errors import UserError
+    from ..errors import UserError, expect_folder
+    from ..locks import claim
     from ..report import KNOWN_OUTPUTS, build_report
 
     run = Path(run_dir)
@@ -30,8 +31,10 @@ def build(run_dir: str, out: str | None = None, problems: list[str] | None = Non
     if not any((run / name).exists() for name in KNOWN_OUTPUTS):
         raise UserError(f"{run_dir} holds none of the files a report is built from ({', '.join(KNOWN_OUTPUTS)}); "
                         f"is it the --out-dir of 'convscope train'?")
+    site = expect_folder(out or run / "report", "the report folder")
     try:
-        return build_report(run, out, problems=problems)
+        with claim(site.parent / f".{site.name}.lock", str(site), "another report is being built there; wait for it"):
+            return build_report(run, out, problems=problems)
     except FileExistsError as err:
         raise UserError(str(err)) from None
     except PermissionError as err:

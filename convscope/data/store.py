@@ -67,15 +67,31 @@ def pack(root: str | Path, out: str | Path, *, split: str = "train", size: int =
          shard_images: int = 5000, workers: int = 2, classes: list[str] | None = None, progress: bool = True) -> Path:
     """Write one split of a dataset folder (any layout :func:`build_dataset` reads) as a JPEG shard store.
 
-    Returns the index file. Unreadable images are skipped and counted. Shards are written to temp names and renamed
-    when complete, and the index appears last, so an interrupted pack is never mistaken for a finished one.
+    Returns the index file. Unreadable images are skipped and counted. One pack per split and store at a time (a
+    second is refused, :class:`~convscope.locks.FolderBusy`). The old index goes first and the new one appears last,
+    shards are written to temp names and renamed when complete, so an interrupted pack is never mistaken for a
+    finished one (nor for the old one, whose shards it may have replaced); the next pack clears what it left.
     """
-    out = Path(out)
+    from ..errors import expect_folder
+    from ..locks import claim
+
+    out = expect_folder(out, "the store")
     out.mkdir(parents=True, exist_ok=True)
+    with claim(out / f".pack-{split}.lock", f"{out} ({split})",
+               "another pack is writing this split; wait for it to finish, or choose another --out"):
+        return _pack(root, out, split, size, quality, shard_images, workers, classes, progress)
+
+
+def _pack(root, out: Path, split, size, quality, shard_images, workers, classes, progress) -> Path:
+    """:func:`pack` with the split's lock held."""
     ds = build_dataset(root, split, image_size=size, classes=classes)
     samples = list(getattr(ds, "samples", []))
     if not samples or not Path(str(samples[0][0])).exists():
         raise UserError(f"{root} ({split}) is not a folder of image files; pack reads JPEG/PNG trees")
+    path = _index_path(out, split)
+    path.unlink(missing_ok=True)  # from here until the new index appears, the split is "not packed"
+    for debris in out.glob(f".{split}-*.tar.tmp"):  # left by a killed pack (the lock is held: none is live)
+        debris.unlink()
     loader = DataLoader(WithIndex(_Encoded(samples, size, quality)), batch_size=None, num_workers=workers,
                         collate_fn=lambda item: item)
     entries, skipped, shard, tar, tmp = [], 0, -1, None, None
@@ -118,7 +134,9 @@ def pack(root: str | Path, out: str | Path, *, split: str = "train", size: int =
                  wnids=list(getattr(ds, "wnids", ds.classes)), skipped=skipped,
                  shards=[f"{split}-{s:06d}.tar" for s in range(shard + 1)],
                  images=[list(e) for e in entries])
-    path = _index_path(out, split)
+    for stale in out.glob(f"{split}-*.tar"):  # shards of an earlier, bigger pack of this split
+        if stale.name not in index["shards"]:
+            stale.unlink()
     tmp_index = path.with_suffix(".json.tmp")
     tmp_index.write_text(json.dumps(index))
     os.replace(tmp_index, path)
@@ -132,7 +150,7 @@ class JpegStore(Dataset):
     """
 
     def __init__(self, root: str | Path, split: str = "train", image_size: int | None = None):
-        self.root = Path(root)
+        self.root, self.split = Path(root), split
         path = _index_path(self.root, split)
         try:
             index = json.loads(path.read_text())
@@ -158,6 +176,10 @@ class JpegStore(Dataset):
 
     def __len__(self) -> int:
         return len(self.targets)
+
+    def source_files(self) -> list[str]:
+        """The index and the shards (for the content fingerprint: a re-packed store is new statistics)."""
+        return [str(_index_path(self.root, self.split)), *self.shards]
 
     def _bytes(self, i: int) -> torch.Tensor:
         s = int(self.shard[i])
