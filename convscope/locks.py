@@ -36,6 +36,28 @@ class RunFolderBusy(FolderBusy):
     """Another process is training into the same run folder."""
 
 
+def _acquire(path: Path, *, wait: bool, waiting_for: str) -> int | None:
+    """A descriptor of ``path`` (created) holding its exclusive lock, or None when another live process holds it and
+    ``wait`` is False. A wait is logged (who holds the lock; ``waiting_for`` says for what), never silent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                os.close(fd)
+                return None
+            log.info("waiting for %s, which is %s", lock_holder(path), waiting_for or f"holding {path}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} ({' '.join(sys.argv[:3])})\n".encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 @contextlib.contextmanager
 def file_lock(path: str | Path, *, wait: bool = True, waiting_for: str = "") -> Iterator[bool]:
     """Hold an exclusive lock on ``path`` (created) for the block. ``wait=False`` does not block: the block then
@@ -46,25 +68,15 @@ def file_lock(path: str | Path, *, wait: bool = True, waiting_for: str = "") -> 
     if fcntl is None or key in _held:
         yield True
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _acquire(path, wait=wait, waiting_for=waiting_for)
+    if fd is None:
+        yield False
+        return
+    _held.add(key)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not wait:
-                yield False
-                return
-            log.info("waiting for %s, which is %s", lock_holder(path), waiting_for or f"holding {path}")
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} ({' '.join(sys.argv[:3])})\n".encode(), 0)
-        _held.add(key)
-        try:
-            yield True
-        finally:
-            _held.discard(key)
+        yield True
     finally:
+        _held.discard(key)
         os.close(fd)  # closing the descriptor releases the lock
 
 
@@ -84,6 +96,26 @@ def claim(lock: str | Path, what: str, hint: str, *, error: type[UserError] = Fo
         if not mine:
             raise error(f"{what} is in use by {lock_holder(lock)}; {hint}")
         yield
+
+
+def beside(folder: str | Path) -> Path:
+    """The lock file of an output folder, kept beside it (``.NAME.lock``) so that the folder holds only what its
+    command writes."""
+    folder = Path(folder)
+    return folder.parent / f".{folder.name}.lock"
+
+
+def claim_for_life(folder: str | Path, command: str) -> None:
+    """:func:`claim` ``folder`` (:func:`beside`) for the rest of this process: a second ``command`` writing into it
+    is refused at once; the lock goes away with the process (killed or not)."""
+    lock = beside(folder)
+    key = str(lock.resolve())
+    if fcntl is None or key in _held:
+        return
+    if _acquire(lock, wait=False, waiting_for="") is None:  # the descriptor stays open until the process ends
+        raise FolderBusy(f"{folder} is in use by {lock_holder(lock)}; another {command} is writing there; wait "
+                         f"for it, or give another --out")
+    _held.add(key)
 
 
 def run_lock(run_dir: str | Path, *, enabled: bool = True) -> contextlib.AbstractContextManager:

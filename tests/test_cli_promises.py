@@ -143,12 +143,16 @@ def test_statistics_follow_images_replaced_under_the_same_names(cifar, tmp_path)
     assert float(torch.load(run / "stats.pt", weights_only=True)["mean_image"].abs().max()) < 1.0
 
 
+def _inspect_argv(tmp: Path) -> tuple[Path, tuple]:
+    """A small `inspect` (tiny model, 9 synthetic images, one map of conv1) into ``tmp/inspect``: (data, argv)."""
+    data = write_image_folder(tmp / "data" / "val", classes=3, per_class=3, size=72).parent
+    return data, ("inspect", "--checkpoint", save_tiny_run(tmp / "tiny.pt"), "--data", data, "--layers", "conv1",
+                  "--maps", "1", "-k", "1", "--evolution-epochs", "none", "--workers", "0", "--out", tmp / "inspect")
+
+
 def test_an_analysis_sees_images_replaced_between_two_runs(tmp_path):
     """`inspect`, the images replaced under the same names, `inspect` again: the atlas is of the new images."""
-    data = write_image_folder(tmp_path / "data" / "val", classes=3, per_class=3, size=72).parent
-    ck, env = save_tiny_run(tmp_path / "tiny.pt"), _env(tmp_path)
-    argv = ("inspect", "--checkpoint", ck, "--data", data, "--layers", "conv1", "--maps", "1", "-k", "1",
-            "--evolution-epochs", "none", "--workers", "0", "--out", tmp_path / "inspect")
+    (data, argv), env = _inspect_argv(tmp_path), _env(tmp_path)
 
     def strongest() -> tuple[list[float], str]:
         done = _cli(*argv, env=env)
@@ -160,6 +164,15 @@ def test_an_analysis_sees_images_replaced_between_two_runs(tmp_path):
     _blacken(data / "val")
     after, log = strongest()
     assert "images changed" in log and after != before, (before, after)
+
+
+def test_a_second_analysis_into_the_same_folder_is_refused(tmp_path):
+    from convscope.locks import beside, file_lock
+
+    _, argv = _inspect_argv(tmp_path)
+    with file_lock(beside(tmp_path / "inspect")):  # another inspect is writing tmp/inspect
+        _one_line_error(_cli(*argv, env=_env(tmp_path), timeout=HANG), "in use by", "another inspect")
+    assert not (tmp_path / "inspect" / "index.json").exists()
 
 
 def test_a_cache_build_of_another_process_is_waited_for_saying_so(tmp_path):

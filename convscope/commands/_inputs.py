@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
+from ..locks import claim_for_life
 
 
 def positive(text: str) -> int:
@@ -134,6 +135,7 @@ def load(args: argparse.Namespace):
     else:
         out = default_out(args.checkpoint, args.out_name)
     out.mkdir(parents=True, exist_ok=True)
+    claim_for_life(out, args.out_name)  # two analyses writing one folder at once would mix their files
     return run, out
 
 

@@ -22,7 +22,7 @@ def build(run_dir: str, out: str | None = None, problems: list[str] | None = Non
     from pathlib import Path
 
     from ..errors import UserError, expect_folder
-    from ..locks import claim
+    from ..locks import beside, claim
     from ..report import KNOWN_OUTPUTS, build_report
 
     run = Path(run_dir)
@@ -33,7 +33,7 @@ def build(run_dir: str, out: str | None = None, problems: list[str] | None = Non
                         f"is it the --out-dir of 'convscope train'?")
     site = expect_folder(out or run / "report", "the report folder")
     try:
-        with claim(site.parent / f".{site.name}.lock", str(site), "another report is being built there; wait for it"):
+        with claim(beside(site), str(site), "another report is being built there; wait for it"):
             return build_report(run, out, problems=problems)
     except FileExistsError as err:
         raise UserError(str(err)) from None
