@@ -107,10 +107,11 @@ def beside(folder: str | Path) -> Path:
 
 def claim_for_life(folder: str | Path, command: str) -> None:
     """:func:`claim` ``folder`` (:func:`beside`) for the rest of this process: a second ``command`` writing into it
-    is refused at once; the lock goes away with the process (killed or not)."""
+    is refused at once; the lock goes away with the process (killed or not). Under torchrun only rank 0 claims
+    it (the ranks of one launch share the folder; rank 0 writes)."""
     lock = beside(folder)
     key = str(lock.resolve())
-    if fcntl is None or key in _held:
+    if fcntl is None or key in _held or os.environ.get("RANK", "0") != "0":
         return
     if _acquire(lock, wait=False, waiting_for="") is None:  # the descriptor stays open until the process ends
         raise FolderBusy(f"{folder} is in use by {lock_holder(lock)}; another {command} is writing there; wait "
