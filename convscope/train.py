@@ -207,10 +207,8 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
     if model_accepts(cfg.model, "input_size"):
         model_options.setdefault("input_size", cfg.crop)
     torch.manual_seed(cfg.seed)  # here, not earlier: building the cache/statistics may or may not draw numbers
-    try:
-        model = get_model(cfg.model, num_classes=len(train_ds.classes), **model_options).to(dist.device)
-    except (TypeError, ValueError) as err:
-        raise UserError(str(err)) from None
+    # a wrong option is a ModelOptionError (a UserError: one line); anything else from building is a bug
+    model = get_model(cfg.model, num_classes=len(train_ds.classes), **model_options).to(dist.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = PaperSGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

@@ -257,6 +257,22 @@ def test_loader_workers_ignore_a_foreign_sigterm_but_obey_their_parent():
     assert not worker.is_alive()
 
 
+def test_a_bug_while_building_the_model_is_not_blamed_on_the_user(image_tree, tmp_path, monkeypatch):
+    import convscope.train as train
+    from convscope.errors import UserError
+
+    with pytest.raises(UserError, match="no option 'widht'"):  # the user's option: one line
+        main(tiny_cfg(image_tree, tmp_path / "a", model_options={"widht": 0.25}))
+
+    def broken(*args, **kw):
+        raise ValueError("a bug in a builder")
+
+    monkeypatch.setattr(train, "get_model", broken)
+    with pytest.raises(ValueError, match="a bug in a builder") as caught:
+        main(tiny_cfg(image_tree, tmp_path / "b"))
+    assert not isinstance(caught.value, UserError)
+
+
 def test_resume_without_checkpoint_and_rerun_into_existing_run_are_errors(image_tree, tmp_path):
     from convscope.errors import UserError
 

@@ -17,6 +17,14 @@ class UnknownModelError(UserError, KeyError):
         return str(self.args[0])
 
 
+class ModelOptionError(UserError, ValueError):
+    """A model option with a value the builder cannot use (the message names the option and what it must be)."""
+
+
+class UnknownOptionError(ModelOptionError, TypeError):
+    """An option the builder does not take (the message lists the valid ones)."""
+
+
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Register a builder under its own function name."""
     name = fn.__name__
@@ -43,7 +51,8 @@ def get_model(name: str, num_classes: int | None = None, **options) -> nn.Module
 
     Raises:
         UnknownModelError: unknown name (the message lists the valid ones).
-        TypeError: an option the builder does not accept (the message lists the valid ones).
+        UnknownOptionError: an option the builder does not accept (the message lists the valid ones); a TypeError.
+        ModelOptionError: an option of the wrong type (against the builder's default) or value; a ValueError.
     """
     if name not in _MODELS:
         raise UnknownModelError(f"unknown model '{name}'; available: {', '.join(list_models())}")
@@ -55,7 +64,14 @@ def get_model(name: str, num_classes: int | None = None, **options) -> nn.Module
         bad = sorted(set(options) - set(params))
         if bad:
             valid = ", ".join(p for p in params if p != "num_classes")
-            raise TypeError(f"model '{name}' has no option {', '.join(map(repr, bad))}; valid options: {valid}")
+            raise UnknownOptionError(f"model '{name}' has no option {', '.join(map(repr, bad))}; valid options: "
+                                     f"{valid}")
+    for key, value in options.items():
+        default = params[key].default if key in params else None
+        kinds = {bool: (bool,), int: (int,), float: (int, float)}.get(type(default))
+        if kinds and (not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool))):
+            raise ModelOptionError(f"model '{name}' option {key}={value!r}: expected {type(default).__name__} "
+                                   f"(like the default {default!r})")
     if num_classes is not None:
         options["num_classes"] = num_classes
     return builder(**options)

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from torch import nn
 
-from ._registry import register_model
+from ._registry import ModelOptionError, register_model
 from .convnet import ConvNet, ConvSpec, fc_spec, scale_specs
 
 # AlexNet §3.5 / Fig. 2: 96-256-384-384-256 kernels; conv2/4/5 within a GPU; LRN after relu1/relu2 (§3.3);
@@ -124,7 +124,7 @@ def alexnet_tv(
         try:
             tv_weights = AlexNet_Weights[weights]
         except KeyError:
-            raise ValueError(f"weights must be a file or one of {[w.name for w in AlexNet_Weights]}") from None
+            raise ModelOptionError(f"weights must be a file or one of {[w.name for w in AlexNet_Weights]}") from None
         model.load_state_dict(tv_weights.get_state_dict(progress=True))
         return model
     if weights is None:  # torchvision's default init, so an untrained alexnet_tv behaves like theirs

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._registry import ModelOptionError
+
 
 class LRN(nn.LocalResponseNorm):
     """Local response normalisation exactly as AlexNet §3.3 writes it.
@@ -111,11 +113,11 @@ class ConvNet(nn.Module):
     ):
         super().__init__()
         if activation not in ("relu", "tanh"):
-            raise ValueError(f"activation must be 'relu' or 'tanh', not {activation!r}")
+            raise ModelOptionError(f"activation must be 'relu' or 'tanh', not {activation!r}")
         if pool not in ("overlap", "nonoverlap"):
-            raise ValueError(f"pool must be 'overlap' or 'nonoverlap', not {pool!r}")
+            raise ModelOptionError(f"pool must be 'overlap' or 'nonoverlap', not {pool!r}")
         if init not in ("paper", "kaiming", "none"):
-            raise ValueError(f"init must be 'paper', 'kaiming' or 'none', not {init!r}")
+            raise ModelOptionError(f"init must be 'paper', 'kaiming' or 'none', not {init!r}")
         self.input_size = input_size
         self.activation = activation
         act = nn.ReLU if activation == "relu" else nn.Tanh
@@ -127,7 +129,8 @@ class ConvNet(nn.Module):
         ch = in_channels
         for i, c in enumerate(convs):
             if ch % c.groups or c.channels % c.groups:
-                raise ValueError(f"conv{c.name}: {ch}->{c.channels} channels do not split into {c.groups} groups")
+                raise ModelOptionError(f"conv{c.name}: {ch}->{c.channels} channels do not split into {c.groups} "
+                                       "groups")
             layers[f"conv{c.name}"] = nn.Conv2d(ch, c.channels, c.kernel, c.stride, c.padding, groups=c.groups)
             self._bias_init[f"features.conv{c.name}"] = c.bias_init
             layers[f"{activation}{c.name}"] = act()
@@ -141,7 +144,11 @@ class ConvNet(nn.Module):
         self.features = nn.Sequential(layers)
         self.avgpool = nn.AdaptiveAvgPool2d(adaptive_pool) if adaptive_pool else nn.Identity()
         with torch.no_grad():
-            flat = self.avgpool(self.features(torch.zeros(1, in_channels, input_size, input_size))).numel()
+            try:
+                flat = self.avgpool(self.features(torch.zeros(1, in_channels, input_size, input_size))).numel()
+            except RuntimeError as err:  # torch: "Output size is too small" and the like
+                raise ModelOptionError(f"input_size {input_size} is too small for these layers "
+                                       f"({str(err).splitlines()[0]})") from None
 
         head: OrderedDict[str, nn.Module] = OrderedDict()
         width = flat
@@ -247,7 +254,7 @@ def scale_specs(
     known = {f"conv{c.name}" for c in convs}
     bad = sorted((set(r for r in remove if not r.startswith("fc")) | set(conv_channels or {})) - known)
     if bad:
-        raise ValueError(f"unknown conv layer(s) {', '.join(bad)}; available: {', '.join(sorted(known))}")
+        raise ModelOptionError(f"unknown conv layer(s) {', '.join(bad)}; available: {', '.join(sorted(known))}")
     out: list[ConvSpec] = []
     for c in convs:
         g = c.groups if groups is None or c.groups == 1 else groups
@@ -260,7 +267,7 @@ def scale_specs(
             continue
         out.append(spec)
     if not out:
-        raise ValueError("every conv layer was removed")
+        raise ModelOptionError("every conv layer was removed")
     if extra_conv:  # ZF Table 3 "adding an extra 3x3 conv layer": conv5b after conv5, taking over its pooling
         last = out[-1]
         out[-1] = replace(last, pool=False)
@@ -272,6 +279,6 @@ def fc_spec(width: float, fc_width: int, remove: Sequence[str]) -> tuple[int, ..
     """Hidden FC widths after the ablation knobs (``fc_width`` resizes, ``remove`` drops fc6/fc7)."""
     bad = sorted(set(r for r in remove if r.startswith("fc")) - {"fc6", "fc7"})
     if bad:
-        raise ValueError(f"unknown fc layer(s) {', '.join(bad)}; removable: fc6, fc7")
+        raise ModelOptionError(f"unknown fc layer(s) {', '.join(bad)}; removable: fc6, fc7")
     w = max(1, int(math.ceil(fc_width * width)))
     return tuple(w for name in ("fc6", "fc7") if name not in remove)

@@ -298,7 +298,8 @@ def occlusion(site: Site, items: list[tuple[Path, OcclusionRecord]]) -> str:
             atlas_png = f.with_name(f"{f.stem}_map.png")
             beside = (_figure(site, OCCLUSION, atlas_png, "the map in other images " + f.stem, zoom=False)
                       if atlas_png.is_file() else "")
-            caption = " — right: the same layer-5 map in its top images of the data set (ZF Fig. 7 c)" if beside else ""
+            caption = (" — right: the same layer-5 map in its top images of the data set (ZF Fig. 7 c)"
+                       if beside else "")
             panels.append(f'<figure>{_figure(site, OCCLUSION, png, "occlusion " + f.stem, zoom=False)}{beside}'
                           f'<figcaption>{h.name(d.image)}{caption}</figcaption></figure>')
     return h.table(["image", "true class", "p(true), clean", "lowest p(true)", "predicted, clean",

@@ -98,6 +98,18 @@ def test_registry_names_errors_and_duplicates():
         register_model(cs.models.zfnet.__wrapped__ if hasattr(cs.models.zfnet, "__wrapped__") else cs.models.zfnet)
 
 
+def test_a_wrong_model_option_is_a_user_error_naming_it():
+    from convscope.errors import UserError
+
+    for options, message in ((dict(widht=0.5), "no option 'widht'"),
+                             (dict(width="half"), "width='half': expected float"),
+                             (dict(input_size=8), "input_size 8 is too small"), (dict(init="zeros"), "init must be"),
+                             (dict(remove=("conv9",)), "unknown conv layer")):
+        with pytest.raises(UserError, match=message):
+            cs.get_model("zfnet", num_classes=3, **options)
+    assert cs.get_model("zfnet", num_classes=3, width=1, input_size=64, fc_width=8)  # an int for a float is fine
+
+
 @pytest.mark.parametrize("name", ["alexnet", "alexnet_tv", "zfnet", "cifar_convnet"])
 def test_every_relu_is_a_named_non_inplace_module(name):
     m = cs.get_model(name, num_classes=10)
