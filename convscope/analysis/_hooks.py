@@ -20,9 +20,15 @@ class UnknownLayerError(UserError, KeyError):
 def layer_names(model: nn.Module) -> list[str]:
     """Paper aliases (``conv1``, ``relu1``, ``fc7``...) of a model's leaf layers, in definition order; the dotted
     name where an alias is not unique (torchvision's ``features.0``, ResNet's ``layer1.0.conv1``)."""
-    leaves = [name for name, mod in model.named_modules() if name and not list(mod.children())]
-    aliases = [name.rsplit(".", 1)[-1] for name in leaves]
-    return [a if aliases.count(a) == 1 else name for a, name in zip(aliases, leaves)]
+    return short_names(model, [name for name, mod in model.named_modules() if name and not list(mod.children())])
+
+
+def short_names(model: nn.Module, names: Sequence[str]) -> list[str]:
+    """Each dotted module name as its alias (the last part) where that alias names no other module of the model
+    (so :func:`resolve_layer` finds it) and is not a bare index (Sequential's ``8``), else in full."""
+    every = [n.rsplit(".", 1)[-1] for n, _ in model.named_modules()]
+    alias = (lambda n: n.rsplit(".", 1)[-1])
+    return [alias(n) if every.count(alias(n)) == 1 and not alias(n).isdigit() else n for n in names]
 
 
 def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Module]:

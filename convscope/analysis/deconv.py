@@ -97,7 +97,8 @@ class _Path:
         self.model, self.layer = model, layer
         self.graph = g.model_graph(model)
         self.top = self.graph.node_of(feature_map_layer(model, layer))
-        self.nodes = [n for n in self.graph.graph.nodes if n in g.ancestors(self.top)]
+        below = g.ancestors(self.top)
+        self.nodes = [n for n in self.graph.graph.nodes if n in below]
         for node in self.nodes:
             self._check(node)
 

@@ -61,7 +61,8 @@ def _walk(model: nn.Module, dotted: str) -> ReceptiveField:
     mg = graph.model_graph(model)
     top = mg.node_of(dotted)
     geo: dict = {}
-    for node in (n for n in mg.graph.nodes if n in graph.ancestors(top)):
+    below = graph.ancestors(top)
+    for node in (n for n in mg.graph.nodes if n in below):
         ins = [geo[n] for n in graph.tensor_inputs(node) if n in geo]
         mod = graph.module_of(model, node)
         if node.op == "placeholder":

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ._hooks import eval_mode, resolve_layer
+from ._hooks import eval_mode, resolve_layer, short_names
 from .deconv import deconv_project
 from .occlusion import occlusion_map
 from .receptive_field import receptive_field
@@ -65,9 +65,7 @@ class Similarity:
 def parametrized_layers(model: nn.Module) -> list[str]:
     """Names of the conv and linear layers, input to output: the paper alias (``conv1``, ``fc8``) where it is
     unique in the model, else the dotted name (torchvision's ``features.0``, ResNet's ``layer1.0.conv1``)."""
-    names = [name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    aliases = [n.rsplit(".", 1)[-1] for n in names]
-    return [a if aliases.count(a) == 1 else n for a, n in zip(aliases, names)]
+    return short_names(model, [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))])
 
 
 def _module(model: nn.Module, alias: str) -> nn.Module:
