@@ -30,7 +30,7 @@ def _cases(tmp):
         ["transfer", CK, ck, "--data", data, "--splits", "0"], ["transfer", CK, ck, "--data", data,
                                                                   "--n-per-class", "0"],
         ["transfer", CK, ck, "--data", data, "--probe-steps", "0"], ["retrieval", CK, ck, "--data", data, "--k", "0"],
-        ["retrieval", CK, ck, "--data", data, "--bits", "0"], ["stats", str(tmp / "nope")],
+        ["retrieval", CK, ck, "--data", data, "--show", "0"], ["stats", str(tmp / "nope")],
         ["stats", data, "--image-size", "0"], ["report", str(tmp / "nope")], ["report", str(bad_config)],
         ["serve", str(tmp / "nope")], ["demo", "--epochs", "-1"], ["nosuchcommand"],
     ]

@@ -15,7 +15,7 @@ ORDER = 71
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="run folder (the --out-dir of convscope train)")
     parser.add_argument("--out", default=None, help="site folder (default: RUN_DIR/report)")
-    parser.add_argument("--port", type=_inputs.positive, default=8000, help="TCP port on 127.0.0.1 (0 = any free port)")
+    parser.add_argument("--port", type=_inputs.count, default=8000, help="TCP port on 127.0.0.1 (0 = any free port)")
 
 
 def make_server(directory, port: int):

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training images per class to draw the splits from (default 2 x max N)")
     parser.add_argument("--test-per-class", type=_inputs.count, default=100, help="test images per class (0 = all)")
     parser.add_argument("--layers", nargs="+", default=[str(i) for i in range(1, 8)])
-    parser.add_argument("--spatial", type=_inputs.positive, default=6,
+    parser.add_argument("--spatial", type=_inputs.count, default=6,
                         help="average-pool conv maps to this side before the probe (0 = keep full size)")
     parser.add_argument("--svm", action="store_true", help="also train linear SVMs (multi-class hinge loss)")
     parser.add_argument("--probe-steps", type=_inputs.positive, default=300, help="full-batch Adam steps per linear classifier")

@@ -7,4 +7,5 @@ from .convnet import LRN, ConvNet, ConvSpec, layer_info
 from .zfnet import cifar_convnet, renorm_filters_, zfnet
 
 __all__ = ["ConvNet", "ConvSpec", "LRN", "ModelOptionError", "UnknownModelError", "UnknownOptionError", "alexnet",
-           "alexnet_tv", "cifar_convnet", "get_model", "layer_info", "list_models", "model_accepts", "register_model", "renorm_filters_", "zfnet"]
+           "alexnet_tv", "cifar_convnet", "get_model", "layer_info", "list_models", "model_accepts", "register_model",
+           "renorm_filters_", "zfnet"]
