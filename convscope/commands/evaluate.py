@@ -10,7 +10,8 @@ ORDER = 30
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoints", nargs="+", help="checkpoint files or run folders; several = an ensemble")
+    p.add_argument("checkpoints", nargs="*", help="checkpoint files or run folders; several = an ensemble")
+    _inputs.add_model_arguments(p, required=False)  # or one model convscope did not train
     p.add_argument("--data-root", required=True, help="dataset folder")
     p.add_argument("--split", default="val")
     p.add_argument("--views", choices=["center", "ten", "both"], default="both",
@@ -37,14 +38,20 @@ def run(args: argparse.Namespace) -> int:
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    runs = [load_run(c, device) for c in args.checkpoints]
+    if bool(args.checkpoints) + bool(args.model) + bool(args.checkpoint) != 1:
+        raise UserError("give checkpoints (several = an ensemble), or one --checkpoint, or --model with --weights")
+    args.checkpoints = args.checkpoints or ([args.checkpoint] if args.checkpoint else [])
+    runs = [load_run(c, device) for c in args.checkpoints] or [_inputs.load_model(args, device)]
     sizes = {r.preprocess.image_size for r in runs}
     if len(sizes) > 1:
         raise UserError(f"ensemble members use different image sizes {sorted(sizes)}")
     if any(r.classes != runs[0].classes for r in runs):
         raise UserError("ensemble members were trained on different class lists")
     ds = open_split(args.data_root, args.split, sizes.pop(), subset=args.subset, workers=args.workers)
-    if list(ds.classes) != list(runs[0].classes):
+    if not runs[0].trained_here:  # e.g. torchvision's ImageNet classes: index order = the sorted synset folders
+        if len(ds.classes) != len(runs[0].classes):
+            raise UserError(f"{args.data_root} has {len(ds.classes)} classes, the model {len(runs[0].classes)} outputs")
+    elif list(ds.classes) != list(runs[0].classes):
         raise UserError(f"{args.data_root} has classes {list(ds.classes)[:5]}..., the model {runs[0].classes[:5]}...")
     loader = DataLoader(ds, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_for(ds))
     members = [(r.model, r.preprocess) for r in runs]
@@ -56,9 +63,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'views':<8}{'models':>7}{'top-1 err':>11}{'top-5 err':>11}{'images':>9}")
     for r in rows:
         print(f"{r.views:<8}{r.models:>7}{r.top1_err:>11.2%}{r.top5_err:>11.2%}{r.count:>9}")
-    first = Path(args.checkpoints[0])
-    out = Path(args.out) if args.out else (first if first.is_dir() else first.parent) / "eval.json"
-    write_record(out, EvalRecord(checkpoints=[str(c) for c in args.checkpoints], data_root=str(args.data_root),
+    first = Path(args.checkpoints[0]) if args.checkpoints else None
+    out = Path(args.out) if args.out else (_inputs.model_folder(args) if first is None else
+                                           first if first.is_dir() else first.parent) / "eval.json"
+    write_record(out, EvalRecord(checkpoints=[str(c) for c in args.checkpoints] or [args.model], data_root=str(args.data_root),
                                  split=args.split, results=rows))
     print(f"wrote {out}")
     return 0

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default=None,
                         help="true class (index, name or wnid); default: the image's folder name if it is a class, "
                              "else the predicted class")
-    parser.add_argument("--layer", default="relu5", help="layer whose strongest map is summed (paper: layer 5)")
+    parser.add_argument("--layer", default=None, help="layer whose strongest map is summed (paper: layer 5; default "
+                        "relu5, or the last conv stage of a --model)")
     parser.add_argument("--patch", type=_inputs.positive, default=32, help="occluder side in input pixels")
     parser.add_argument("--stride", type=_inputs.positive, default=8, help="occluder step in input pixels")
     parser.add_argument("--fill", choices=FILLS, default="grey",
@@ -41,10 +42,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..analysis import occlusion_map, resolve_layer
+    from ..analysis._layers import stage_layer
     from ..report.figures import occlusion_figure
 
     run_, out = _inputs.load(args)
     model, pre = run_.model, run_.preprocess
+    args.layer = args.layer or ("relu5" if run_.trained_here else stage_layer(model, 5, pre.crop))
     resolve_layer(model, args.layer)
     if args.patch < 1 or args.stride < 1:
         raise UserError(f"--patch and --stride must be positive (got {args.patch}, {args.stride})")

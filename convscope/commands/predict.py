@@ -11,7 +11,7 @@ ORDER = 35
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--checkpoint", required=True, help="checkpoint file or run folder")
+    _inputs.add_model_arguments(p)
     p.add_argument("--top", type=_inputs.positive, default=5)
     p.add_argument("--ten-crop", action="store_true", help="average the softmax over AlexNet's 10 crops")
     p.add_argument("--json", default="", help="also write the predictions to this JSON file")
@@ -20,13 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..runs import load_run
     from ..data.images import read_image
     from ..evaluation import ensemble_probs
     from ..runfolder import write_record
     from ..runfolder.records import ClassProb, Prediction, PredictionsRecord
 
-    run_ = load_run(args.checkpoint)
+    run_ = _inputs.load_model(args, "cpu")
     images = torch.stack([read_image(p, run_.preprocess.image_size) for p in args.images])
     with torch.inference_mode():
         probs = ensemble_probs([(run_.model, run_.preprocess)], images, ten_crop=args.ten_crop)

@@ -21,7 +21,8 @@ ORDER = 55
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (e.g. one val photo per class)")
     _inputs.add_run_arguments(parser, out="sanity")
-    parser.add_argument("--layers", default="conv2,conv5", help="layers whose projections are tracked")
+    parser.add_argument("--layers", default=None, help="layers whose projections are tracked (default conv2,conv5; "
+                        "for a --model its ZF layers 2 and 5 by meaning: an early and the last conv stage)")
     parser.add_argument("--no-occlusion", action="store_true", help="skip the occlusion maps (faster)")
     parser.add_argument("--patch", type=_inputs.positive, default=32, help="occluder size in input pixels")
     parser.add_argument("--stride", type=_inputs.positive, default=16, help="occluder step in input pixels")
@@ -32,12 +33,15 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..analysis import resolve_layer
+    from ..analysis._layers import stage_layer
     from ..analysis.deconv import feature_map_layer
     from ..analysis.sanity import default_reinit, parametrized_layers, plain_words, randomization_checks
     from ..report.figures import sanity_figure
 
     run_, out = _inputs.load(args)
-    layers = [x.strip() for x in args.layers.split(",") if x.strip()]
+    layers = ([x.strip() for x in args.layers.split(",") if x.strip()] if args.layers else
+              ["conv2", "conv5"] if run_.trained_here else [stage_layer(run_.model, i, run_.preprocess.crop)
+                                                           for i in (2, 5)])
     for layer in layers:
         resolve_layer(run_.model, layer)
     if args.patch > run_.preprocess.crop:
@@ -51,8 +55,9 @@ def run(args: argparse.Namespace) -> int:
                    for p, q in zip(args.images, predicted)]
     fill = run_.preprocess(torch.full((1, 3, run_.preprocess.image_size, run_.preprocess.image_size), 128,
                                       dtype=torch.uint8))[0].to(inputs.device)
-    top_conv = [n for n in parametrized_layers(run_.model) if n.startswith("conv")][-1]  # ZF: the layer-5 map
-    occlusion = dict(patch=args.patch, stride=args.stride, fill=fill, layer=feature_map_layer(run_.model, top_conv))
+    top_conv = stage_layer(run_.model, 5, run_.preprocess.crop) if not run_.trained_here else feature_map_layer(
+        run_.model, [n for n in parametrized_layers(run_.model) if n.startswith("conv")][-1])  # ZF: the layer-5 map
+    occlusion = dict(patch=args.patch, stride=args.stride, fill=fill, layer=top_conv)
     result = randomization_checks(run_.model, inputs, projection_layers=layers, occlusion_targets=targets,
                                   occlusion=occlusion,
                                   reinit=default_reinit(run_.model, run_.config), seed=args.seed,
@@ -60,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     words = {kind: plain_words(kind, rows) for kind, rows in result.cascade.items()}
     steps = (lambda table: {kind: [SanityStep(**row) for row in rows] for kind, rows in table.items()})
     write_record(out / "sanity.json", SanityRecord(
-        checkpoint=str(args.checkpoint), images=args.images, order=result.order, cascade=steps(result.cascade),
+        checkpoint=str(args.checkpoint or args.model), images=args.images, order=result.order,
+        cascade=steps(result.cascade),
         independent=steps(result.independent), summary=words, seed=args.seed,
         method="Adebayo et al. 2018 §4.1; similarity = Spearman rank correlation of |picture| and SSIM of |picture| "
                "scaled to [0, 1]; a picture with no structure left (all zeros) scores 0"))

@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..analysis import extract_features, linear_probes, scratch_baseline
     from ..models import get_model
+    from ..zoo import build, parse_spec
 
     if min(args.n_per_class) < 1 or args.splits < 1:
         raise UserError("--n-per-class values and --splits must be positive")
@@ -70,7 +71,13 @@ def run(args: argparse.Namespace) -> int:
         options = dict(run_.model_options)
         options.update(num_classes=len(data.classes), init="kaiming")
         device = next(run_.model.parameters()).device
-        tables["scratch"] = scratch_baseline(lambda: get_model(run_.model_name, **options).to(device), train_u8,
+        if run_.trained_here:
+            def make():
+                return get_model(run_.model_name, **options).to(device)
+        else:  # the same architecture with its own default initialisation
+            def make():
+                return build(parse_spec(run_.model_name), num_classes=len(data.classes)).to(device)
+        tables["scratch"] = scratch_baseline(make, train_u8,
                                              train_y, test_u8, test_y, n_per_class=args.n_per_class,
                                              splits=args.scratch_splits, epochs=args.scratch_epochs, seed=args.seed,
                                              transform=pre)
