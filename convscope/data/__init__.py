@@ -4,8 +4,8 @@ from .datasets import IMAGENETTE_WORDS, build_dataset, collate_skip_bad
 from .images import ImageReadError, read_image
 from .sharding import ShardedEvalSampler
 from .stats import DataStats, compute_stats
-from .transforms import CenterCrop, PCALighting, RandomCropFlip, Scale, SubtractMean, TenCrop
+from .transforms import CenterCrop, PCALighting, RandomCropFlip, SubtractMean, TenCrop
 
 __all__ = ["CenterCrop", "DataStats", "DecodedCache", "IMAGENETTE_WORDS", "ImageReadError", "PCALighting",
-           "RandomCropFlip", "Scale", "ShardedEvalSampler", "SubtractMean", "TenCrop", "build_dataset", "cache_key",
+           "RandomCropFlip", "ShardedEvalSampler", "SubtractMean", "TenCrop", "build_dataset", "cache_key",
            "collate_skip_bad", "compute_stats", "passthrough", "read_image"]

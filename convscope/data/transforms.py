@@ -182,17 +182,6 @@ class TenCrop(nn.Module):
         return torch.stack(TF.ten_crop(x, [self.size, self.size]), dim=-4)
 
 
-class Scale(nn.Module):
-    """Multiply by a constant (the recipe's ``input_scale``; 1 = raw centred RGB, as in the papers)."""
-
-    def __init__(self, scale: float):
-        super().__init__()
-        self.scale = scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale if self.scale != 1 else x
-
-
 @dataclass
 class Preprocess:
     """The input transform a model expects, in one of two forms: a convscope run's centre crop minus the mean image
