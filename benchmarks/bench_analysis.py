@@ -1,4 +1,4 @@
-"""Issue 4 benchmark: top-9 extraction vs a plain forward pass, and deconvnet projection vs Captum's Deconvolution.
+"""Benchmark: top-9 extraction vs a plain forward pass, and deconvnet projection vs Captum's Deconvolution.
 
 Both halves run in one process on the same data and weights and print one markdown table:
 

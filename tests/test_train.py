@@ -331,9 +331,19 @@ def test_learns_cifar10_jpeg_subset(data_root, tmp_path):
     assert last["train_err"] < 0.8 and last["val_top1_err"] < 0.7
 
 
-def test_bf16_autocast_trains_on_cpu(image_tree, tmp_path):
+def test_bf16_autocast_trains_on_cpu(image_tree, tmp_path, monkeypatch):
+    import torch.nn.functional as F
+
+    dtypes, cross_entropy = [], F.cross_entropy
+
+    def spy(logits, targets, *args, **kw):  # the loss sees what the autocast forward produced
+        dtypes.append(logits.dtype)
+        return cross_entropy(logits, targets, *args, **kw)
+
+    monkeypatch.setattr(F, "cross_entropy", spy)
     last = main(tiny_cfg(image_tree, tmp_path / "bf16", precision="bf16", epochs=1))
     assert torch.isfinite(torch.tensor(last["train_loss"])) and last["epoch"] == 1
+    assert dtypes and all(d == torch.bfloat16 for d in dtypes[:4])  # the training steps ran in bf16
 
 
 def test_the_classifier_is_sized_for_the_crop(image_tree, tmp_path):

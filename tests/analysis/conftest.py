@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+from tests.conftest import TINY_OPTIONS
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
@@ -9,3 +11,12 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The tiny zfnet of the analysis tests (seeded, eval mode)."""
+    from convscope.models import get_model
+
+    torch.manual_seed(0)
+    return get_model("zfnet", **TINY_OPTIONS).eval()

@@ -9,16 +9,9 @@ import torch
 from convscope import cli
 from convscope.analysis import AnnotationError, correspondence, read_annotations, sign_consistency
 from convscope.analysis.correspondence import mask_boxes, pairwise_sign_hamming, random_boxes
-from convscope.models import get_model
 
-from tests.conftest import TINY_OPTIONS as OPTIONS, save_tiny_run
+from tests.conftest import save_tiny_run
 SHIPPED = Path(__file__).resolve().parents[2] / "convscope" / "data" / "annotations" / "dogs.json"
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return get_model("zfnet", **OPTIONS).eval()
 
 
 def test_delta_by_hand():

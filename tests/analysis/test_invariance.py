@@ -14,12 +14,6 @@ from tests.conftest import TINY_OPTIONS as OPTIONS, save_tiny_run
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return get_model("zfnet", **OPTIONS).eval()
-
-
-@pytest.fixture(scope="module")
 def images():
     return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 40
 

@@ -8,13 +8,7 @@ from convscope.analysis import UnknownLayerError, occlusion_map
 from convscope.analysis.occlusion import occlusion_grid
 from convscope.models import get_model
 
-from tests.conftest import TINY_OPTIONS as OPTIONS, save_tiny_run
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return get_model("zfnet", **OPTIONS).eval()
+from tests.conftest import save_tiny_run
 
 
 @pytest.fixture(scope="module")

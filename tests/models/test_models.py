@@ -131,8 +131,8 @@ def test_ablation_variants_are_options():
     head = cs.get_model("zfnet", remove=("fc6", "fc7"), **small)
     assert list(dict(head.classifier.named_children())) == ["fc8"]
     big = cs.get_model("zfnet", num_classes=10, conv_channels={"conv3": 512, "conv4": 1024, "conv5": 512},
-                       fc_width=8192)
-    assert big.features.conv4.out_channels == 1024 and big.classifier.fc6.out_features == 8192
+                       fc_width=8192, width=0.25, input_size=64)  # ZF Table 3's bigger layers, at a quarter width
+    assert big.features.conv4.out_channels == 1024 // 4 and big.classifier.fc6.out_features == 8192 // 4
     extra = cs.get_model("alexnet", extra_conv=True, **small)
     assert hasattr(extra.features, "conv5b") and extra(torch.randn(1, 3, 224, 224)).shape == (1, 10)
     with pytest.raises(ValueError, match="unknown conv layer"):
