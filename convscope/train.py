@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -47,6 +47,48 @@ class Stop(Exception):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint (``state``) and restored from it on ``--resume``."""
+
+    epoch: int = 0  # epochs finished
+    step_in_epoch: int = 0  # steps of the current epoch done
+    global_step: int = 0
+    best_err: float = math.inf  # lowest validation top-1 error so far (best.pt)
+    partial: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # the epoch's loss sum, wrong, count
+
+
+@dataclass
+class Checkpointed:
+    """What a checkpoint holds besides the :class:`TrainState`: the model and everything needed to continue it."""
+
+    cfg: TrainConfig
+    model: torch.nn.Module
+    model_options: dict  # as built, without num_classes
+    classes: list[str]
+    wnids: list[str]  # the class folders' names (ImageNet layout: the wnids), by label
+    preprocess: Preprocess
+    stats: DataStats
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None
+    scaler: torch.amp.GradScaler
+
+
+def save_checkpoint(path: Path, run: Checkpointed, state: TrainState, metrics: dict | None = None) -> None:
+    """Write a training checkpoint atomically: weights, optimiser, schedule, scaler, RNG states, the position and
+    the recipe, so that ``--resume`` continues bit-exactly (the format :func:`~convscope.runs.load_run` reads)."""
+    rng = dict(torch=torch.get_rng_state())
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state()
+    blob = dict(format_version=FORMAT_VERSION, model=unwrap(run.model).state_dict(), model_name=run.cfg.model,
+                model_options=dict(run.model_options, num_classes=len(run.classes)), classes=list(run.classes),
+                wnids=list(run.wnids), preprocess=run.preprocess.state(), stats=run.stats.state(),
+                optimizer=run.optimizer.state_dict(), scheduler=run.scheduler.state_dict() if run.scheduler else None,
+                scaler=run.scaler.state_dict(), rng=rng, state=asdict(state), config=asdict(run.cfg),
+                epoch=state.epoch, metrics=metrics or {})
+    atomic_save(blob, path)
 
 
 def load_stats(cfg: TrainConfig, train_ds, out: Path, dist: DistInfo) -> DataStats:
@@ -214,7 +256,7 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
     optimizer = PaperSGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.precision == "fp16")
-    state = dict(epoch=0, step_in_epoch=0, global_step=0, best_err=math.inf, partial=[0.0, 0.0, 0.0])
+    state = TrainState()
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -222,11 +264,11 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
             scheduler.load_state_dict(ckpt["scheduler"])
         _apply_optimizer_overrides(optimizer, scheduler, config_from_dict(ckpt["config"]), cfg)
         scaler.load_state_dict(ckpt["scaler"])
-        state.update(ckpt["state"])
+        state = TrainState(**ckpt["state"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if torch.cuda.is_available() and "cuda" in ckpt["rng"]:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-        log.info("resumed %s at epoch %d, step %d", out / "last.pt", state["epoch"] + 1, state["step_in_epoch"])
+        log.info("resumed %s at epoch %d, step %d", out / "last.pt", state.epoch + 1, state.step_in_epoch)
     train_model = model
     if dist.world_size > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
@@ -234,62 +276,54 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
     if cfg.compile:
         train_model = torch.compile(train_model)
 
+    saved = Checkpointed(cfg, model, model_options, list(train_ds.classes),
+                         list(getattr(train_ds, "wnids", train_ds.classes)), pre, stats, optimizer, scheduler, scaler)
+
     def save(kind: str, sums: torch.Tensor, metrics: dict | None = None) -> None:
-        """Every rank joins (the epoch's partial sums are reduced); rank 0 writes
-        last.pt atomically, and at epoch ends links epochs/epoch_NNN.pt and, if best, best.pt."""
-        state["partial"] = all_reduce_sum(sums.clone().to(dist.device)).cpu().tolist()
-        if not dist.is_main:
-            return
-        rng = dict(torch=torch.get_rng_state())
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state()
-        blob = dict(format_version=FORMAT_VERSION, model=unwrap(model).state_dict(), model_name=cfg.model,
-                    model_options=dict(model_options, num_classes=len(train_ds.classes)),
-                    classes=list(train_ds.classes), wnids=list(getattr(train_ds, "wnids", train_ds.classes)),
-                    preprocess=pre.state(), stats=stats.state(),
-                    optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict() if scheduler else None,
-                    scaler=scaler.state_dict(), rng=rng, state=dict(state), config=asdict(cfg),
-                    epoch=state["epoch"], metrics=metrics or {})
-        atomic_save(blob, out / "last.pt")
-        if kind == "epoch":
-            _link_epoch(out, state["epoch"], metrics, cfg)
+        """Every rank joins (the epoch's partial sums are reduced into ``state.partial``); rank 0 writes last.pt,
+        and at epoch ends links epochs/epoch_NNN.pt and, if best, best.pt."""
+        state.partial = all_reduce_sum(sums.clone().to(dist.device)).cpu().tolist()
+        if dist.is_main:
+            save_checkpoint(out / "last.pt", saved, state, metrics)
+            if kind == "epoch":
+                _link_epoch(out, state.epoch, metrics, cfg)
 
     sigterm = {"seen": False}
     old_handler = signal.signal(signal.SIGTERM, lambda *_: sigterm.update(seen=True))
     metrics_log = MetricsLog(out, enabled=dist.is_main)
-    metrics_log.keep_epochs_up_to(state["epoch"])
+    metrics_log.keep_epochs_up_to(state.epoch)
     last: dict = {}
     try:
-        for epoch in range(state["epoch"], cfg.epochs):
-            if cfg.max_steps and state["global_step"] >= cfg.max_steps:
+        for epoch in range(state.epoch, cfg.epochs):
+            if cfg.max_steps and state.global_step >= cfg.max_steps:
                 break
             sampler = EpochSampler(len(train_ds), cfg.batch_size, seed=cfg.seed, epoch=epoch, rank=dist.rank,
-                                   world_size=dist.world_size, start=state["step_in_epoch"])
+                                   world_size=dist.world_size, start=state.step_in_epoch)
             loader = DataLoader(TrainBatches(train_ds), batch_sampler=sampler, num_workers=train_workers,
                                 collate_fn=passthrough, pin_memory=dist.device.type == "cuda",
                                 worker_init_fn=_sigterm_from_parent_only,
                                 generator=torch.Generator().manual_seed(epoch))  # leaves the global RNG alone
             # the epoch's running sums continue from a resumed position (rank 0 holds the saved global sums)
-            sums = torch.tensor(state["partial"] if dist.is_main else [0.0] * 3, dtype=torch.float64)
-            t0, first = time.perf_counter(), state["step_in_epoch"]
+            sums = torch.tensor(state.partial if dist.is_main else [0.0] * 3, dtype=torch.float64)
+            t0, first = time.perf_counter(), state.step_in_epoch
             for step, stop in train_one_epoch(train_model, loader, optimizer, scaler, augment, cfg, dist,
                                               epoch=epoch, first_step=first, steps=sampler.steps, sums=sums,
                                               sigterm=lambda: sigterm["seen"]):
-                state.update(step_in_epoch=step, global_step=state["global_step"] + 1)
+                state.step_in_epoch, state.global_step = step, state.global_step + 1
                 if stop:
                     save("step", sums)
                     raise Stop("sigterm", f"SIGTERM: saved {out}/last.pt at epoch {epoch + 1}, step {step}; "
                                           f"continue with: convscope train --out-dir {out} --resume")
-                if cfg.save_every_steps and state["global_step"] % cfg.save_every_steps == 0:
+                if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0:
                     save("step", sums)
-                if cfg.max_steps and state["global_step"] >= cfg.max_steps:
+                if cfg.max_steps and state.global_step >= cfg.max_steps:
                     break
-            if state["step_in_epoch"] < sampler.steps:  # max_steps inside the epoch: keep the position, no record
+            if state.step_in_epoch < sampler.steps:  # max_steps inside the epoch: keep the position, no record
                 save("step", sums)
                 log.info("stopped at --max-steps %d (epoch %d, step %d of %d); saved %s/last.pt", cfg.max_steps,
-                         epoch + 1, state["step_in_epoch"], sampler.steps, out)
+                         epoch + 1, state.step_in_epoch, sampler.steps, out)
                 break
-            images = (state["step_in_epoch"] - first) * cfg.batch_size
+            images = (state.step_in_epoch - first) * cfg.batch_size
             train = epoch_train_metrics(sums, dist, time.perf_counter() - t0, images)
             val_loader = DataLoader(val_ds, batch_size=max(cfg.batch_size // dist.world_size, 1),
                                     sampler=ShardedEvalSampler(len(val_ds), dist.rank, dist.world_size),
@@ -299,23 +333,23 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
             val = evaluate([(model, pre)], val_loader, device=dist.device, ten_crop=cfg.ten_crop_eval,
                            precision=cfg.precision, channels_last=cfg.channels_last, progress=dist.is_main)
             lr = optimizer.param_groups[0]["lr"]
-            last = dict(epoch=epoch + 1, step=state["global_step"], lr=lr, **train, **val.as_dict(),
+            last = dict(epoch=epoch + 1, step=state.global_step, lr=lr, **train, **val.as_dict(),
                         filter_smoothness=layer_smoothness(model))
-            metrics_log.write(MetricsRow(**last), state["global_step"])
+            metrics_log.write(MetricsRow(**last), state.global_step)
             log.info("epoch %d: train loss %.4f err %.4f | val top-1 %.4f top-5 %.4f | lr %.2g | %.0f img/s | "
                      "filter smoothness %s", epoch + 1, train["train_loss"], train["train_err"], val.top1_err,
                      val.top5_err, lr, train["images_per_s"],
                      " ".join(f"{k} {v:.2f}" for k, v in last["filter_smoothness"].items()))
             if scheduler:
                 scheduler.step(val.top1_err)  # one global error: every rank reduced the same counts
-            state.update(epoch=epoch + 1, step_in_epoch=0)
-            is_best = val.top1_err < state["best_err"]
-            state["best_err"] = min(state["best_err"], val.top1_err)
+            state.epoch, state.step_in_epoch = epoch + 1, 0
+            is_best = val.top1_err < state.best_err
+            state.best_err = min(state.best_err, val.top1_err)
             save("epoch", torch.zeros(3, dtype=torch.float64), dict(last, best=is_best))
     except Stop as err:
         if err.kind == "nan":  # nothing of the diverged state is saved: last.pt is the last good position
-            where = (f"the last good state is {out}/last.pt (epoch {state['epoch'] + 1}, step "
-                     f"{state['step_in_epoch']} when it was saved); continue from it with a lower lr: convscope "
+            where = (f"the last good state is {out}/last.pt (epoch {state.epoch + 1}, step "
+                     f"{state.step_in_epoch} when it was saved); continue from it with a lower lr: convscope "
                      f"train --out-dir {out} --resume --lr {cfg.lr / 10:g}" if (out / "last.pt").is_file() else
                      f"no checkpoint was saved yet; start again with a lower --lr (e.g. {cfg.lr / 10:g})")
             raise Stop("nan", f"{err}; stopped before the update. {where}") from None
