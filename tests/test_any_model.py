@@ -180,7 +180,7 @@ def test_every_analysis_command_runs(name, weights, photos, labelled, tmp_path, 
     rc, out, err = _run(capsys, "report", folder)
     assert rc == 0, err
     html = (folder / "report" / "index.html").read_text()
-    assert f"torchvision:{name}" in html or "top9" in html
+    assert f"torchvision:{name}" in html and "Not trained by convscope" in html  # the model card, no training
 
 
 def test_timm_convnet_when_timm_is_installed(tmp_path, photos, capsys, monkeypatch):

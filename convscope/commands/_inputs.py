@@ -141,14 +141,13 @@ def load(args: argparse.Namespace):
 
 def write_model_record(folder: Path, run) -> None:
     """``model.json`` in a ``--model``'s analysis folder: what model and weights its analyses looked at."""
-    import json
-
-    from ..checkpoint import atomic_write_text
+    from ..runfolder import write_record
+    from ..runfolder.records import ModelRecord
 
     folder.mkdir(parents=True, exist_ok=True)
-    record = dict(run.source, classes=len(run.classes), input_size=run.preprocess.crop,
-                  image_size=run.preprocess.image_size)
-    atomic_write_text(folder / "model.json", json.dumps(record, indent=1) + "\n")
+    write_record(folder / "model.json", ModelRecord(**run.source, classes=len(run.classes),
+                                                    input_size=run.preprocess.crop,
+                                                    image_size=run.preprocess.image_size))
 
 
 def read_inputs(run, paths) -> torch.Tensor:

@@ -16,7 +16,7 @@ from typing import Callable
 from ..config import TrainConfig
 from ..runfolder import MalformedFile
 from ..runfolder.records import (TRAIN_COMMAND, CorrespondenceRecord, EvalRecord, InspectRecord, InvarianceRecord,
-                                 MetricsRow, OcclusionRecord, PredictionsRecord, RetrievalRecord, SanityRecord,
+                                 MetricsRow, ModelRecord, OcclusionRecord, PredictionsRecord, RetrievalRecord, SanityRecord,
                                  TransferRecord)
 from . import html as h
 from .charts import Series, line_chart
@@ -26,6 +26,7 @@ from .site import Site, Source
 
 CONFIG = Source("config.json", TrainConfig, TRAIN_COMMAND)
 METRICS = Source("metrics.jsonl", MetricsRow, TRAIN_COMMAND, lines=True)
+MODEL = Source.of(ModelRecord)  # a --model's analysis folder
 EVAL, PREDICTIONS, INSPECT, OCCLUSION, SANITY, INVARIANCE, CORRESPONDENCE, TRANSFER, RETRIEVAL = map(Source.of, (
     EvalRecord, PredictionsRecord, InspectRecord, OcclusionRecord, SanityRecord, InvarianceRecord,
     CorrespondenceRecord, TransferRecord, RetrievalRecord))
@@ -58,6 +59,9 @@ class SectionSpec:
             body = h.error_note(err.message(site.command_text(err.command)))
             return Section(self.id, self.title, body, present=False)
         if body is None:
+            if self.source in (CONFIG, METRICS) and site.optional(MODEL) is not None:
+                return Section(self.id, self.title, '<p class="howto">Not trained by convscope (see model.json): '
+                               'no training outputs to show.</p>', present=False)
             return Section(self.id, self.title, h.missing_note(self.missing, site.cmd(self.command()), self.note),
                            present=False)
         return Section(self.id, self.title, body, present=True, subtitle=self.subtitle)
@@ -74,7 +78,11 @@ def _figure(site: Site, source: Source, path: Path, alt: str, zoom: bool = True)
 
 def overview(site: Site, _record) -> str:
     cfg, metrics, ev = site.optional(CONFIG), site.optional(METRICS) or [], site.optional(EVAL)
+    model = site.optional(MODEL)
     cards = []
+    if model:
+        cards.append(("model (not trained by convscope)", h.text(model.model), f"weights {h.text(model.weights)}"))
+        cards.append(("input", f"{model.input_size} px", f"{h.text(model.preprocess)}; {model.classes} classes"))
     if cfg:
         detail = ", ".join(f"{escape(str(k))}={escape(str(v))}" for k, v in cfg.model_options.items())
         cards.append(("model", h.text(cfg.model), detail))

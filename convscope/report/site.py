@@ -195,10 +195,14 @@ class Site:
 
     def command_text(self, text: str) -> str:
         """A shell command with RUN and DATA filled in from this run."""
-        from .sections import CONFIG
+        from .sections import CONFIG, MODEL
 
         config = self.optional(CONFIG)
         data = (config.data_root if config else "") or "DATA"
+        model = self.optional(MODEL)
+        if model is not None:  # a model convscope did not train: name it as its analyses did
+            named = f"--model {shlex.quote(model.model)} --weights {shlex.quote(model.weights)}"
+            text = text.replace("--checkpoint RUN", named).replace("RUN/best.pt", named)
         return text.replace("RUN", shlex.quote(str(self.run))).replace("DATA", shlex.quote(str(data)))
 
     def cmd(self, text: str) -> str:

@@ -388,5 +388,17 @@ class RetrievalRecord:
     examples: list[RetrievalExample]
 
 
+@record("model", "model.json", "convscope inspect --model MODEL --weights WEIGHTS --data DATA")
+class ModelRecord:
+    """``model.json`` of a ``--model``'s analysis folder (no training here): which model and weights."""
+
+    model: str  # torchvision:NAME, timm:NAME or package.module:factory
+    weights: str  # a file, a torchvision weights name, or "random"
+    preprocess: str  # where the input transform came from, in words
+    classes: int
+    input_size: int
+    image_size: int
+
+
 RECORDS = (EvalRecord, PredictionsRecord, InspectRecord, OcclusionRecord, SanityRecord, InvarianceRecord,
            CorrespondenceRecord, TransferRecord, RetrievalRecord)
