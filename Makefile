@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e . pytest pytest-timeout playwright scikit-image
 	@# Captum is the tests' independent peer for deconvnet/occlusion; without it (offline) those checks skip
 	$(VENV)/bin/pip install -q captum || echo "warning: captum not installed; its cross-check tests will skip" >&2
+	@# timm: the tests also load one timm convnet (--model timm:NAME); without it that test skips
+	$(VENV)/bin/pip install -q timm || echo "warning: timm not installed; its --model test will skip" >&2
 	touch $@
 
 venv: $(VENV)/.installed

@@ -6,11 +6,12 @@ the changed rectangle from the previous layer's changed rectangle pasted into it
 receptive-field halo). Rectangles have one size per layer for all positions (the largest; positions near a border
 are shifted inside the map, recomputing a few unchanged outputs exactly), so positions are batched. Where a
 rectangle covers the whole map the layer is computed in full. Pointwise layers (ReLU, tanh, LRN across channels,
-dropout in eval mode) map a rectangle to itself. The classifier then sees the clean last map with its rectangle
+dropout and BatchNorm in eval mode) map a rectangle to itself. The classifier then sees the clean last map with its rectangle
 pasted in. The results equal the full computation up to float rounding.
 
 Supported: models with a ``features`` ``nn.Sequential`` of Conv2d / MaxPool2d / pointwise modules followed by
-``avgpool`` and ``classifier`` (every model in :mod:`convscope.models`); :func:`supports` says whether a model is.
+``avgpool`` and ``classifier`` (every model in :mod:`convscope.models`, torchvision's AlexNet and VGG with or without
+BatchNorm); :func:`supports` says whether a model is. Others (ResNet's branches) get the full computation.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from torch import nn
 
 from ..models.convnet import LRN
 
-POINTWISE = (nn.ReLU, nn.Tanh, LRN, nn.LocalResponseNorm, nn.Dropout, nn.Identity)
+POINTWISE = (nn.ReLU, nn.Tanh, LRN, nn.LocalResponseNorm, nn.Dropout, nn.Identity, nn.BatchNorm2d)  # BN: eval mode
 
 
 def supports(model: nn.Module) -> bool:

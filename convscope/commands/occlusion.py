@@ -43,12 +43,17 @@ def run(args: argparse.Namespace) -> int:
 
     from ..analysis import occlusion_map, resolve_layer
     from ..analysis._layers import stage_layer
+    from ..analysis.incremental import supports as incremental_supports
     from ..report.figures import occlusion_figure
 
     run_, out = _inputs.load(args)
     model, pre = run_.model, run_.preprocess
     args.layer = args.layer or ("relu5" if run_.trained_here else stage_layer(model, 5, pre.crop))
-    resolve_layer(model, args.layer)
+    dotted = resolve_layer(model, args.layer)[0]
+    print("occlusion: " + ("incremental (only what each occluder changes is recomputed)"
+                           if incremental_supports(model) and dotted.startswith("features.") else
+                           "full forward per occluder position (the incremental path follows plain conv stacks "
+                           "only)"))
     if args.patch < 1 or args.stride < 1:
         raise UserError(f"--patch and --stride must be positive (got {args.patch}, {args.stride})")
     if args.patch > pre.crop:

@@ -229,3 +229,22 @@ def test_incremental_is_skipped_for_models_it_cannot_follow():
     assert not supports(odd)
     occ = occlusion_map(odd.eval(), torch.randn(3, 16, 16), target=0, patch=8, stride=8, layer="1", fill=0.0)
     assert occ.prob.shape == (2, 2)  # the full computation ran
+
+
+def test_incremental_occlusion_on_torchvision_vgg_with_batchnorm_and_full_on_resnet():
+    import torchvision
+
+    from convscope.analysis.incremental import supports
+
+    torch.manual_seed(0)
+    vgg = torchvision.models.vgg11_bn(num_classes=5).eval()
+    for m in vgg.modules():  # BatchNorm with non-trivial statistics
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    assert supports(vgg) and not supports(torchvision.models.resnet18())
+    x = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(2))
+    full = occlusion_map(vgg, x, target=1, layer="features.27", patch=16, stride=12, fill=0.0, incremental=False)
+    fast = occlusion_map(vgg, x, target=1, layer="features.27", patch=16, stride=12, fill=0.0, incremental=True)
+    torch.testing.assert_close(fast.prob, full.prob, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(fast.feature, full.feature, rtol=1e-5, atol=1e-4)
