@@ -609,7 +609,7 @@ def epoch_curves(exp: Experiment, root: Path, key: str) -> dict[str, list[list[f
     out = {}
     for variant in exp.variants:
         got = [read_run(run_folder(root, exp, variant, s)) for s in range(10)]
-        series = [[r[key] for r in g] for g in got if g and all(key in r for r in g)]
+        series = [[getattr(r, key) for r in g] for g in got if g and all(getattr(r, key, None) is not None for r in g)]
         if series:
             out[variant] = series
     return out
@@ -628,7 +628,7 @@ def plot_experiment(exp: Experiment, rows: list[dict], root: Path, out_dir: Path
         return None
     key = "train_err" if exp.metric != "best_val_top1_err" else "val_top1_err"
     curves = epoch_curves(exp, root, key) if not exp.members else {}
-    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(11 if curves else 6, 0.45 * len(variants) + 2),
+    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(12 if curves else 7.5, 0.45 * len(variants) + 2.5),
                              squeeze=False)
     ax, pct = axes[0][0], exp.metric.endswith("err")
     scale = 100 if pct else 1

@@ -255,3 +255,15 @@ def test_the_same_configuration_in_another_experiment_is_reused(tmp_path, monkey
     reused = {r["seed"]: r for r in rows if r["variant"] == "on, spelled out"}
     assert reused[0]["same_as"] == "toy/on" and reused[0]["value"] == 0.3
     assert "same_as" not in reused[1] and reused[1]["value"] == 0.29
+
+
+def test_plot_has_a_panel_of_seeds_and_one_of_epoch_curves(tmp_path):
+    errors = {("off", 0): 0.30, ("off", 1): 0.32, ("on", 0): 0.25, ("on", 1): 0.27}
+    results = tmp_path / "results.json"
+    rows = runner.run_experiment(EXP, tmp_path / "data", tmp_path / "runs", results=results,
+                                 runner=_fake_training(errors, []))
+    curves = runner.epoch_curves(EXP, tmp_path / "runs", "val_top1_err")
+    assert curves["on"] == [[0.35, 0.25], [0.37, 0.27]]  # one series per seed, epochs 1 and 2
+    path = runner.plot_experiment(EXP, rows, tmp_path / "runs", tmp_path / "plots")
+    assert path == tmp_path / "plots" / "toy.png" and path.read_bytes()[:4] == b"\x89PNG"
+    assert runner.plot_experiment(EXP, [], tmp_path / "runs", tmp_path / "plots") is None
