@@ -42,3 +42,35 @@ def test_torchrun_two_processes_matches_one_process(image_tree, tmp_path):
         assert ra["val_top1_err"] == rb["val_top1_err"]
         assert abs(ra["train_loss"] - rb["train_loss"]) < 1e-4
     assert (tmp_path / "two" / "epochs" / "epoch_001.pt").is_file()
+
+
+@pytest.mark.dist
+def test_torchrun_two_processes_inspect_like_one_process(tmp_path):
+    """`torchrun --nproc-per-node 2 -m convscope inspect`: the ranks share the images, merge the top-k, rank 0 draws;
+    the record is the one-process record (values up to float rounding: other batches round differently)."""
+    from tests.conftest import save_tiny_run, write_image_folder
+
+    write_image_folder(tmp_path / "data" / "val", classes=3, per_class=5, size=72)
+    ckpt = save_tiny_run(tmp_path / "tiny.pt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def args(out):
+        return ["-m", "convscope", "inspect", "--checkpoint", str(ckpt), "--data", str(tmp_path / "data"),
+                "--out", str(tmp_path / out), "--workers", "0", "--maps", "3", "--batch-size", "2",
+                "--layers", "conv1,conv3", "--threads", "1"]
+
+    single = subprocess.run([sys.executable, *args("one")], capture_output=True, text=True, env=env, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          *args("two")], capture_output=True, text=True, env=env, timeout=600)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert ddp.stdout.count("wrote ") == 1  # rank 0 alone draws and writes
+    a, b = (json.loads((tmp_path / d / "index.json").read_text()) for d in ("one", "two"))
+    assert a["layers"] == b["layers"] and a["images"] == b["images"] == 15
+    ta, tb = ([t for t in r["tiles"] if t["figure"].startswith("top")] for r in (a, b))
+    assert len(ta) == 2 * 3 * 9
+    for x, y in zip(ta, tb):
+        assert x.pop("activation") == pytest.approx(y.pop("activation"), rel=1e-5, abs=1e-6)
+        assert x == y  # same maps, images, positions and tiles
+    assert {p.name for p in (tmp_path / "two").glob("atlas_state*")} == {"atlas_state.rank0-of-2.pt",
+                                                                        "atlas_state.rank1-of-2.pt"}

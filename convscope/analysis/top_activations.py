@@ -157,6 +157,13 @@ def _sample_indices(loader) -> list[int] | None:
     return list(iter(sampler))
 
 
+def _length(sampler) -> int | None:
+    try:
+        return len(sampler)
+    except TypeError:
+        return None
+
+
 @overload
 def top_activations(model: nn.Module, loader: Iterable, *, layer: str, k: int = ...,
                     **kwargs) -> TopActivations: ...
@@ -178,6 +185,9 @@ def top_activations(
     batch_index: bool = False,
     gather: bool = True,
     progress: bool = True,
+    start: dict[str, TopActivations] | None = None,
+    on_batch: Callable[[dict[str, TopActivations], int], None] | None = None,
+    progress_done: int = 0,
 ):
     """Stream a dataset once and keep, for each feature map, the k images whose strongest unit of that map is
     largest (ZF Fig. 2, "top 9"), with that unit's position.
@@ -196,7 +206,12 @@ def top_activations(
         transform: applied to each batch on the model's device before the forward pass (e.g. a run's
             :class:`~convscope.data.transforms.Preprocess` turning uint8 images into model input).
         gather: merge across DDP ranks with :func:`all_gather_topk` when torch.distributed is initialised.
-        progress: tqdm bar over batches.
+        progress: tqdm bar over images, with rate and ETA.
+        start: partial results to continue from (``{layer: TopActivations}``, e.g. a saved pass state: see
+            :mod:`convscope.analysis.atlas_state`); the loader then streams only the images not yet seen.
+        on_batch: called after each batch as ``on_batch(results, batches_done)`` with this rank's running
+            results (not gathered) and the number of batches merged so far by this call (e.g. to save them).
+        progress_done: images already counted before this loader (a resumed pass): the bar starts there.
 
     Returns:
         :class:`TopActivations` (or a dict of them) on CPU; ``values`` descending per map.
@@ -213,8 +228,9 @@ def top_activations(
     chans = None if channels is None else torch.as_tensor(list(channels), dtype=torch.long)
     device = model_device(model)
     indices = None if batch_index else _sample_indices(loader)
-    results: dict[str, TopActivations] = {}
+    results: dict[str, TopActivations] = dict(start or {})
     seen = 0
+    total = len(indices) if indices is not None else _length(getattr(loader, "sampler", None))
 
     maxima: dict[str, tuple] = {}
     handles = []
@@ -225,13 +241,15 @@ def top_activations(
     def stop(*_):
         raise _Stop
 
+    bar = tqdm(total=None if total is None else progress_done + total, initial=progress_done, unit="img",
+               desc=f"top-{k} {','.join(names)}", disable=not progress, leave=False, dynamic_ncols=True)
     with eval_mode(model), torch.inference_mode():
         try:
             for module in set(maps.values()):
                 handles.append(modules[module].register_forward_hook(
                     lambda m, i, o, key=module: reduce(m, i, o, key)))
             handles.append(modules[deepest].register_forward_hook(stop))
-            for batch in tqdm(loader, desc=f"top-{k} {','.join(names)}", disable=not progress, leave=False):
+            for batches, batch in enumerate(loader, 1):
                 images = _images_of(batch).to(device, non_blocking=True)
                 n = images.shape[0]
                 if batch_index:
@@ -241,19 +259,23 @@ def top_activations(
                 else:
                     idx = torch.as_tensor(indices[seen:seen + n])
                 seen += n
-                if n == 0:
-                    continue
-                if transform is not None:
-                    images = transform(images)
-                try:
-                    model(images)
-                except _Stop:
-                    pass
-                for name in names:
-                    values, pos, size = maxima[maps[name]]
-                    part = batch_topk(name, values, pos, idx, k, size, None if chans is None else chans.to(values.device))
-                    results[name] = part if name not in results else merge_topk(results[name], part)
+                bar.update(n)
+                if n > 0:
+                    if transform is not None:
+                        images = transform(images)
+                    try:
+                        model(images)
+                    except _Stop:
+                        pass
+                    for name in names:
+                        values, pos, size = maxima[maps[name]]
+                        part = batch_topk(name, values, pos, idx, k, size,
+                                          None if chans is None else chans.to(values.device))
+                        results[name] = part if name not in results else merge_topk(results[name], part)
+                if on_batch is not None:
+                    on_batch(results, batches)
         finally:
+            bar.close()
             for h in handles:
                 h.remove()
     if indices is not None and seen != len(indices):

@@ -21,7 +21,11 @@ patch (ZF Fig. 2). Also draws the conv1 filters (AlexNet Fig. 3), optionally
 against a second model's with a dead-filter count (ZF Fig. 6), and the strongest activation of some maps at each
 saved epoch snapshot RUN/epochs/epoch_*.pt (ZF Fig. 4), and the filters' frequency view (mean spectra, share of
 energy near Nyquist) and per-column colour statistic. Writes top9_<layer>.png, filters_conv1.png,
-[filters_compare.png], filters_spectrum.png, evolution_<layer>.png and index.json to --out."""
+[filters_compare.png], filters_spectrum.png, evolution_<layer>.png and index.json to --out.
+
+The top-k pass saves its running state (atlas_state.pt in --out, O(maps x k)) every --save-every seconds; after a
+kill, the same command with --resume continues where it stopped, with the same result. Under
+`torchrun --nproc-per-node N -m convscope inspect ...` the N processes share the images and rank 0 draws."""
 ORDER = 40
 PAPER_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)  # ZF Fig. 4
 
@@ -48,22 +52,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=_inputs.count, default=2, help="data loader worker processes")
     parser.add_argument("--no-cache", action="store_true", help="decode JPEGs every pass instead of once")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random choice of maps")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the top-k pass from --out's atlas_state*.pt (refused if it is another pass's; "
+                             "a finished pass is not repeated); without it the pass starts over")
+    parser.add_argument("--save-every", type=float, default=60.0, metavar="SECONDS",
+                        help="seconds between saves of the top-k pass state (0 = after every batch)")
 
 
-def _loader(dataset, args):
+def _loader(dataset, args, indices=None):
     from torch.utils.data import DataLoader
 
     from ..data.datasets import WithIndex, collate_with_index
 
     return DataLoader(WithIndex(dataset), batch_size=args.batch_size, shuffle=False, num_workers=args.workers,
-                      collate_fn=collate_with_index, persistent_workers=False)
+                      collate_fn=collate_with_index, persistent_workers=False, sampler=indices)
 
 
-def _open(args, image_size: int, subset: int):
+def _open(args, image_size: int, subset: int, is_main: bool = True):
     from ..data.loading import open_split
 
     return open_split(args.data, args.split, image_size, cache=not args.no_cache, subset=subset,
-                      workers=args.workers)
+                      workers=args.workers, is_main=is_main)
+
+
+def _atlas_pass(args, run_, dataset, layers: list[str], out: Path, info):
+    """ZF Fig. 2's one pass over all layers: this process's shard, saved as it goes (--resume), merged over
+    torchrun's processes."""
+    from ..analysis.atlas_state import atlas_pass, pass_identity, state_file
+
+    identity = pass_identity(run_.model, dataset, layers=layers, k=args.k, model_name=run_.model_name,
+                             data=Path(args.data).resolve(), split=args.split, preprocess=run_.preprocess,
+                             rank=info.rank, world_size=info.world_size, batch_size=args.batch_size)
+    return atlas_pass(run_.model, dataset, lambda indices: _loader(dataset, args, indices), layers=layers,
+                      k=args.k, identity=identity, state_path=state_file(out, info.rank, info.world_size),
+                      resume=args.resume, every=args.save_every, batch_size=args.batch_size, rank=info.rank,
+                      world_size=info.world_size, transform=run_.preprocess, progress=info.is_main,
+                      log=print if info.is_main else (lambda _: None))
 
 
 def _epoch_files(checkpoint: str) -> list[tuple[int, Path]]:
@@ -139,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..analysis import (compare_filters, conv_filters, feature_evolution, filter_stats, project_top,
-                            receptive_field, resolve_layer, top_activations)
+                            receptive_field, resolve_layer)
     from ..analysis.top_activations import live_maps
     from ..analysis.filters import HIGH_FREQUENCY, filter_diagnostics
     from ..runs import load_run
@@ -153,6 +177,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"-k and --maps must be positive (got {args.k}, {args.maps})")
     if args.compare and not Path(args.compare).exists():  # fail before the long pass, not after it
         raise UserError(f"--compare: checkpoint not found: {args.compare}")
+    from ..dist import cleanup, init_distributed
+
+    info = init_distributed(args.device)  # under torchrun: this process's rank (one process: rank 0 of 1)
     run_, out = _inputs.load(args)
     model, pre = run_.model, run_.preprocess
     for layer in layers:
@@ -163,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"cannot inspect layer '{layer}': {err}") from None
     epochs = _pick_epochs(_epoch_files(args.checkpoint), args.evolution_epochs)
 
-    dataset = _open(args, pre.image_size, args.max_images)
+    dataset = _open(args, pre.image_size, args.max_images, is_main=info.is_main)
     if len(dataset) == 0:
         raise UserError(f"no images in {args.data} ({args.split})")
     figures: dict[str, Figure] = {}
@@ -171,7 +198,10 @@ def run(args: argparse.Namespace) -> int:
     layer_info: dict[str, LayerInfo] = {}
 
     # ZF Fig. 2: one pass, all layers
-    tops = top_activations(model, _loader(dataset, args), layer=layers, k=args.k, transform=pre, batch_index=True)
+    tops = _atlas_pass(args, run_, dataset, layers, out, info)
+    cleanup()  # the processes are done together: rank 0 draws and writes alone
+    if not info.is_main:
+        return 0
     gen = torch.Generator().manual_seed(args.seed)
     chosen: dict[str, list[int]] = {}
     for layer in layers:
