@@ -34,7 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _inputs.add_run_arguments(parser, out="inspect")
     parser.add_argument("--data", required=True, help="dataset root (e.g. $CONVSCOPE_DATA/imagenette2-160)")
     parser.add_argument("--split", default="val", help="split searched for each map's top images")
-    parser.add_argument("--layers", default="conv1,conv2,conv3,conv4,conv5", help="comma-separated layers")
+    parser.add_argument("--layers", default=None,
+                        help="comma-separated layers (module names or aliases); default: conv1-conv5 for a convscope "
+                             "model, else every conv with its own rectified map (the last per resolution when "
+                             "there are more than 8: VGG16's conv*_last, ResNet's stem and layer1-4)")
     parser.add_argument("--maps", type=_inputs.positive, default=16, help="feature maps drawn per layer (seeded random, live ones)")
     parser.add_argument("-k", "--k", type=_inputs.positive, default=9, help="images kept per feature map (each by its strongest unit)")
     parser.add_argument("--max-images", type=_inputs.count, default=0, help="use N images spread over the split (0 = all)")
@@ -147,7 +150,7 @@ def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) ->
 
     rows = []
     options = {k: v for k, v in (run_.config.get("model_options") or {}).items() if k != "num_classes"}
-    if run_.config:  # training seeds torch right before building the model, so this is the run's exact init
+    if run_.config and run_.trained_here:  # training seeds torch right before building the model: the exact init
         torch.manual_seed(int(run_.config.get("seed", 0)))
         init = get_model(run_.model_name, num_classes=len(run_.classes) or 1000, **options)
         rows.append(SmoothnessRow(label="random init", epoch=0, layers=layer_smoothness(init)))
@@ -159,19 +162,36 @@ def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) ->
     return Smoothness(statistic=SMOOTHNESS, rows=rows)
 
 
+def _layers(model, given: str | None, input_size: int) -> list[str]:
+    """The layers to inspect: as given, else conv1-conv5 where the model has them (convscope's), else the
+    graph's rectified conv maps (:func:`~convscope.analysis.graph.default_layers`)."""
+    from ..analysis import resolve_layer
+    from ..analysis.graph import default_layers
+
+    if given is not None:
+        return [name.strip() for name in given.split(",") if name.strip()]
+    paper = [f"conv{i}" for i in range(1, 6)]
+    try:
+        for name in paper:
+            resolve_layer(model, name)
+        return paper
+    except UserError:
+        return default_layers(model, input_size)
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..analysis import (compare_filters, conv_filters, feature_evolution, filter_stats, project_top,
                             receptive_field, resolve_layer)
     from ..analysis.top_activations import live_maps
-    from ..analysis.filters import HIGH_FREQUENCY, filter_diagnostics
+    from ..analysis.filters import HIGH_FREQUENCY, filter_diagnostics, first_conv
+    from ..analysis.graph import first_convs
     from ..runs import load_run
     from ..report.figures import filter_spectra_figure
     from ..report import images as img
 
-    layers = [name.strip() for name in args.layers.split(",") if name.strip()]
-    if not layers:
+    if args.layers is not None and not [n for n in args.layers.split(",") if n.strip()]:
         raise UserError("--layers is empty")
     if args.k < 1 or args.maps < 1:
         raise UserError(f"-k and --maps must be positive (got {args.k}, {args.maps})")
@@ -182,13 +202,16 @@ def run(args: argparse.Namespace) -> int:
     info = init_distributed(args.device)  # under torchrun: this process's rank (one process: rank 0 of 1)
     run_, out = _inputs.load(args)
     model, pre = run_.model, run_.preprocess
+    layers = _layers(model, args.layers, pre.crop)
     for layer in layers:
         resolve_layer(model, layer)
         try:
             receptive_field(model, layer)
         except (ValueError, NotImplementedError) as err:
             raise UserError(f"cannot inspect layer '{layer}': {err}") from None
-    epochs = _pick_epochs(_epoch_files(args.checkpoint), args.evolution_epochs)
+    snapshots = _epoch_files(args.checkpoint) if args.checkpoint else []  # a --model has no training epochs
+    epochs = _pick_epochs(snapshots, args.evolution_epochs)
+    conv1, convs12 = first_conv(model), first_convs(model, 2)
 
     dataset = _open(args, pre.image_size, args.max_images, is_main=info.is_main)
     if len(dataset) == 0:
@@ -234,41 +257,41 @@ def run(args: argparse.Namespace) -> int:
         print(f"{layer}: {len(top.channels)} maps ({int(dead.sum())} never active) -> {out / name}")
 
     # AlexNet Fig. 3 / ZF Fig. 6
-    stats = filter_stats(model, "conv1", rel_rms=args.dead_rms)
+    stats = filter_stats(model, conv1, rel_rms=args.dead_rms)
     fig, _ = img.filter_grid(stats.weights, dead=stats.dead, ncol=16,
-                             title=f"{run_.model_name} conv1 filters (each on its own scale; red = dead)")
+                             title=f"{run_.model_name} {conv1} filters (each on its own scale; red = dead)")
     img.save_png(fig, out / "filters_conv1.png")
-    figures["filters_conv1.png"] = Figure(kind="filters", layer="conv1")
-    filters = FilterInfo(layer="conv1", count=len(stats.rms), dead=stats.num_dead,
+    figures["filters_conv1.png"] = Figure(kind="filters", layer=conv1)
+    filters = FilterInfo(layer=conv1, count=len(stats.rms), dead=stats.num_dead,
                          dead_maps=stats.dead.nonzero().flatten().tolist(), criterion=stats.criterion,
                          diagnostics=as_record(Diagnostics, filter_diagnostics(model, rel_rms=args.dead_rms)))
     spectra = [(run_.model_name, model)]
-    smoothness = _smoothness_table(run_, _epoch_files(args.checkpoint), args.device)
+    smoothness = _smoothness_table(run_, snapshots, args.device)
     print("filter smoothness (" + SMOOTHNESS.split(":")[0] + "): " + "; ".join(
         f"{row.label}: " + " ".join(f"{k} {v:.2f}" for k, v in row.layers.items()) for row in smoothness.rows))
     compared = None
     if args.compare:
         other = load_run(args.compare, device=args.device)
-        cmp = compare_filters(model, other.model, "conv1", rel_rms=args.dead_rms)
+        cmp = compare_filters(model, other.model, None, rel_rms=args.dead_rms)
         parts = [img.filter_grid(s.weights, per_tile=False, dead=s.dead, ncol=12,
                                  title=f"{name}: {s.num_dead}/{len(s.rms)} dead")[0]
                  for name, s in ((run_.model_name, cmp.a), (other.model_name, cmp.b))]
         fig, _ = img.side_by_side(parts)
         img.save_png(fig, out / "filters_compare.png")
-        figures["filters_compare.png"] = Figure(kind="filters_compare", layer="conv1")
+        figures["filters_compare.png"] = Figure(kind="filters_compare", layer=conv1)
         compared = FiltersCompare(
-            a=CompareSide(checkpoint=str(args.checkpoint), model=run_.model_name, dead=cmp.a.num_dead,
-                          count=len(cmp.a.rms)),
+            a=CompareSide(checkpoint=str(args.checkpoint or run_.path or args.model), model=run_.model_name,
+                          dead=cmp.a.num_dead, count=len(cmp.a.rms)),
             b=CompareSide(checkpoint=str(args.compare), model=other.model_name, dead=cmp.b.num_dead,
                           count=len(cmp.b.rms),
                           diagnostics=as_record(Diagnostics, filter_diagnostics(other.model, rel_rms=args.dead_rms))),
             criterion=cmp.a.criterion, scale="common per model")
         spectra.append((f"{other.model_name} ({Path(args.compare).parent.name})", other.model))
         print(f"conv1 dead filters ({stats.criterion}): {cmp.a.num_dead} vs {cmp.b.num_dead}")
-    fig = filter_spectra_figure([(name, {layer: conv_filters(m, layer) for layer in ("conv1", "conv2")})
+    fig = filter_spectra_figure([(name, {layer: conv_filters(m, layer) for layer in first_convs(m, 2)})
                                  for name, m in spectra])
     fig.savefig(out / "filters_spectrum.png", dpi=100)
-    figures["filters_spectrum.png"] = Figure(kind="filters_spectrum", layer="conv1,conv2")
+    figures["filters_spectrum.png"] = Figure(kind="filters_spectrum", layer=",".join(convs12))
     diag = filters.diagnostics
     print("high-frequency share (" + HIGH_FREQUENCY.split(" at ")[0] + "): " + ", ".join(
         f"{k} {v.high_frequency_mean:.2f}" for k, v in diag.layers.items() if v.high_frequency_mean is not None)
@@ -306,7 +329,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("no epoch snapshots selected (RUN/epochs/epoch_*.pt): no evolution strip")
     write_record(out / "index.json", InspectRecord(
-        checkpoint=str(args.checkpoint), model=run_.model_name, epoch=run_.epoch, data=str(args.data), split=args.split,
+        checkpoint=str(args.checkpoint or run_.path or args.model), model=run_.model_name, epoch=run_.epoch,
+        data=str(args.data), split=args.split,
         images=len(dataset), k=args.k, input_size=pre.crop, figures=figures, tiles=tiles, layers=layer_info,
         filters=filters, filter_smoothness=smoothness, filters_compare=compared))
     print(f"wrote {len(figures)} figures and {len(tiles)} tile records to {out}")
