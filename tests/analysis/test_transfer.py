@@ -97,5 +97,6 @@ def test_command_prints_a_per_layer_table(tmp_path, capsys):
     assert "| softmax | norm1 |" in out and "| svm | relu7 |" in out and "| scratch | scratch |" in out
     info = json.loads((tmp_path / "o" / "transfer.json").read_text())
     assert info["train_pool"] == 8 and info["test"] == 4 and info["tables"]["softmax"]["n_per_class"] == [1, 2]
-    assert cli.main(["transfer", "--checkpoint", str(ck), "--data", str(tmp_path / "nope")]) == 2
+    assert cli.main(["transfer", "--checkpoint", str(ck), "--data", str(tmp_path / "nope"),
+                     "--out", str(tmp_path / "o2")]) == 2
     assert "data folder not found" in capsys.readouterr().err
