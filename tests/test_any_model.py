@@ -199,3 +199,16 @@ def test_a_layer_the_deconvnet_cannot_invert_is_one_line(weights, photos, capsys
     rc, _, err = _run(capsys, "inspect", "--model", "torchvision:resnet18", "--weights", weights["resnet18"], *SMALL,
                       "--data", photos, "--layers", "layer1.0.relu", "--workers", "0")
     assert rc == 2 and "called 2 times" in err and err.count("\n") == 1
+
+
+def test_a_graph_the_deconvnet_cannot_follow_is_one_line(tmp_path, photos, capsys, monkeypatch):
+    """MobileNetV3's squeeze-excitation branches pool globally and gate with hardsigmoid: no deconvnet rule."""
+    torch.manual_seed(0)
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), tmp_path / "m.pth")
+    monkeypatch.chdir(tmp_path)
+    model = ["--model", "torchvision:mobilenet_v3_small", "--weights", tmp_path / "m.pth", *SMALL]
+    rc, _, err = _run(capsys, "inspect", *model, "--data", photos, "--workers", "0")
+    assert rc == 2 and "can be projected" in err and err.count("\n") == 1
+    rc, _, err = _run(capsys, "inspect", *model, "--data", photos, "--workers", "0", "--layers", "features.0.0",
+                      "--maps", "1", "-k", "2")
+    assert rc == 0, err  # the first conv, below every SE block, still projects

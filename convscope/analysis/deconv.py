@@ -197,6 +197,11 @@ class _Path:
         return grad
 
 
+def check_projectable(model: nn.Module, layer: str | nn.Module) -> None:
+    """Fail fast, before a long pass, when the deconvnet cannot project from ``layer`` (the operation named)."""
+    _Path(model, layer)
+
+
 def unpool(signal: torch.Tensor, shape: torch.Size, switches: torch.Tensor) -> torch.Tensor:
     """Max-unpooling through the forward pass's switches; with overlapping windows one input may be the switch
     of several outputs, and their values add (``scatter_add``)."""

@@ -50,7 +50,8 @@ class ReceptiveField:
 
 
 # layers that keep every position where it is (channel mixing such as LRN does not move pixels)
-_POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.LocalResponseNorm, nn.CrossMapLRN2d,
+_POINTWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.GELU,
+              nn.ELU, nn.Mish, nn.LocalResponseNorm, nn.CrossMapLRN2d,
               nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout2d, nn.Identity)
 
 

@@ -165,7 +165,8 @@ def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) ->
 def _layers(model, given: str | None, input_size: int) -> list[str]:
     """The layers to inspect: as given, else conv1-conv5 where the model has them (convscope's), else the
     graph's rectified conv maps (:func:`~convscope.analysis.graph.default_layers`)."""
-    from ..analysis import resolve_layer
+    from ..analysis import receptive_field, resolve_layer
+    from ..analysis.deconv import check_projectable
     from ..analysis.graph import default_layers
 
     if given is not None:
@@ -176,7 +177,22 @@ def _layers(model, given: str | None, input_size: int) -> list[str]:
             resolve_layer(model, name)
         return paper
     except UserError:
-        return default_layers(model, input_size)
+        pass
+    keep, skipped = [], []
+    for name in default_layers(model, input_size):
+        try:
+            receptive_field(model, name)
+            check_projectable(model, name)
+            keep.append(name)
+        except (ValueError, NotImplementedError) as err:
+            skipped.append((name, err))
+    for name, err in skipped[:1] if keep else []:
+        print(f"skipping {len(skipped)} layer(s) the deconvnet cannot project from ({', '.join(n for n, _ in skipped)});"
+              f" e.g. {name}: {err}")
+    if not keep:
+        raise UserError(f"none of this model's rectified conv maps can be projected ({skipped[0][0]}: {skipped[0][1]}); "
+                        "name others with --layers, e.g. its first conv")
+    return keep
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis import (compare_filters, conv_filters, feature_evolution, filter_stats, project_top,
                             receptive_field, resolve_layer)
     from ..analysis.top_activations import live_maps
+    from ..analysis.deconv import check_projectable
     from ..analysis.filters import HIGH_FREQUENCY, filter_diagnostics, first_conv
     from ..analysis.graph import first_convs
     from ..runs import load_run
@@ -207,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
         resolve_layer(model, layer)
         try:
             receptive_field(model, layer)
+            check_projectable(model, layer)
         except (ValueError, NotImplementedError) as err:
             raise UserError(f"cannot inspect layer '{layer}': {err}") from None
     snapshots = _epoch_files(args.checkpoint) if args.checkpoint else []  # a --model has no training epochs
