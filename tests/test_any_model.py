@@ -212,3 +212,21 @@ def test_a_graph_the_deconvnet_cannot_follow_is_one_line(tmp_path, photos, capsy
     rc, _, err = _run(capsys, "inspect", *model, "--data", photos, "--workers", "0", "--layers", "features.0.0",
                       "--maps", "1", "-k", "2")
     assert rc == 0, err  # the first conv, below every SE block, still projects
+
+
+def test_correspondence_and_evaluate_on_a_torchvision_model(tmp_path, labelled, capsys, monkeypatch, data_root):
+    """ZF Table 1 on the hand-annotated springer faces (real Imagenette photos), and evaluate with a 3-class head."""
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "r3.pth")
+    monkeypatch.chdir(tmp_path)
+    model = ["--model", "torchvision:resnet18", "--weights", tmp_path / "r3.pth", *SMALL]
+    annotations = Path(__file__).resolve().parents[1] / "convscope" / "data" / "annotations" / "dogs.json"
+    rc, out, err = _run(capsys, "correspondence", annotations, *model, "--draws", "2")
+    assert rc == 0, err
+    record = json.loads((tmp_path / "analysis" / "torchvision_resnet18-r3" / "correspondence" /
+                         "correspondence.json").read_text())
+    assert record["layers"] == ["layer4", "avgpool"]  # ZF's layers 5 and 7 by meaning on a ResNet
+    rc, out, err = _run(capsys, "evaluate", *model, "--data-root", labelled, "--views", "center", "--workers", "0")
+    assert rc == 0, err
+    ev = json.loads((tmp_path / "analysis" / "torchvision_resnet18-r3" / "eval.json").read_text())
+    assert ev["results"][0]["count"] == 9 and 0 <= ev["results"][0]["top1_err"] <= 1
