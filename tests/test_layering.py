@@ -16,18 +16,24 @@ def _layer(module: str) -> int:
     return 0 if head in LEAVES else LAYERS[head]
 
 
+def _imports_of(node: ast.ImportFrom, module: str, package: str | None = None):
+    """The absolute module a ``from ... import`` names, if it is convscope's."""
+    package = package if package is not None else module.rsplit(".", 1)[0]
+    if node.level:
+        base = package.split(".")
+        base = base[:len(base) - node.level + 1]
+        target = ".".join(base + ([node.module] if node.module else []))
+    else:
+        target = node.module or ""
+    if target.startswith("convscope"):
+        yield target
+
+
 def _imports(path: Path, module: str):
     package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[:len(base) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            if target.startswith("convscope"):
-                yield target
+            yield from _imports_of(node, module, package)
         elif isinstance(node, ast.Import):
             yield from (a.name for a in node.names if a.name.startswith("convscope"))
 
@@ -47,3 +53,41 @@ def test_no_module_imports_a_later_layer():
             if theirs > mine or (mine == 0 and theirs != 0):
                 bad.append(f"{module} (layer {mine}) imports {target} (layer {theirs})")
     assert not bad, "\n".join(bad)
+
+
+def _public_analysis_names() -> set[str]:
+    tree = ast.parse((PACKAGE / "analysis" / "__init__.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return set(ast.literal_eval(node.value))
+    raise AssertionError("convscope/analysis/__init__.py has no literal __all__")
+
+
+def test_commands_use_only_the_public_analysis_api():
+    """The package's own commands import convscope.analysis's entry points (its __all__), never a module or a
+    helper inside it: what the commands need is what a user of the package gets."""
+    public = _public_analysis_names()
+    bad = []
+    for path in sorted((PACKAGE / "commands").glob("*.py")):
+        module = f"convscope.commands.{path.stem}"
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                target = next(_imports_of(node, module), "")
+                names = [a.name for a in node.names]
+                if target == "convscope" and "analysis" in names:
+                    bad.append(f"{path.name}:{node.lineno} imports the analysis package itself; import its names")
+                elif target.startswith("convscope.analysis."):
+                    bad.append(f"{path.name}:{node.lineno} imports {target} (a module inside convscope.analysis)")
+                elif target == "convscope.analysis":
+                    bad += [f"{path.name}:{node.lineno} imports {n}, not in convscope.analysis.__all__"
+                            for n in names if n not in public]
+            elif isinstance(node, ast.Import):
+                bad += [f"{path.name}:{node.lineno} imports {a.name}" for a in node.names
+                        if a.name.startswith("convscope.analysis")]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_public_analysis_names_exist():
+    import convscope.analysis as analysis
+
+    assert sorted(n for n in _public_analysis_names() if not hasattr(analysis, n)) == []

@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..errors import UserError
 from ._hooks import UnknownLayerError, capture, eval_mode, model_device, resolve_layer
 
 
@@ -61,6 +62,55 @@ def stage_layer(model: nn.Module, layer: int | str, input_size: int = 224) -> st
         raise UnknownLayerError(f"the model has no layer {index} (no conv{index} stage); "
                                 f"stages: {', '.join(n for n in names if n.startswith('conv'))}")
     return stage[-1]
+
+
+PAPER_STAGES = tuple(f"conv{i}" for i in range(1, 6))
+
+
+def has_paper_stages(model: nn.Module) -> bool:
+    """Whether the model has ZF's named conv stages ``conv1`` ... ``conv5`` (a convscope model)."""
+    try:
+        for name in PAPER_STAGES:
+            resolve_layer(model, name)
+    except UnknownLayerError:
+        return False
+    return True
+
+
+def unprojectable(model: nn.Module, layer: str) -> str | None:
+    """Why an atlas cannot be drawn at ``layer`` (no receptive field, or an operation below it that the deconvnet
+    cannot invert), or None when it can."""
+    from .deconv import check_projectable
+    from .receptive_field import receptive_field
+
+    try:
+        receptive_field(model, layer)
+        check_projectable(model, layer)
+    except (ValueError, NotImplementedError) as err:
+        return str(err)
+    return None
+
+
+def atlas_layers(model: nn.Module, input_size: int = 224) -> tuple[list[str], list[tuple[str, str]]]:
+    """The layers an atlas looks at when none are named, and those left out with why: ZF's ``conv1`` ... ``conv5``
+    where the model has them (convscope's), else the graph's rectified conv maps
+    (:func:`~convscope.analysis.graph.default_layers`) that the deconvnet can project from
+    (:func:`unprojectable`). Raises :class:`~convscope.errors.UserError` when none is left."""
+    from . import graph
+
+    if has_paper_stages(model):
+        return list(PAPER_STAGES), []
+    keep, skipped = [], []
+    for name in graph.default_layers(model, input_size):
+        why = unprojectable(model, name)
+        if why is None:
+            keep.append(name)
+        else:
+            skipped.append((name, why))
+    if not keep:
+        raise UserError(f"none of this model's rectified conv maps can be projected ({skipped[0][0]}: {skipped[0][1]}); "
+                        "name others with --layers, e.g. its first conv")
+    return keep, skipped
 
 
 def _by_meaning(model: nn.Module, index: int, input_size: int) -> str:

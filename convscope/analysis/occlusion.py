@@ -121,7 +121,7 @@ def occlusion_map(
         prob, feature, label = [], [], []
         flat = origins.reshape(-1, 2)
         module = resolve_layer(model, layer)[0]
-        fast = incremental_supports(model) and module.startswith("features.") if incremental is None else incremental
+        fast = occlusion_is_incremental(model, layer) if incremental is None else incremental
         for start in range(0, flat.shape[0], chunk):
             if fast:
                 logits, summed = occluded_outputs(model, image, flat[start:start + chunk], patch, fill_image,
@@ -141,6 +141,21 @@ def occlusion_map(
         label=torch.cat(label).reshape(ny, nx), origins=origins, target=int(target), channel=channel, layer=layer,
         patch=patch, stride=stride, clean_prob=float(clean_probs[target]),
         clean_feature=float(clean_acts[channel].float().sum()), clean_label=int(clean_probs.argmax()))
+
+
+def occlusion_is_incremental(model: nn.Module, layer: str) -> bool:
+    """Whether :func:`occlusion_map` (``incremental=None``) recomputes only what each occluder changes: a plain
+    conv stack (:func:`~convscope.analysis.incremental.supports`) measured at a layer inside its ``features``."""
+    return incremental_supports(model) and resolve_layer(model, layer)[0].startswith("features.")
+
+
+def occlusion_layer(model: nn.Module, input_size: int = 224) -> str:
+    """The layer whose strongest map ZF Fig. 7 sums when none is named: ``relu5`` on a model with ZF's named stages
+    (convscope's), else the model's own layer 5 by meaning, its last conv stage
+    (:func:`~convscope.analysis._layers.stage_layer`)."""
+    from ._layers import has_paper_stages, stage_layer
+
+    return "relu5" if has_paper_stages(model) else stage_layer(model, 5, input_size)
 
 
 def grey_fill(preprocess) -> torch.Tensor:

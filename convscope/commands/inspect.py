@@ -81,7 +81,7 @@ def _open(args, image_size: int, subset: int, is_main: bool = True):
 def _atlas_pass(args, run_, dataset, layers: list[str], out: Path, info):
     """ZF Fig. 2's one pass over all layers: this process's shard, saved as it goes (--resume), merged over
     torchrun's processes."""
-    from ..analysis.atlas_state import atlas_pass, pass_identity, state_file
+    from ..analysis import atlas_pass, pass_identity, state_file
 
     identity = pass_identity(run_.model, dataset, layers=layers, k=args.k, model_name=run_.model_name,
                              data=Path(args.data).resolve(), split=args.split, preprocess=run_.preprocess,
@@ -163,47 +163,25 @@ def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) ->
 
 
 def _layers(model, given: str | None, input_size: int) -> list[str]:
-    """The layers to inspect: as given, else conv1-conv5 where the model has them (convscope's), else the
-    graph's rectified conv maps (:func:`~convscope.analysis.graph.default_layers`)."""
-    from ..analysis import receptive_field, resolve_layer
-    from ..analysis.deconv import check_projectable
-    from ..analysis.graph import default_layers
+    """The layers to inspect: as given, else :func:`~convscope.analysis.atlas_layers` (conv1-conv5 where the model
+    has them, else the graph's rectified conv maps)."""
+    from ..analysis import atlas_layers
 
     if given is not None:
         return [name.strip() for name in given.split(",") if name.strip()]
-    paper = [f"conv{i}" for i in range(1, 6)]
-    try:
-        for name in paper:
-            resolve_layer(model, name)
-        return paper
-    except UserError:
-        pass
-    keep, skipped = [], []
-    for name in default_layers(model, input_size):
-        try:
-            receptive_field(model, name)
-            check_projectable(model, name)
-            keep.append(name)
-        except (ValueError, NotImplementedError) as err:
-            skipped.append((name, err))
-    for name, err in skipped[:1] if keep else []:
+    keep, skipped = atlas_layers(model, input_size)
+    for name, why in skipped[:1]:
         print(f"skipping {len(skipped)} layer(s) the deconvnet cannot project from ({', '.join(n for n, _ in skipped)});"
-              f" e.g. {name}: {err}")
-    if not keep:
-        raise UserError(f"none of this model's rectified conv maps can be projected ({skipped[0][0]}: {skipped[0][1]}); "
-                        "name others with --layers, e.g. its first conv")
+              f" e.g. {name}: {why}")
     return keep
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..analysis import (compare_filters, conv_filters, feature_evolution, filter_stats, project_top,
-                            receptive_field, resolve_layer)
-    from ..analysis.top_activations import live_maps
-    from ..analysis.deconv import check_projectable
-    from ..analysis.filters import HIGH_FREQUENCY, filter_diagnostics, first_conv
-    from ..analysis.graph import first_convs
+    from ..analysis import (compare_filters, conv_filters, feature_evolution, filter_diagnostics, filter_stats,
+                            first_conv, first_convs, live_maps, project_top, receptive_field, resolve_layer,
+                            unprojectable)
     from ..runs import load_run
     from ..report.figures import filter_spectra_figure
     from ..report import images as img
@@ -222,11 +200,9 @@ def run(args: argparse.Namespace) -> int:
     layers = _layers(model, args.layers, pre.crop)
     for layer in layers:
         resolve_layer(model, layer)
-        try:
-            receptive_field(model, layer)
-            check_projectable(model, layer)
-        except (ValueError, NotImplementedError) as err:
-            raise UserError(f"cannot inspect layer '{layer}': {err}") from None
+        why = unprojectable(model, layer)
+        if why is not None:
+            raise UserError(f"cannot inspect layer '{layer}': {why}")
     snapshots = _epoch_files(args.checkpoint) if args.checkpoint else []  # a --model has no training epochs
     epochs = _pick_epochs(snapshots, args.evolution_epochs)
     conv1, convs12 = first_conv(model), first_convs(model, 2)
@@ -311,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
     fig.savefig(out / "filters_spectrum.png", dpi=100)
     figures["filters_spectrum.png"] = Figure(kind="filters_spectrum", layer=",".join(convs12))
     diag = filters.diagnostics
-    print("high-frequency share (" + HIGH_FREQUENCY.split(" at ")[0] + "): " + ", ".join(
+    print("high-frequency share (" + diag.high_frequency.split(" at ")[0] + "): " + ", ".join(
         f"{k} {v.high_frequency_mean:.2f}" for k, v in diag.layers.items() if v.high_frequency_mean is not None)
         + ("; colour-specific conv1 kernels per column: " + ", ".join(
             f"{s}/{n}" for s, n in zip(diag.columns.colour_specific, diag.columns.count))

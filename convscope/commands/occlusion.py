@@ -41,17 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..analysis import occlusion_map, resolve_layer
-    from ..analysis._layers import stage_layer
-    from ..analysis.incremental import supports as incremental_supports
+    from ..analysis import occlusion_is_incremental, occlusion_layer, occlusion_map
     from ..report.figures import occlusion_figure
 
     run_, out = _inputs.load(args)
     model, pre = run_.model, run_.preprocess
-    args.layer = args.layer or ("relu5" if run_.trained_here else stage_layer(model, 5, pre.crop))
-    dotted = resolve_layer(model, args.layer)[0]
+    args.layer = args.layer or occlusion_layer(model, pre.crop)
     print("occlusion: " + ("incremental (only what each occluder changes is recomputed)"
-                           if incremental_supports(model) and dotted.startswith("features.") else
+                           if occlusion_is_incremental(model, args.layer) else
                            "full forward per occluder position (the incremental path follows plain conv stacks "
                            "only)"))
     if args.patch < 1 or args.stride < 1:

@@ -32,16 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..analysis import resolve_layer
-    from ..analysis._layers import stage_layer
-    from ..analysis.deconv import feature_map_layer
-    from ..analysis.sanity import default_reinit, parametrized_layers, plain_words, randomization_checks
+    from ..analysis import default_reinit, plain_words, randomization_checks, resolve_layer, sanity_layers
     from ..report.figures import sanity_figure
 
     run_, out = _inputs.load(args)
-    layers = ([x.strip() for x in args.layers.split(",") if x.strip()] if args.layers else
-              ["conv2", "conv5"] if run_.trained_here else [stage_layer(run_.model, i, run_.preprocess.crop)
-                                                           for i in (2, 5)])
+    projected, top_conv = sanity_layers(run_.model, run_.preprocess.crop)  # ZF's layers 2, 5; the layer-5 map
+    layers = [x.strip() for x in args.layers.split(",") if x.strip()] if args.layers else projected
     for layer in layers:
         resolve_layer(run_.model, layer)
     if args.patch > run_.preprocess.crop:
@@ -55,8 +51,6 @@ def run(args: argparse.Namespace) -> int:
                    for p, q in zip(args.images, predicted)]
     fill = run_.preprocess(torch.full((1, 3, run_.preprocess.image_size, run_.preprocess.image_size), 128,
                                       dtype=torch.uint8))[0].to(inputs.device)
-    top_conv = stage_layer(run_.model, 5, run_.preprocess.crop) if not run_.trained_here else feature_map_layer(
-        run_.model, [n for n in parametrized_layers(run_.model) if n.startswith("conv")][-1])  # ZF: the layer-5 map
     occlusion = dict(patch=args.patch, stride=args.stride, fill=fill, layer=top_conv)
     result = randomization_checks(run_.model, inputs, projection_layers=layers, occlusion_targets=targets,
                                   occlusion=occlusion,

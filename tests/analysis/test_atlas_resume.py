@@ -97,7 +97,7 @@ def test_two_shards_interrupted_and_resumed_merge_to_the_one_process_answer(tmp_
         with pytest.raises(Interrupted):
             _pass(model, data, path, batch_size=2, fail_after=2 + rank, rank=rank, world=2)
         parts.append(_pass(model, data, path, batch_size=2, rank=rank, world=2))  # no process group: own shard
-    from convscope.analysis import merge_topk
+    from convscope.analysis.top_activations import merge_topk
     _same(merge_topk(parts[0], parts[1]), whole, exact=False)
 
 

@@ -7,9 +7,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from convscope.analysis import (TopActivations, merge_topk, project_top, receptive_field, rf_patches,
-                                top_activations)
-from convscope.analysis.top_activations import batch_topk, empty_topk, image_maxima
+from convscope.analysis import TopActivations, project_top, receptive_field, top_activations
+from convscope.analysis.top_activations import batch_topk, empty_topk, image_maxima, merge_topk, rf_patches
 
 torch.set_num_threads(1)
 
@@ -216,7 +215,7 @@ def test_all_gather_merges_every_rank(monkeypatch):
     """all_gather_topk with torch.distributed faked in-process (the real 2-process test is marked slow/dist)."""
     import torch.distributed as dist
 
-    from convscope.analysis import all_gather_topk
+    from convscope.analysis.top_activations import all_gather_topk
 
     model, images = _model(), _images()
     parts = []
