@@ -59,3 +59,15 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
                      config=ckpt.get("config", {}), epoch=int(ckpt.get("epoch", 0)),
                      model_options=dict(ckpt.get("model_options", {})), path=path,
                      wnids=list(ckpt.get("wnids", [])))
+
+
+def initial_model(run: LoadedRun) -> nn.Module | None:
+    """The run's random initialisation, rebuilt: training seeds torch with the config's seed right before building
+    the model, so the same seed and options give the exact initial weights. None for a model convscope did not
+    train (or a checkpoint without its config). Torch's global random state is left as it was."""
+    if not (run.config and run.trained_here):
+        return None
+    options = {k: v for k, v in (run.config.get("model_options") or {}).items() if k != "num_classes"}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(run.config.get("seed", 0)))
+        return get_model(run.model_name, num_classes=len(run.classes) or 1000, **options)

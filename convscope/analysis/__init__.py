@@ -22,7 +22,7 @@ from .receptive_field import ReceptiveField, receptive_field
 from .retrieval import (BinaryAutoencoder, Neighbours, binary_codes, hamming_neighbours, nearest_neighbours,
                         precision_at_k, train_binary_autoencoder)
 from .sanity import SanityResult, default_reinit, plain_words, randomization_checks, sanity_layers
-from .top_activations import TopActivations, TopProjections, live_maps, project_top, top_activations
+from .top_activations import TopActivations, TopProjections, live_maps, project_top, top_activations, top_images
 from .transfer import ProbeTable, extract_features, linear_probes, scratch_baseline
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
     "UnknownLayerError", "capture", "layer_names", "resolve_layer", "stage_layer", "atlas_layers", "unprojectable",
     "ReceptiveField", "receptive_field",
     # ZF §2-4: deconvnet, top-9 atlas (resumable, shardable pass), filters, feature evolution
-    "deconv_project", "TopActivations", "TopProjections", "top_activations", "live_maps", "project_top",
+    "deconv_project", "TopActivations", "TopProjections", "top_activations", "live_maps", "project_top", "top_images",
     "atlas_pass", "pass_identity", "state_file", "StateMismatch",
     "FilterStats", "FilterComparison", "filter_stats", "compare_filters", "conv_filters", "filter_diagnostics",
     "first_conv", "first_convs", "FeatureEvolution", "feature_evolution",

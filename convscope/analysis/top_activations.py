@@ -413,6 +413,23 @@ def project_top(
                           patch.view(shape))
 
 
+def top_images(model: nn.Module, dataset, *, layer: str, channels: Sequence[int], k: int = 9,
+               transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None, batch_size: int = 64,
+               workers: int = 2) -> TopProjections:
+    """The ``k`` images of ``dataset`` that activate each of ``channels`` of ``layer`` most, projected beside their
+    patches (ZF Fig. 2 for a few maps, e.g. Fig. 7(c)'s measured map): one pass over the dataset
+    (:func:`top_activations`), then :func:`project_top`. Rows follow ``channels`` sorted."""
+    from torch.utils.data import DataLoader
+
+    from ..data.datasets import WithIndex, collate_with_index
+
+    loader = DataLoader(WithIndex(dataset), batch_size=batch_size, num_workers=workers, collate_fn=collate_with_index)
+    top = top_activations(model, loader, layer=layer, k=k, channels=sorted(channels), transform=transform,
+                          batch_index=True)
+    return project_top(model, top, dataset, transform=transform, to_pixels=to_pixels)
+
+
 def _missing(top: TopActivations, channel: int):
     raise ValueError(f"feature map {channel} of {top.layer} is not in this top-k (it holds maps "
                      f"{top.channels.tolist()[:10]}{'...' if len(top.channels) > 10 else ''})")

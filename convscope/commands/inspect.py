@@ -142,17 +142,12 @@ def _sample_info(dataset, index: int) -> dict:
 def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) -> Smoothness:
     """Per-layer filter smoothness of the random init (rebuilt from the run's seed), every saved epoch and the
     inspected checkpoint: learned structure versus initial noise at a glance."""
-    import torch
-
-    from ..runs import load_run
-    from ..metrics import SMOOTHNESS, layer_smoothness
-    from ..models import get_model
+    from ..metrics import layer_smoothness
+    from ..runs import initial_model, load_run
 
     rows = []
-    options = {k: v for k, v in (run_.config.get("model_options") or {}).items() if k != "num_classes"}
-    if run_.config and run_.trained_here:  # training seeds torch right before building the model: the exact init
-        torch.manual_seed(int(run_.config.get("seed", 0)))
-        init = get_model(run_.model_name, num_classes=len(run_.classes) or 1000, **options)
+    init = initial_model(run_)
+    if init is not None:
         rows.append(SmoothnessRow(label="random init", epoch=0, layers=layer_smoothness(init)))
     for e, path in epoch_files:
         rows.append(SmoothnessRow(label=f"epoch {e}", epoch=e,

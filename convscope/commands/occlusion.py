@@ -56,10 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if args.patch > pre.crop:
         raise UserError(f"occluder patch {args.patch} px is larger than the model's {pre.crop}x{pre.crop} input")
     inputs = _inputs.read_inputs(run_, args.images)  # reads every file first: bad paths fail before any work
-    if args.fill == "grey":
-        fill = pre(torch.full((1, 3, pre.image_size, pre.image_size), 128, dtype=torch.uint8))[0]
-    else:
-        fill = 0.0 if args.fill == "mean-image" else "mean"
+    fill = {"grey": "grey", "mean-image": 0.0, "image-mean": "mean"}[args.fill]  # grey: ZF's, through `pre`
     done = []
     for path, stem, x in zip(args.images, _inputs.unique_stems(args.images), inputs):
         target = _inputs.class_index(run_, args.target, path)
@@ -67,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             with torch.no_grad():
                 target = int(model(x[None]).argmax())
         occ = occlusion_map(model, x, target=target, layer=args.layer, patch=args.patch, stride=args.stride,
-                            fill=fill, chunk=args.chunk)
+                            fill=fill, chunk=args.chunk, preprocess=pre)
         projection = _projection(model, x, occ)
         arrays = dict(prob=occ.prob, feature=occ.feature, label=occ.label, origins=occ.origins)
         if projection is not None:
@@ -97,10 +94,7 @@ def run(args: argparse.Namespace) -> int:
 def _map_atlas(args, run_, out, done) -> None:
     """ZF Fig. 7(c): each measured map's top images among --atlas-images val images of --atlas-data, projected
     (one pass for all maps); adds ``map_top_images`` to the records and writes ``<stem>_map.png``."""
-    from torch.utils.data import DataLoader
-
-    from ..analysis import project_top, top_activations
-    from ..data.datasets import WithIndex, collate_with_index
+    from ..analysis import top_images
     from ..data.loading import open_split
     from ..report import images as img
 
@@ -108,10 +102,8 @@ def _map_atlas(args, run_, out, done) -> None:
     data = open_split(args.atlas_data, "val", pre.image_size, subset=args.atlas_images, workers=2)
     channels = sorted({occ.channel for _, occ, _ in done})
     layer = done[0][1].layer
-    loader = DataLoader(WithIndex(data), batch_size=64, num_workers=2, collate_fn=collate_with_index)
-    top = top_activations(run_.model, loader, layer=layer, k=args.atlas_k, channels=channels, transform=pre,
-                          batch_index=True)
-    tp = project_top(run_.model, top, data, transform=pre, to_pixels=pre.to_pixels)
+    tp = top_images(run_.model, data, layer=layer, channels=channels, k=args.atlas_k, transform=pre,
+                    to_pixels=pre.to_pixels)
     for stem, occ, record in done:
         row = channels.index(occ.channel)
         fig, _ = img.top9_figure(tp.projections[row:row + 1], tp.patches[row:row + 1], cols=1,

@@ -49,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
             predicted = run_.model(inputs).argmax(1).tolist()
         targets = [t if (t := _inputs.class_index(run_, None, p)) is not None else q
                    for p, q in zip(args.images, predicted)]
-    fill = run_.preprocess(torch.full((1, 3, run_.preprocess.image_size, run_.preprocess.image_size), 128,
-                                      dtype=torch.uint8))[0].to(inputs.device)
-    occlusion = dict(patch=args.patch, stride=args.stride, fill=fill, layer=top_conv)
+    occlusion = dict(patch=args.patch, stride=args.stride, fill="grey", preprocess=run_.preprocess, layer=top_conv)
     result = randomization_checks(run_.model, inputs, projection_layers=layers, occlusion_targets=targets,
                                   occlusion=occlusion,
                                   reinit=default_reinit(run_.model, run_.config), seed=args.seed,

@@ -97,3 +97,16 @@ def test_inspect_on_real_data(tmp_path):
                str(tmp_path), "--max-images", "200", "--maps", "4", "--evolution-epochs", "none", "--no-cache",
                "--threads", "1"])
     assert rc == 0 and (tmp_path / "top9_conv5.png").is_file()
+
+
+def test_initial_model_rebuilds_the_runs_init_and_leaves_torchs_random_state(run_dir):
+    from convscope.runs import initial_model, load_run
+
+    run = load_run(run_dir / "run" / "best.pt")  # saved right after building with its seed: the init itself
+    state = torch.random.get_rng_state()
+    init = initial_model(run)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for (name, a), b in zip(init.state_dict().items(), run.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    run.source = {"model": "torchvision:alexnet"}  # not trained here: nothing to rebuild
+    assert initial_model(run) is None
