@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -75,6 +76,67 @@ def load_checkpoint(path: str | Path, map_location="cpu", *, mmap: bool = False)
         raise CheckpointError(f"{path} was written by a newer convscope (checkpoint format {ckpt['format_version']}, "
                               f"this one reads up to {FORMAT_VERSION}); upgrade convscope to use it")
     return ckpt
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """The fields of a convscope training checkpoint (what :func:`convscope.train.save_checkpoint` writes), read
+    and type-checked once: what a model needs (``model_name``, ``model_options``, ``preprocess``, ``classes`` ...)
+    and, in a training checkpoint, what ``--resume`` needs (optimiser, schedule, scaler, RNG, position). The
+    resume fields are None in a checkpoint made only to be looked at (the tests' tiny runs, an export)."""
+
+    model_name: str
+    preprocess: dict  # Preprocess.state(): mean_image, crop, input_scale, std
+    model: dict  # the state_dict
+    model_options: dict = field(default_factory=dict)  # as built, with num_classes
+    classes: list = field(default_factory=list)
+    wnids: list = field(default_factory=list)  # the class folders' names (ImageNet layout: wnids), by index
+    config: dict = field(default_factory=dict)  # the run's TrainConfig as a dict
+    epoch: int = 0
+    format_version: int = FORMAT_VERSION
+    stats: dict | None = None
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+    scaler: dict | None = None
+    rng: dict | None = None
+    state: dict | None = None  # TrainState as a dict
+    metrics: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, path: str | Path) -> "CheckpointRecord":
+        """The record of a loaded checkpoint dict; a one-line :class:`CheckpointError` naming a missing or mistyped
+        field (unknown fields are ignored: a checkpoint may carry more)."""
+        if "model_name" not in ckpt or "preprocess" not in ckpt:
+            raise CheckpointError(f"{path} is not a convscope training checkpoint (no model_name/preprocess)")
+        values = {}
+        for f in fields(cls):
+            if f.name not in ckpt:
+                continue
+            value, kind = ckpt[f.name], _KINDS[f.name]
+            if not (isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+                    or (value is None and f.default is None)):
+                raise CheckpointError(f"{path}: checkpoint field '{f.name}' is a {type(value).__name__}, not "
+                                      f"{'an' if kind is int else 'a'} {kind.__name__} (written by another program "
+                                      "or a damaged file)")
+            values[f.name] = value
+        if "model" not in values:
+            raise CheckpointError(f"{path}: checkpoint field 'model' (the weights) is missing")
+        return cls(**values)
+
+    @property
+    def resumable(self) -> bool:
+        """Whether it holds everything ``--resume`` needs."""
+        return all(v is not None for v in (self.optimizer, self.scaler, self.rng, self.state)) and bool(self.config)
+
+
+_KINDS = dict(model_name=str, preprocess=dict, model=dict, model_options=dict, classes=list, wnids=list,
+              config=dict, epoch=int, format_version=int, stats=dict, optimizer=dict, scheduler=dict, scaler=dict,
+              rng=dict, state=dict, metrics=dict)
+
+
+def read_checkpoint(path: str | Path, map_location="cpu", *, mmap: bool = False) -> CheckpointRecord:
+    """:func:`load_checkpoint` as a :class:`CheckpointRecord` (one-line errors for what is missing or mistyped)."""
+    return CheckpointRecord.from_checkpoint(load_checkpoint(path, map_location, mmap=mmap), path)
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint, load_weights
+from .checkpoint import load_weights, read_checkpoint
 from .data.transforms import Preprocess
 from .models import get_model
 
@@ -46,19 +46,15 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     eval mode on ``device``. A run folder is accepted too (its ``best.pt``, else ``last.pt``)."""
 
     path = checkpoint_file(path)
-    ckpt = load_checkpoint(path)
-    if "model_name" not in ckpt or "preprocess" not in ckpt:
-        raise CheckpointError(f"{path} is not a convscope training checkpoint (no model_name/preprocess)")
-    model = get_model(ckpt["model_name"], **ckpt.get("model_options", {}))
+    ckpt = read_checkpoint(path)
+    model = get_model(ckpt.model_name, **ckpt.model_options)
     load_weights(model, path)
     model.to(device).eval()
-    pre = ckpt["preprocess"]
+    pre = ckpt.preprocess
     std = tuple(pre["std"]) if pre.get("std") is not None else None
     return LoadedRun(model=model, preprocess=Preprocess(pre["mean_image"], int(pre["crop"]), float(pre["input_scale"]), std),
-                     classes=list(ckpt.get("classes", [])), model_name=ckpt["model_name"],
-                     config=ckpt.get("config", {}), epoch=int(ckpt.get("epoch", 0)),
-                     model_options=dict(ckpt.get("model_options", {})), path=path,
-                     wnids=list(ckpt.get("wnids", [])))
+                     classes=list(ckpt.classes), model_name=ckpt.model_name, config=ckpt.config, epoch=ckpt.epoch,
+                     model_options=dict(ckpt.model_options), path=path, wnids=list(ckpt.wnids))
 
 
 def initial_model(run: LoadedRun) -> nn.Module | None:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from .progress import tqdm
 
-from .checkpoint import FORMAT_VERSION, atomic_save, atomic_write_text, load_checkpoint, unwrap
+from .checkpoint import FORMAT_VERSION, CheckpointRecord, atomic_save, atomic_write_text, read_checkpoint, unwrap
 from .config import TrainConfig, config_from_dict, config_to_json
 from .locks import run_lock
 from .data.cache import passthrough
@@ -186,7 +186,7 @@ def main(cfg: TrainConfig, *, resume: bool = False) -> dict:
         cleanup()
 
 
-def _check_start(cfg: TrainConfig, out: Path, resume: bool) -> dict | None:
+def _check_start(cfg: TrainConfig, out: Path, resume: bool) -> CheckpointRecord | None:
     """The checkpoint to resume from (None for a fresh run); refuses a fresh run into a used folder."""
     if not resume:
         if (out / "last.pt").is_file():
@@ -194,8 +194,11 @@ def _check_start(cfg: TrainConfig, out: Path, resume: bool) -> dict | None:
         return None
     if not (out / "last.pt").is_file():
         raise UserError(f"--resume: no checkpoint in {out} (expected {out}/last.pt); start without --resume")
-    ckpt = load_checkpoint(out / "last.pt")
-    saved = config_from_dict(ckpt["config"])
+    ckpt = read_checkpoint(out / "last.pt")
+    if not ckpt.resumable:
+        raise UserError(f"--resume: {out}/last.pt holds weights only (no optimiser, schedule or position to "
+                        "continue from); start a new run")
+    saved = config_from_dict(ckpt.config)
     if saved.model != cfg.model or saved.model_options != cfg.model_options:
         raise UserError(f"--resume: {out}/last.pt is a {saved.model} {saved.model_options} run, not "
                         f"{cfg.model} {cfg.model_options}")
@@ -258,16 +261,16 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
     scaler = torch.amp.GradScaler(dist.device.type, enabled=cfg.precision == "fp16")
     state = TrainState()
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler and ckpt.get("scheduler"):
-            scheduler.load_state_dict(ckpt["scheduler"])
-        _apply_optimizer_overrides(optimizer, scheduler, config_from_dict(ckpt["config"]), cfg)
-        scaler.load_state_dict(ckpt["scaler"])
-        state = TrainState(**ckpt["state"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if torch.cuda.is_available() and "cuda" in ckpt["rng"]:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        model.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optimizer)
+        if scheduler and ckpt.scheduler:
+            scheduler.load_state_dict(ckpt.scheduler)
+        _apply_optimizer_overrides(optimizer, scheduler, config_from_dict(ckpt.config), cfg)
+        scaler.load_state_dict(ckpt.scaler)
+        state = TrainState(**ckpt.state)
+        torch.set_rng_state(ckpt.rng["torch"])
+        if torch.cuda.is_available() and "cuda" in ckpt.rng:
+            torch.cuda.set_rng_state(ckpt.rng["cuda"])
         log.info("resumed %s at epoch %d, step %d", out / "last.pt", state.epoch + 1, state.step_in_epoch)
     train_model = model
     if dist.world_size > 1:

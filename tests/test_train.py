@@ -91,6 +91,26 @@ def test_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path):
         load_checkpoint(newer)
 
 
+def test_checkpoint_fields_are_read_as_a_typed_record(tmp_path):
+    from convscope.checkpoint import read_checkpoint
+    from tests.conftest import save_tiny_run
+
+    rec = read_checkpoint(save_tiny_run(tmp_path / "tiny.pt"))  # a checkpoint to look at: no resume fields
+    assert rec.model_name == "zfnet" and rec.classes == ["a", "b", "c"] and rec.epoch == 0 and not rec.resumable
+    blob = load_checkpoint(tmp_path / "tiny.pt")
+    for name, value, message in [("classes", "abc", "'classes' is a str, not a list"),
+                                 ("epoch", "3", "'epoch' is a str, not an int"),
+                                 ("preprocess", None, "no model_name/preprocess")]:
+        bad = dict(blob)
+        if value is None:
+            del bad[name]
+        else:
+            bad[name] = value
+        atomic_save(bad, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=message):
+            load_run(tmp_path / "bad.pt")
+
+
 def test_training_learns_and_writes_its_run(image_tree, tmp_path):
     out = tmp_path / "run"
     last = main(tiny_cfg(image_tree, out, epochs=3, lr=0.02))
@@ -283,6 +303,10 @@ def test_resume_without_checkpoint_and_rerun_into_existing_run_are_errors(image_
         main(tiny_cfg(image_tree, tmp_path / "r", epochs=1))
     with pytest.raises(UserError, match="not"):
         main(tiny_cfg(image_tree, tmp_path / "r", model="zfnet"), resume=True)
+    blob = load_checkpoint(tmp_path / "r" / "last.pt")
+    atomic_save({k: v for k, v in blob.items() if k != "optimizer"}, tmp_path / "r" / "last.pt")
+    with pytest.raises(UserError, match="weights only"):
+        main(tiny_cfg(image_tree, tmp_path / "r", epochs=1), resume=True)
 
 
 def test_nan_loss_stops_without_saving_the_bad_state_and_the_advice_works(image_tree, tmp_path):

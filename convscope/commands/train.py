@@ -42,14 +42,14 @@ def resolve(args: argparse.Namespace):
 
     if not args.resume:
         return resolve_config(args.recipe or "alexnet_2012", args)
-    from ..checkpoint import load_checkpoint  # torch: only a resumed run reads one here
+    from ..checkpoint import read_checkpoint  # torch: only a resumed run reads one here
     if not getattr(args, "out_dir", None):
         raise UserError("--resume needs --out-dir: the run folder to continue")
     last = Path(args.out_dir) / "last.pt"
     if not last.is_file():
         raise UserError(f"--resume: no checkpoint in {args.out_dir} (expected {last}); start without --resume")
     # only the saved config is needed here (training loads the checkpoint itself): map, do not read, the tensors
-    cfg, changes = resume_config(config_from_dict(load_checkpoint(last, mmap=True)["config"]), args)
+    cfg, changes = resume_config(config_from_dict(read_checkpoint(last, mmap=True).config), args)
     if args.recipe:
         logging.getLogger("convscope.train").info("resume: --recipe %s ignored; the run's saved settings are used",
                                                   args.recipe)
