@@ -232,6 +232,9 @@ def filters(site: Site, index: InspectRecord) -> str | None:
 
 
 def atlas(site: Site, index: InspectRecord) -> str:
+    """The feature explorer. Each layer's top-9 figure (inspect/top9_<layer>.png) is cut here into one sheet per
+    map (its projections and patches, fetched only when the map is shown) and one small thumbnail (its top-1 patch,
+    for the layer overview); the whole figure is not copied, so the report grows with the maps drawn, not twice."""
     folder = site.run / "inspect"
     cfg = site.optional(CONFIG)
     crop = index.input_size
@@ -240,29 +243,26 @@ def atlas(site: Site, index: InspectRecord) -> str:
     for t in index.tiles:
         if index.figures[t.figure].kind == "top9":
             by_layer.setdefault(t.layer, {}).setdefault(t.map, []).append(t)
-    layers, figures = [], {}
+    layers, figures = [], []
     thumbs: dict[str, str | None] = {}
     for name, fig in index.figures.items():
         if fig.kind != "top9":
             continue
         if not (folder / name).is_file():
             raise MalformedFile(folder / name, "", "is missing (inspect/index.json lists it)", None, INSPECT.command)
-        url, size = site.copy(folder / name, "inspect", INSPECT.command)
-        figures[fig.layer] = url
+        figures.append(name)
         maps = []
-        for m in sorted(by_layer.get(fig.layer, {})):
-            tiles = []
-            for t in sorted(by_layer[fig.layer][m], key=lambda t: t.rank):
-                if t.image and t.image not in thumbs:
-                    thumbs[t.image] = _source_thumb(site, t.image, image_size, crop, len(thumbs))
-                tiles.append(dict(rank=t.rank, activation=t.activation,
-                                  image=Path(t.image).name if t.image else f"image #{t.image_index}",
-                                  path=t.image or "", cls=t.class_name, proj=t.projection_tile, patch=t.patch_tile,
-                                  rf=t.rf_box, src=thumbs.get(t.image) if t.image else None))
-            maps.append(dict(map=m, tiles=tiles))
+        with site.open_image(folder / name, INSPECT.command) as sheet:
+            sheet = sheet.convert("RGB")
+            for m in sorted(by_layer.get(fig.layer, {})):
+                ranked = sorted(by_layer[fig.layer][m], key=lambda t: t.rank)
+                for t in ranked:
+                    if t.image and t.image not in thumbs:
+                        thumbs[t.image] = _source_thumb(site, t.image, image_size, crop, len(thumbs))
+                maps.append(_map_sheet(site, sheet, fig.layer, m, ranked, thumbs))
         meta = index.layers.get(fig.layer)
         rf = meta.receptive_field if meta else None
-        layers.append(dict(layer=fig.layer, figure=url, size=list(size), maps=maps, total=meta and meta.maps,
+        layers.append(dict(layer=fig.layer, maps=maps, total=meta and meta.maps,
                            never_active=meta and meta.never_active, rf=rf and rf.size, stride=rf and rf.stride,
                            map_size=meta and meta.map_size))
     order = list(index.layers)
@@ -271,11 +271,36 @@ def atlas(site: Site, index: InspectRecord) -> str:
     return (f'<p class="meta">{h.text(index.model)}, epoch {index.epoch}: for each feature map, the {index.k} images '
             f'that activate it most (each image once, at its strongest unit of the map) among {index.images} '
             f'<code>{h.text(index.split)}</code> images of <code>{h.text(index.data)}</code>.</p>'
-            '<div id="explorer" class="explorer"><noscript>The explorer needs JavaScript; the full figures are '
-            'linked below.</noscript></div>'
-            '<details><summary>full figures, one per layer</summary>'
-            + "".join(f'<h3>{escape(layer)}</h3>{h.img(url, "top-9 " + layer)}' for layer, url in figures.items())
-            + "</details>") if layers else None
+            '<div id="explorer" class="explorer"><noscript>The explorer needs JavaScript; the full figures are in '
+            'the run folder.</noscript></div>'
+            f'<p class="meta">The full figures, one per layer, are in the run folder: '
+            + ", ".join(f"<code>inspect/{h.text(n)}</code>" for n in figures) + ".</p>") if layers else None
+
+
+OVERVIEW_THUMB = 48  # px: a map's top-1 patch in the layer overview
+SHEET_QUALITY = 85  # JPEG quality of a map's sheet and thumbnail
+
+
+def _map_sheet(site: Site, figure, layer: str, m: int, ranked: list, thumbs: dict[str, str | None]) -> dict:
+    """One map of a layer's top-9 figure as its own PNG (the bounding box of its tiles, written once) and its top-1
+    patch as an overview thumbnail; the explorer's entry for the map, with tile boxes relative to its sheet."""
+    boxes = [b for t in ranked for b in (t.projection_tile, t.patch_tile) if b]
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    url, dest = site.new_image("atlas", f"{layer}_map{m}.jpg")  # JPEG: photos and noise-like projections, 1/5 of PNG
+    figure.crop((x0, y0, x1, y1)).save(dest, quality=SHEET_QUALITY)
+    top = ranked[0].patch_tile or ranked[0].projection_tile
+    thumb_url, thumb_dest = site.new_image("overview", f"{layer}_map{m}.jpg")
+    figure.crop(tuple(top)).resize((OVERVIEW_THUMB, OVERVIEW_THUMB)).save(thumb_dest, quality=SHEET_QUALITY)
+
+    def rel(b):
+        return [b[0] - x0, b[1] - y0, b[2] - x0, b[3] - y0] if b else None
+
+    tiles = [dict(rank=t.rank, activation=t.activation,
+                  image=Path(t.image).name if t.image else f"image #{t.image_index}",
+                  path=t.image or "", cls=t.class_name, proj=rel(t.projection_tile), patch=rel(t.patch_tile),
+                  rf=t.rf_box, src=thumbs.get(t.image) if t.image else None) for t in ranked]
+    return dict(map=m, sheet=url, size=[x1 - x0, y1 - y0], thumb=thumb_url, tiles=tiles)
 
 
 def _source_thumb(site: Site, src: str, image_size: int, crop: int, made: int) -> str | None:

@@ -162,19 +162,31 @@ class Site:
         size for a PNG). An unreadable image is a :class:`MalformedFile` of the command that writes it."""
         dest = self._unique(folder, src.name)
         (self.out / dest).parent.mkdir(parents=True, exist_ok=True)
+        size = None
+        if src.suffix.lower() == ".png":
+            with self.open_image(src, command) as im:
+                size = im.size
         try:
-            size = None
-            if src.suffix.lower() == ".png":
-                from PIL import Image
-
-                with Image.open(src) as im:
-                    size = im.size
             shutil.copyfile(src, self.out / dest)
-        except OSError as err:  # PIL's UnidentifiedImageError is an OSError
-            bad = MalformedFile(src, "", f"cannot be read as an image ({err})", None, command)
-            self.problem(bad)
-            raise bad from None
+        except OSError as err:
+            raise self._unreadable(src, err, command) from None
         return dest, size
+
+    def open_image(self, src: Path, command: str):
+        """A run's image opened with PIL (loaded); an unreadable one is a :class:`MalformedFile` of ``command``."""
+        from PIL import Image
+
+        try:
+            im = Image.open(src)
+            im.load()
+            return im
+        except OSError as err:  # PIL's UnidentifiedImageError is an OSError
+            raise self._unreadable(src, err, command) from None
+
+    def _unreadable(self, src: Path, err: OSError, command: str) -> MalformedFile:
+        bad = MalformedFile(src, "", f"cannot be read as an image ({err})", None, command)
+        self.problem(bad)
+        return bad
 
     def new_image(self, folder: str, name: str) -> tuple[str, Path]:
         """A fresh relative URL and its file path for an image the report makes itself."""

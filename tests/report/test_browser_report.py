@@ -49,6 +49,15 @@ def _open(browser, index: Path):
     return page, problems
 
 
+def _atlas_requests(page) -> list[str]:
+    """Every request the page makes from now on for an explorer image (a map's sheet, an overview thumbnail or a
+    source view), as its path under the report folder."""
+    seen = []
+    page.on("request", lambda r: seen.append(r.url[r.url.index("/img/") + 1:])
+            if "/img/atlas/" in r.url or "/img/overview/" in r.url or "/img/sources/" in r.url else None)
+    return seen
+
+
 def test_report_of_a_real_run_in_chromium(real_run, browser, tmp_path):
     index = build_report(real_run, tmp_path / "site")
     page, problems = _open(browser, index)
@@ -84,6 +93,7 @@ def test_report_of_a_real_run_in_chromium(real_run, browser, tmp_path):
     assert tiles.count() >= 1 and re.search(r"activation \d", tiles.first.inner_text())
     assert explorer.locator(".sprite").first.evaluate("e => getComputedStyle(e).backgroundImage").startswith("url(")
     assert first_map is not None
+    page.screenshot(path=str(tmp_path / "explorer-page.png"))
     assert not problems, problems
 
     shot = tmp_path / "report.png"
@@ -99,8 +109,46 @@ def test_report_of_a_real_run_in_chromium(real_run, browser, tmp_path):
     if os.environ.get("CONVSCOPE_SCREENSHOT_DIR"):  # keep them for a human to look at
         out = Path(os.environ["CONVSCOPE_SCREENSHOT_DIR"])
         out.mkdir(parents=True, exist_ok=True)
-        for f in (shot, tmp_path / "explorer.png"):
+        for f in (shot, tmp_path / "explorer.png", tmp_path / "explorer-page.png"):
             shutil.copy(f, out / f.name)
+
+
+def test_explorer_fetches_only_the_shown_maps_images(real_run, browser, tmp_path):
+    """Lazy loading: the first page fetches one map's sheet (and its source views), no other map's, no overview
+    thumbnail; jumping to a map by number fetches its sheet; the overview's thumbnails are lazy and select a map."""
+    index = build_report(real_run, tmp_path / "site")
+    html = index.read_text()
+    assert "img/atlas/" not in re.sub(r'<script type="application/json".*?</script>', "", html, flags=re.S)
+    page = browser.new_page(viewport={"width": 1360, "height": 900})
+    seen = _atlas_requests(page)
+    page.goto(index.as_uri())
+    page.wait_for_load_state("load")
+    explorer = page.locator("#explorer")
+    explorer.scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.querySelectorAll('#explorer img')].every(i => i.complete)")
+    atlas = page.evaluate("() => JSON.parse(document.getElementById('report-data').textContent).atlas")
+    first = atlas["layers"][0]["maps"][0]
+    assert {u for u in seen if u.startswith("img/atlas/")} == {first["sheet"]}, seen
+    assert not [u for u in seen if u.startswith("img/overview/")]
+    assert set(u for u in seen if u.startswith("img/sources/")) <= {t["src"] for t in first["tiles"]}
+
+    last = atlas["layers"][0]["maps"][-1]
+    assert last["map"] != first["map"]
+    with page.expect_request(lambda r: r.url.endswith(last["sheet"])):
+        explorer.locator(".ex-jump input").fill(str(last["map"]))
+        explorer.locator(".ex-jump input").press("Enter")
+    assert explorer.get_attribute("data-map") == str(last["map"])
+    assert explorer.locator(".ex-jump-note").inner_text() == ""
+    assert len({u for u in seen if u.startswith("img/atlas/")}) == 2
+
+    explorer.locator(".ex-overview summary").click()
+    thumbs = explorer.locator(".ex-thumb img")
+    assert thumbs.count() == len(atlas["layers"][0]["maps"])
+    assert thumbs.first.get_attribute("loading") == "lazy"
+    page.wait_for_function("() => [...document.querySelectorAll('.ex-thumb img')].every(i => i.complete)")
+    explorer.locator(".ex-thumb").first.click()
+    assert explorer.get_attribute("data-map") == str(first["map"])
+    assert explorer.locator(".ex-thumb").first.get_attribute("aria-pressed") == "true"
 
 
 def test_html_in_class_names_stays_text_in_the_browser(browser, tmp_path):

@@ -33,13 +33,14 @@
     return Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3);
   }
 
-  // a tile of the layer's top-9 figure, cut out with CSS background offsets (the figure is one image)
-  function sprite(layer, box, label) {
+  // a tile of the map's sheet (its projections and patches in one image, fetched when the map is shown), cut out
+  // with CSS background offsets
+  function sprite(map, box, label) {
     var d = el("div", "sprite");
     if (!box || box.length !== 4) { return d; }
     var scale = TILE / Math.max(1, box[2] - box[0]);
-    d.style.backgroundImage = "url(\"" + layer.figure + "\")";
-    d.style.backgroundSize = (layer.size[0] * scale) + "px " + (layer.size[1] * scale) + "px";
+    d.style.backgroundImage = "url(\"" + map.sheet + "\")";
+    d.style.backgroundSize = (map.size[0] * scale) + "px " + (map.size[1] * scale) + "px";
     d.style.backgroundPosition = (-box[0] * scale) + "px " + (-box[1] * scale) + "px";
     d.setAttribute("role", "img");
     d.setAttribute("aria-label", label);
@@ -74,14 +75,64 @@
     return d;
   }
 
+  // the parts that depend on the layer only: built when the layer changes. Nothing here fetches an image until
+  // the overview is opened, and then only the thumbnails near the screen (loading="lazy").
+  var parts = {};
+  var overviewOpen = false;
+
+  function go(i) { state.map = i; renderMap(); }
+
+  function jumpTo(number) {  // the drawn map with this number, else the next drawn one above it, else the last
+    var maps = atlas.layers[state.layer].maps;
+    for (var i = 0; i < maps.length; i++) { if (maps[i].map >= number) { go(i); return maps[i].map === number; } }
+    go(maps.length - 1);
+    return false;
+  }
+
+  function overview(layer) {
+    var box = el("details", "ex-overview");
+    box.open = overviewOpen;
+    box.appendChild(el("summary", "", "layer overview: " + layer.maps.length +
+                       " maps drawn, the top-1 patch of each (click one to show it)"));
+    var grid = el("div", "ex-thumbs");
+    box.appendChild(grid);
+    function fill() {
+      if (grid.childNodes.length) { return; }
+      layer.maps.forEach(function (m, i) {
+        var b = el("button", "ex-thumb");
+        b.type = "button";
+        b.title = "feature map " + m.map;
+        b.setAttribute("data-map", String(m.map));
+        var img = el("img");
+        img.loading = "lazy";
+        img.width = 48;
+        img.height = 48;
+        img.alt = "map " + m.map;
+        img.src = m.thumb;
+        b.appendChild(img);
+        b.appendChild(el("span", "", String(m.map)));
+        b.addEventListener("click", function () { go(i); });
+        grid.appendChild(b);
+      });
+      markThumb();
+    }
+    box.addEventListener("toggle", function () { overviewOpen = box.open; if (box.open) { fill(); } });
+    if (box.open) { fill(); }
+    return box;
+  }
+
+  function markThumb() {
+    var shown = String(atlas.layers[state.layer].maps[state.map] ? atlas.layers[state.layer].maps[state.map].map : "");
+    var thumbs = root.querySelectorAll(".ex-thumb");
+    for (var i = 0; i < thumbs.length; i++) {
+      thumbs[i].setAttribute("aria-pressed", thumbs[i].getAttribute("data-map") === shown ? "true" : "false");
+    }
+  }
+
   function render() {
     var layer = atlas.layers[state.layer];
-    var maps = layer.maps;
-    state.map = Math.max(0, Math.min(state.map, maps.length - 1));
-    var map = maps[state.map];
     root.textContent = "";
     root.setAttribute("data-layer", layer.layer);
-    root.setAttribute("data-map", map ? String(map.map) : "");
 
     var bar = el("div", "ex-bar");
     bar.appendChild(el("span", "label", "layer"));
@@ -92,37 +143,70 @@
 
     var pager = el("div", "ex-bar");
     pager.appendChild(el("span", "label", "map"));
-    var prev = button("\u2190 previous", false, function () { state.map -= 1; render(); }, "previous feature map (\u2190)");
-    prev.disabled = state.map <= 0;
-    prev.className = "ex-prev";
-    var next = button("next \u2192", false, function () { state.map += 1; render(); }, "next feature map (\u2192)");
-    next.disabled = state.map >= maps.length - 1;
-    next.className = "ex-next";
-    pager.appendChild(prev);
-    pager.appendChild(el("span", "ex-count", maps.length ? (state.map + 1) + " of " + maps.length : "none"));
-    pager.appendChild(next);
-    var chips = el("div", "ex-maps");
-    maps.forEach(function (m, i) {
-      chips.appendChild(button(String(m.map), i === state.map, function () { state.map = i; render(); },
-                               "feature map " + m.map));
+    parts.prev = button("\u2190 previous", false, function () { go(state.map - 1); }, "previous feature map (\u2190)");
+    parts.prev.className = "ex-prev";
+    parts.next = button("next \u2192", false, function () { go(state.map + 1); }, "next feature map (\u2192)");
+    parts.next.className = "ex-next";
+    parts.count = el("span", "ex-count");
+    pager.appendChild(parts.prev);
+    pager.appendChild(parts.count);
+    pager.appendChild(parts.next);
+    var form = el("form", "ex-jump");
+    var input = el("input");
+    input.type = "number";
+    input.min = "0";
+    input.placeholder = "map no.";
+    input.setAttribute("aria-label", "feature map number");
+    parts.jumpNote = el("span", "ex-jump-note");
+    form.appendChild(el("label", "label", "jump to"));
+    form.appendChild(input);
+    form.appendChild(button("show", false, function () {}, "show this feature map"));
+    form.lastChild.type = "submit";
+    form.appendChild(parts.jumpNote);
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var n = parseInt(input.value, 10);
+      if (isNaN(n)) { return; }
+      var exact = jumpTo(n);
+      parts.jumpNote.textContent = exact ? "" : "map " + n + " was not drawn; showing the next drawn one";
     });
-    pager.appendChild(chips);
+    pager.appendChild(form);
     root.appendChild(pager);
+    root.appendChild(overview(layer));
 
-    root.appendChild(el("div", "ex-title", layer.layer + " \u00b7 feature map " + (map ? map.map : "\u2013")));
+    parts.view = el("div", "ex-view");
+    root.appendChild(parts.view);
+    renderMap();
+  }
+
+  // the parts that depend on the map: its title, numbers and tiles (the only atlas images fetched)
+  function renderMap() {
+    var layer = atlas.layers[state.layer];
+    var maps = layer.maps;
+    state.map = Math.max(0, Math.min(state.map, maps.length - 1));
+    var map = maps[state.map];
+    root.setAttribute("data-map", map ? String(map.map) : "");
+    parts.prev.disabled = state.map <= 0;
+    parts.next.disabled = state.map >= maps.length - 1;
+    parts.count.textContent = maps.length ? (state.map + 1) + " of " + maps.length : "none";
+    markThumb();
+    var view = parts.view;
+    view.textContent = "";
+
+    view.appendChild(el("div", "ex-title", layer.layer + " \u00b7 feature map " + (map ? map.map : "\u2013")));
     var info = [];
     if (layer.total) { info.push(layer.total + " feature maps, " + maps.length + " shown"); }
     if (layer.never_active) { info.push(layer.never_active + " never active on these images"); }
     if (layer.rf) { info.push("receptive field " + layer.rf + " px, stride " + layer.stride); }
     if (layer.map_size) { info.push("map " + layer.map_size.join("\u00d7")); }
-    root.appendChild(el("div", "ex-info", info.join("; ")));
+    view.appendChild(el("div", "ex-info", info.join("; ")));
 
     var grid = el("div", "ex-grid");
     (map ? map.tiles : []).forEach(function (t) {
       var card = el("div", "ex-tile");
       var imgs = el("div", "ex-images");
-      imgs.appendChild(labelled(sprite(layer, t.proj, "deconvnet projection, rank " + t.rank), "projection"));
-      imgs.appendChild(labelled(sprite(layer, t.patch, "image patch, rank " + t.rank), "patch"));
+      imgs.appendChild(labelled(sprite(map, t.proj, "deconvnet projection, rank " + t.rank), "projection"));
+      imgs.appendChild(labelled(sprite(map, t.patch, "image patch, rank " + t.rank), "patch"));
       imgs.appendChild(labelled(source(t), "in the image"));
       card.appendChild(imgs);
       var meta = el("div", "ex-meta");
@@ -136,7 +220,7 @@
       grid.appendChild(card);
     });
     if (!map) { grid.appendChild(el("p", "meta", "No feature maps were drawn for this layer.")); }
-    root.appendChild(grid);
+    view.appendChild(grid);
   }
 
   document.addEventListener("keydown", function (ev) {
@@ -145,8 +229,8 @@
     if (tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT") { return; }
     var r = root.getBoundingClientRect();
     if (r.bottom < 0 || r.top > window.innerHeight) { return; } // only while the explorer is on screen
-    if (ev.key === "ArrowRight") { state.map += 1; render(); ev.preventDefault(); }
-    if (ev.key === "ArrowLeft") { state.map -= 1; render(); ev.preventDefault(); }
+    if (ev.key === "ArrowRight") { go(state.map + 1); ev.preventDefault(); }
+    if (ev.key === "ArrowLeft") { go(state.map - 1); ev.preventDefault(); }
   });
 
   render();
