@@ -53,15 +53,25 @@ def stage_layer(model: nn.Module, layer: int | str, input_size: int = 224) -> st
         alias = f"relu{index}" if any(n.endswith(f".relu{index}") for n, _ in model.named_modules()) else f"fc{index}"
         resolve_layer(model, alias)
         return alias
-    features = getattr(model, "features", None)
-    names = [n for n, _ in features.named_children()] if isinstance(features, nn.Sequential) else []
+    names = _stack_names(model)
     stage = [n for n in names if re.fullmatch(rf"[a-z]+{index}", n)]
-    if not any(re.fullmatch(r"conv\d+", n) for n in names):  # not a convscope stack: ZF's numbers by meaning
+    if not named_stages(model):  # not a convscope stack: ZF's numbers by meaning
         return _by_meaning(model, index, input_size)
     if not stage:
         raise UnknownLayerError(f"the model has no layer {index} (no conv{index} stage); "
                                 f"stages: {', '.join(n for n in names if n.startswith('conv'))}")
     return stage[-1]
+
+
+def _stack_names(model: nn.Module) -> list[str]:
+    features = getattr(model, "features", None)
+    return [n for n, _ in features.named_children()] if isinstance(features, nn.Sequential) else []
+
+
+def named_stages(model: nn.Module) -> bool:
+    """Whether the model is a convscope conv stack: a Sequential ``features`` with ZF's stage names (``conv1``,
+    ``relu1``, ``pool1`` ...), however many stages it has (ZFNet and AlexNet five, ``cifar_convnet`` three)."""
+    return any(re.fullmatch(r"conv\d+", n) for n in _stack_names(model))
 
 
 PAPER_STAGES = tuple(f"conv{i}" for i in range(1, 6))

@@ -153,9 +153,9 @@ def occlusion_layer(model: nn.Module, input_size: int = 224) -> str:
     """The layer whose strongest map ZF Fig. 7 sums when none is named: ``relu5`` on a model with ZF's named stages
     (convscope's), else the model's own layer 5 by meaning, its last conv stage
     (:func:`~convscope.analysis._layers.stage_layer`)."""
-    from ._layers import has_paper_stages, stage_layer
+    from ._layers import named_stages, stage_layer
 
-    return "relu5" if has_paper_stages(model) else stage_layer(model, 5, input_size)
+    return "relu5" if named_stages(model) else stage_layer(model, 5, input_size)
 
 
 def grey_fill(preprocess) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ._hooks import eval_mode, resolve_layer, short_names
-from ._layers import has_paper_stages, stage_layer
+from ._layers import named_stages, stage_layer
 from .deconv import deconv_project, feature_map_layer
 from .occlusion import occlusion_map
 from .receptive_field import receptive_field
@@ -73,7 +73,7 @@ def sanity_layers(model: nn.Module, input_size: int = 224) -> tuple[list[str], s
     """The default layers of the checks: the projections' (ZF's layers 2 and 5: ``conv2``, ``conv5`` on a model with
     ZF's named stages, else an early and the last conv stage by meaning) and the occlusion's (the layer-5 feature
     map: the last conv's rectified output, else the last conv stage)."""
-    if has_paper_stages(model):
+    if named_stages(model):
         last_conv = [n for n in parametrized_layers(model) if n.startswith("conv")][-1]
         return ["conv2", "conv5"], feature_map_layer(model, last_conv)
     return [stage_layer(model, i, input_size) for i in (2, 5)], stage_layer(model, 5, input_size)

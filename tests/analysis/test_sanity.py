@@ -58,3 +58,20 @@ def test_randomising_touches_exactly_the_named_layers():
     one = randomized_copy(model, ["conv3"], reinit)  # independent: that layer only
     assert {k for k, v in one.state_dict().items() if not torch.equal(v, model.state_dict()[k])} == {
         "features.conv3.weight"}  # He init keeps the (zero) bias
+
+
+def test_default_layers_follow_the_models_stage_names():
+    """A convscope stack keeps ZF's names whatever its depth (cifar_convnet has three stages: its occlusion layer is
+    relu3's map, and --layers still works); a model without them gets layers 2 and 5 by meaning."""
+    import torchvision
+
+    from convscope.analysis import occlusion_layer, sanity_layers
+    from convscope.models import get_model
+
+    assert sanity_layers(get_model("zfnet", num_classes=3, width=0.125, fc_width=16, input_size=64), 64) == (
+        ["conv2", "conv5"], "features.relu5")
+    assert sanity_layers(get_model("cifar_convnet", num_classes=3), 32)[1] == "features.relu3"
+    assert occlusion_layer(get_model("cifar_convnet", num_classes=3), 32) == "relu5"  # as before: name --layer
+    vgg = torchvision.models.vgg11(num_classes=3)
+    projected, top = sanity_layers(vgg, 64)
+    assert projected[-1] == top == occlusion_layer(vgg, 64) and top.startswith("features.")
