@@ -272,8 +272,7 @@ def load_model(spec_text: str, weights: str | None, *, device="cpu", download: b
     elif Path(weights).is_file():
         path = Path(weights)
         model = load_state(spec, build(spec), read_state_dict(path), str(path))
-    elif spec.source == "torchvision" and torchvision_weights(spec, weights) is not None:
-        enum = torchvision_weights(spec, weights)
+    elif spec.source == "torchvision" and (enum := torchvision_weights(spec, weights)) is not None:
         model = load_state(spec, build(spec, num_classes=len(enum.meta["categories"])),
                            _hub_state(enum, download), f"{type(enum).__name__}.{enum.name}")
     else:

@@ -146,10 +146,12 @@ class ColumnStats:
 
 def first_conv(model: nn.Module) -> str:
     """The dotted name of the model's first Conv2d (``features.conv1``, ``features.0``, ``conv1``...)."""
-    name = next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
-    if name is None:
+    from .graph import convs
+
+    names = convs(model)
+    if not names:
         raise ValueError(f"{type(model).__name__} has no Conv2d layer")
-    return name
+    return names[0]
 
 
 def column_stats(model: nn.Module, *, threshold: float = 0.5) -> ColumnStats:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.fx as fx
@@ -58,6 +58,7 @@ class ModelGraph:
 
     graph: fx.Graph
     calls: dict[str, list[fx.Node]]
+    shapes: dict[int, dict[fx.Node, tuple]] = field(default_factory=dict)  # input size -> output shapes
 
     def node_of(self, name: str) -> fx.Node:
         """The output node of module ``name`` (dotted); one-line error when it is not called exactly once."""
@@ -186,8 +187,11 @@ def call(model: nn.Module, node: fx.Node, args, kwargs):
 
 
 def output_shapes(model: nn.Module, input_size: int) -> dict[fx.Node, tuple]:
-    """Shape of every tensor node for one (1, 3, input_size, input_size) input (the model in eval mode)."""
+    """Shape of every tensor node for one (1, 3, input_size, input_size) input (the model in eval mode); one probe
+    forward per model and size (shapes do not depend on the weights)."""
     graph = model_graph(model)
+    if input_size in graph.shapes:
+        return graph.shapes[input_size]
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     was = model.training
     model.eval()
@@ -198,7 +202,8 @@ def output_shapes(model: nn.Module, input_size: int) -> dict[fx.Node, tuple]:
                             last if isinstance(last, fx.Node) else None)
     finally:
         model.train(was)
-    return {n: tuple(v.shape) for n, v in env.items() if isinstance(v, torch.Tensor)}
+    graph.shapes[input_size] = {n: tuple(v.shape) for n, v in env.items() if isinstance(v, torch.Tensor)}
+    return graph.shapes[input_size]
 
 
 # ---------------------------------------------------------------------------------------------------------------
