@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..analysis import (compare_filters, conv_filters, feature_evolution, filter_diagnostics, filter_stats,
-                            first_conv, first_convs, live_maps, project_top, receptive_field, resolve_layer,
+                            first_convs, live_maps, project_top, receptive_field, resolve_layer,
                             unprojectable)
     from ..runs import load_run
     from ..report.figures import filter_spectra_figure
@@ -200,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"cannot inspect layer '{layer}': {why}")
     snapshots = _epoch_files(args.checkpoint) if args.checkpoint else []  # a --model has no training epochs
     epochs = _pick_epochs(snapshots, args.evolution_epochs)
-    conv1, convs12 = first_conv(model), first_convs(model, 2)
+    convs12 = first_convs(model, 2)  # by alias where it is unique: "conv1", as the records always named it
+    conv1 = convs12[0]
 
     dataset = _open(args, pre.image_size, args.max_images, is_main=info.is_main)
     if len(dataset) == 0:
