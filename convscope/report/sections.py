@@ -441,7 +441,8 @@ SECTIONS = (
     SectionSpec("filters", "conv1 filters", INSPECT, filters, "the first-layer filter grid",
                 subtitle="AlexNet Fig. 3: each first-layer filter as an RGB tile, on its own contrast scale."),
     SectionSpec("atlas", "Feature explorer", INSPECT, atlas, "the top-9 atlas (inspect/index.json and top9_*.png)",
-                subtitle="ZF Fig. 2: choose a layer, then page through its feature maps (buttons or ← →). Each "
+                subtitle="ZF Fig. 2: choose a layer, then page through its feature maps (← previous / next →, the arrow "
+                         "keys, a map number in \u201cjump to\u201d, or a thumbnail of the layer overview). Each "
                          "activation shows its deconvnet projection (what in the input drove it), the image patch "
                          "under its receptive field, and where that patch lies in the source image."),
     SectionSpec("evolution", "Feature evolution", INSPECT, evolution, "the feature-evolution strips",

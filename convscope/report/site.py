@@ -31,7 +31,7 @@ __all__ = ["Site", "Source", "build_report", "json_for_script"]
 
 
 def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
-                 problems: list[str] | None = None) -> Path:
+                 problems: list[str] | None = None, compare: str | Path | None = None) -> Path:
     """Build the static report of a run folder and return the path of its ``index.html``.
 
     Args:
@@ -40,23 +40,28 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
         out_dir: where the site goes (created; files it owns are overwritten); default ``RUN/report``.
         problems: if given, receives one line per file that is malformed or unreadable (its sections say so in
             the page; the others are built).
+        compare: another folder holding ``inspect/`` (a run, an analysis folder): adds the side-by-side section
+            (:mod:`.compare`) after the overview.
 
     Returns:
         ``out_dir/index.html``. Images are copied next to it, so the folder can be moved or zipped as a whole.
 
     Raises:
-        FileNotFoundError: ``run_dir`` is not a folder.
+        FileNotFoundError: ``run_dir`` (or ``compare``) is not a folder.
         FileExistsError: ``out_dir`` holds files but is not a report folder (nothing of the user's is deleted).
 
     Example:
         >>> index = build_report("runs/imagenette")  # doctest: +SKIP
         >>> print(f"open file://{index}")  # doctest: +SKIP
     """
+    from .compare import compare_section
     from .sections import SECTIONS
 
     run = Path(run_dir).resolve()
     if not run.is_dir():
         raise FileNotFoundError(f"no run folder at {run}")
+    if compare is not None and not Path(compare).is_dir():
+        raise FileNotFoundError(f"no folder to compare with at {compare}")
     out = Path(out_dir).resolve() if out_dir else run / "report"
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise FileExistsError(f"{out} holds files that no convscope report wrote; give an empty or new folder "
@@ -68,6 +73,9 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
         shutil.rmtree(out / owned, ignore_errors=True)
     site = Site(run, out)
     sections = [spec.build(site) for spec in SECTIONS]
+    other = site.beside(Path(compare).resolve()) if compare is not None else None
+    if other is not None:
+        sections.insert(1, compare_section(site, other))
     _copy_static(out / "static")
     page = Template(_resource("templates", "index.html")).substitute(
         title=escape(f"convscope report: {site.run_name}"),
@@ -82,6 +90,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
     atomic_write_text(index, page)  # appears last, whole
     if problems is not None:
         problems.extend(site.problems.values())
+        problems.extend(other.problems.values() if other else ())
     return index
 
 
@@ -103,13 +112,17 @@ class Site:
     """What the sections share: the run, the output folder, the records read (each once), the copied files, the
     problems found and the explorer's data."""
 
-    def __init__(self, run: Path, out: Path):
+    def __init__(self, run: Path, out: Path, *, names: set[str] | None = None):
         self.run, self.out = run, out
         self.run_name = run.name
         self.problems: dict[str, str] = {}  # file -> its one-line problem
         self.data: dict = {}
-        self._names: set[str] = set()
+        self._names: set[str] = set() if names is None else names
         self._loaded: dict[Source, object] = {}
+
+    def beside(self, other: Path) -> "Site":
+        """A site reading another folder into this report (one set of image names)."""
+        return Site(other, self.out, names=self._names)
 
     def load(self, source: Source):
         """The record of ``source`` (a list for a glob or JSON lines), None when the file is absent.

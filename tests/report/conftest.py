@@ -73,3 +73,16 @@ def copy_run(run: Path, dest: Path) -> Path:
     """A copy of the run's records and figures (not its checkpoints or report) to change in a test."""
     shutil.copytree(run, dest, ignore=shutil.ignore_patterns("*.pt", "tensorboard", "report", ".lock"))
     return dest
+
+
+@pytest.fixture(scope="session")
+def epoch1_inspect(real_run, tmp_path_factory):
+    """The same run's epoch-1 snapshot inspected into a folder of its own (``E1/inspect``): two epochs to compare."""
+    from convscope.cli import main
+
+    other = tmp_path_factory.mktemp("epoch1")
+    data = json.loads((real_run / "config.json").read_text())["data_root"]
+    assert main(["inspect", "--checkpoint", str(real_run / "epochs" / "epoch_001.pt"), "--data", data, "--threads",
+                 "1", "--layers", "conv1,conv2,conv3", "--maps", "3", "--no-cache", "--workers", "0",
+                 "--evolution-epochs", "none", "--out", str(other / "inspect")]) == 0
+    return other

@@ -162,3 +162,21 @@ def test_html_in_class_names_stays_text_in_the_browser(browser, tmp_path):
     assert page.locator("section#predictions img").count() == 1  # the thumbnail; no injected <img>
     assert page.evaluate("() => document.querySelectorAll('img[src=x]').length") == 0
     assert not problems, problems
+
+
+def test_compare_view_in_chromium(real_run, epoch1_inspect, browser, tmp_path):
+    """The side-by-side section shows both sides' filters and every layer's two mosaics, each decoded (the mosaics
+    load lazily: scrolled to first)."""
+    index = build_report(real_run, tmp_path / "site", compare=epoch1_inspect)
+    page, problems = _open(browser, index)
+    section = page.locator("section#compare")
+    section.scroll_into_view_if_needed()
+    figures = section.locator(".side-by-side > figure")
+    assert figures.count() == 2 + 2 * 3  # filters, then conv1-3
+    for img in section.locator("img").all():
+        img.scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.querySelectorAll('#compare img')].every(i => i.complete && "
+                           "i.naturalWidth > 0)", timeout=20_000)
+    boxes = [figures.nth(i).bounding_box() for i in range(2)]
+    assert boxes[0]["x"] + boxes[0]["width"] <= boxes[1]["x"] and abs(boxes[0]["y"] - boxes[1]["y"]) < 2  # beside
+    assert not problems, problems
