@@ -64,6 +64,8 @@ class TrainConfig:
     save_every_steps: int = _f(0, "also checkpoint every N steps inside an epoch (0 = only at epoch ends)")
     ten_crop_eval: bool = _f(False, "evaluate with 10 crops each epoch (AlexNet §4.1); default centre crop")
     max_steps: int = _f(0, "stop after this many training steps in total (0 = no limit; for quick runs)")
+    stop_train_err: float = _f(0.0, "stop after the first epoch whose training error is at most this (AlexNet "
+                               "Fig. 1 measures epochs to 0.25; 0 = train every epoch)", optional=True)
 
 
 PRESETS: dict[str, TrainConfig] = {
@@ -126,6 +128,7 @@ _RULES = (
     ("filter_renorm", lambda v: v >= 0, ">= 0 (0 = off)"), ("keep_last", lambda v: v >= 1, "at least 1"),
     ("save_every_steps", lambda v: v >= 0, ">= 0 (0 = only at epoch ends)"),
     ("max_steps", lambda v: v >= 0, ">= 0 (0 = no limit)"),
+    ("stop_train_err", lambda v: 0 <= v < 1, "in [0, 1) (0 = off)"),
 )
 
 
@@ -223,9 +226,10 @@ def resolve_config(preset: str, args: argparse.Namespace | dict) -> TrainConfig:
 
 # Fields a resumed run may change: how long and how fast it trains, and where it reads and writes. Everything else
 # (model, data, crops, batch size, seed, ...) defines the run; changing it mid-run would silently make another one.
-RESUME_OVERRIDES = frozenset({"epochs", "max_steps", "lr", "momentum", "weight_decay", "lr_schedule",
-                              "plateau_patience", "max_lr_drops", "workers", "save_every_steps", "keep_last",
-                              "keep_epochs", "device", "data_root", "cache", "cache_dir", "ten_crop_eval", "out_dir"})
+RESUME_OVERRIDES = frozenset({"epochs", "max_steps", "stop_train_err", "lr", "momentum", "weight_decay",
+                              "lr_schedule", "plateau_patience", "max_lr_drops", "workers", "save_every_steps",
+                              "keep_last", "keep_epochs", "device", "data_root", "cache", "cache_dir", "ten_crop_eval",
+                              "out_dir"})
 
 
 def resume_config(saved: TrainConfig, args: argparse.Namespace | dict) -> tuple[TrainConfig, dict]:

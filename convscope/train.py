@@ -57,6 +57,7 @@ class TrainState:
     step_in_epoch: int = 0  # steps of the current epoch done
     global_step: int = 0
     best_err: float = math.inf  # lowest validation top-1 error so far (best.pt)
+    train_err: float = math.inf  # the last finished epoch's training error (stop_train_err)
     partial: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])  # the epoch's loss sum, wrong, count
 
 
@@ -300,6 +301,8 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
         for epoch in range(state.epoch, cfg.epochs):
             if cfg.max_steps and state.global_step >= cfg.max_steps:
                 break
+            if cfg.stop_train_err and state.train_err <= cfg.stop_train_err:  # reached (this run or before a resume)
+                break
             sampler = EpochSampler(len(train_ds), cfg.batch_size, seed=cfg.seed, epoch=epoch, rank=dist.rank,
                                    world_size=dist.world_size, start=state.step_in_epoch)
             loader = DataLoader(TrainBatches(train_ds), batch_sampler=sampler, num_workers=train_workers,
@@ -345,10 +348,13 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
                      " ".join(f"{k} {v:.2f}" for k, v in last["filter_smoothness"].items()))
             if scheduler:
                 scheduler.step(val.top1_err)  # one global error: every rank reduced the same counts
-            state.epoch, state.step_in_epoch = epoch + 1, 0
+            state.epoch, state.step_in_epoch, state.train_err = epoch + 1, 0, train["train_err"]
             is_best = val.top1_err < state.best_err
             state.best_err = min(state.best_err, val.top1_err)
             save("epoch", torch.zeros(3, dtype=torch.float64), dict(last, best=is_best))
+            if cfg.stop_train_err and state.train_err <= cfg.stop_train_err:
+                log.info("training error %.4f <= --stop-train-err %g after epoch %d: stopped", state.train_err,
+                         cfg.stop_train_err, epoch + 1)
     except Stop as err:
         if err.kind == "nan":  # nothing of the diverged state is saved: last.pt is the last good position
             where = (f"the last good state is {out}/last.pt (epoch {state.epoch + 1}, step "

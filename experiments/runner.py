@@ -74,6 +74,9 @@ class Experiment:
     reference: float = math.nan  # one variant measured against the paper's number (e.g. 0.18 test error)
 
 
+SWEEP_LRS = (0.0316, 0.1, 0.01, 0.00316, 0.001)  # x√10 steps, run in this order: around the 10k sweep's best (0.03) first
+SWEEP_INITS = {"std0.01": ("paper", 1.0), "std0.03": ("paper", 3.0), "he0.5": ("kaiming", 0.5),
+               "he1": ("kaiming", 1.0)}
 CIFAR_QUICK = dict(train_subset=10000, val_subset=2000, epochs=12, workers=1)
 IMAGENETTE_QUICK = dict(epochs=12, workers=1)
 
@@ -104,6 +107,23 @@ EXPERIMENTS = {e.name: e for e in [
         seeds=(0, 1), metric="final_train_err",
         scale="CIFAR-10 (JPEG), all 50k training images, 32 px, no augmentation/decay/LRN, constant lr; training "
               "error after 6 epochs; each activation at the lr and init that won the 10k sweep",
+        groups={"relu/": "ReLU (best lr, init)", "tanh/": "tanh (best lr, init)"},
+        compare=(("ReLU (best lr, init)", "tanh (best lr, init)"),)),
+    Experiment(
+        "relu_tanh_sweep", "ReLU reaches 25% training error ~6x sooner than tanh, each net at its best lr and "
+        "init, on all 50k images (AlexNet §3.1, Fig. 1)", "~6x fewer epochs (ReLU ~6, tanh ~36)", "cifar10",
+        "cifar10-jpeg",
+        # Fig. 1: the four-layer net, no regularisation, each net's lr "chosen to make training as fast as
+        # possible"; the init is not stated, so it is swept too. A cell stops at 25% (the metric needs no more).
+        dict(CIFAR_QUICK, train_subset=0, image_size=32, crop=32, flip=False, pca_alpha=0.0, weight_decay=0.0,
+             lr_schedule="constant", epochs=10, stop_train_err=0.25),
+        {f"{act}/lr{lr:g}/{name}": dict(lr=lr, model_options=dict(activation=act, lrn=False, init=init,
+                                                                   init_scale=scale))
+         for lr in SWEEP_LRS for act in ("relu", "tanh") for name, (init, scale) in SWEEP_INITS.items()},
+        seeds=(0,), metric="epochs_to_train_err_25", also="final_train_err",
+        scale="CIFAR-10 (JPEG), all 50k training images, 32 px, no augmentation/decay/LRN, constant lr, at most 10 "
+              "epochs; lr x√10 steps 1e-3..1e-1 x init {N(0, 0.01²), N(0, 0.03²), He/2, He}; each activation's "
+              "best cell (seed 0) then run with seeds 1, 2",
         groups={"relu/": "ReLU (best lr, init)", "tanh/": "tanh (best lr, init)"},
         compare=(("ReLU (best lr, init)", "tanh (best lr, init)"),)),
     Experiment(
@@ -244,17 +264,28 @@ def twin_row(exp: Experiment, variant: str, seed: int, root: Path) -> dict | Non
     return None
 
 
+DIVERGED = "diverged.txt"  # written by the runner into a run folder whose training stopped on a non-finite loss
+NAN_EXIT = 3  # convscope train's exit code for that stop (commands.train.EXIT_CODES["nan"])
+
+
 def read_run(folder: Path) -> list[MetricsRow] | None:
-    """The per-epoch records of a finished run (all its epochs logged), else None."""
+    """The per-epoch records of a finished run, else None. Finished: all its epochs logged, its ``stop_train_err``
+    reached, or its training diverged (the epochs logged before, possibly none)."""
     config, metrics = folder / "config.json", folder / "metrics.jsonl"
+    if (folder / DIVERGED).is_file():
+        return read_metrics(metrics) if metrics.is_file() else []
     if not (config.is_file() and metrics.is_file()):
         return None
-    rows = read_metrics(metrics)
-    return rows if len(rows) >= read_record(TrainConfig, config).epochs else None
+    rows, cfg = read_metrics(metrics), read_record(TrainConfig, config)
+    done = len(rows) >= cfg.epochs or bool(rows and cfg.stop_train_err and rows[-1].train_err <= cfg.stop_train_err)
+    return rows if done else None
 
 
 def measure(metric: str, rows: list[MetricsRow]) -> float | None:
-    """The experiment's number from a finished run's records (None: the threshold was not reached)."""
+    """The experiment's number from a finished run's records (None: the threshold was not reached, or the run
+    diverged before its first epoch)."""
+    if not rows:
+        return None
     if metric == "best_val_top1_err":
         return min(r.val_top1_err for r in rows)
     if metric == "epochs_to_train_err_25":
@@ -720,7 +751,12 @@ def run_experiment(exp: Experiment, data_root: Path, root: Path, *, seeds=None, 
             if read_run(folder) is None:
                 print(f"[{exp.name}] {variant} seed {seed}: training in {folder}", flush=True)
                 done = runner(train_command(exp, variant, seed, data_root, root))
-                if getattr(done, "returncode", 0) != 0:
+                if getattr(done, "returncode", 0) == NAN_EXIT and exp.metric.startswith("epochs"):
+                    # a sweep cell whose lr is too high for its init: it never reaches the threshold
+                    folder.mkdir(parents=True, exist_ok=True)
+                    (folder / DIVERGED).write_text("the loss became non-finite (convscope train exit 3)\n")
+                    print(f"[{exp.name}] {variant} seed {seed}: diverged (counted as not reached)", flush=True)
+                elif getattr(done, "returncode", 0) != 0:
                     raise SystemExit(f"[{exp.name}] {variant} seed {seed} failed (exit {done.returncode}); "
                                      f"re-run the same command to continue")
             else:

@@ -267,3 +267,64 @@ def test_plot_has_a_panel_of_seeds_and_one_of_epoch_curves(tmp_path):
     path = runner.plot_experiment(EXP, rows, tmp_path / "runs", tmp_path / "plots")
     assert path == tmp_path / "plots" / "toy.png" and path.read_bytes()[:4] == b"\x89PNG"
     assert runner.plot_experiment(EXP, [], tmp_path / "runs", tmp_path / "plots") is None
+
+
+def test_a_run_is_finished_at_its_epochs_its_stop_error_or_its_divergence(tmp_path):
+    """read_run: all epochs logged, or stop_train_err reached (train's early stop), or the runner's diverged mark."""
+
+    def run(name, errs, **cfg):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "config.json").write_text(config_to_json(TrainConfig(epochs=4, **cfg)))
+        (folder / "metrics.jsonl").write_text("".join(to_json(MetricsRow(
+            epoch=i + 1, step=i, lr=0.01, train_loss=1.0, train_err=e, images_per_s=1.0, val_top1_err=0.5,
+            val_top5_err=0.1, val_loss=1.0, val_count=1, filter_smoothness={}), indent=None) for i, e in enumerate(errs)))
+        return folder
+
+    assert runner.read_run(run("short", [0.5, 0.4])) is None  # interrupted
+    assert len(runner.read_run(run("all", [0.5, 0.4, 0.3, 0.26]))) == 4
+    stopped = run("stopped", [0.5, 0.24], stop_train_err=0.25)
+    assert runner.measure("epochs_to_train_err_25", runner.read_run(stopped)) == 2.0
+    assert runner.read_run(run("not_yet", [0.5, 0.3], stop_train_err=0.25)) is None
+    diverged = run("diverged", [0.9])
+    (diverged / runner.DIVERGED).write_text("nan\n")
+    assert runner.measure("epochs_to_train_err_25", runner.read_run(diverged)) is None
+    empty = tmp_path / "diverged_at_once"
+    empty.mkdir()
+    (empty / runner.DIVERGED).write_text("nan\n")
+    assert runner.read_run(empty) == [] and runner.measure("final_train_err", []) is None
+
+
+def test_a_diverged_sweep_cell_counts_as_not_reached(tmp_path):
+    """The runner marks a cell whose training exits with train's NaN code and goes on with the next cell."""
+    exp = runner.EXPERIMENTS["relu_tanh_sweep"]
+    calls = []
+
+    def fake(cmd):
+        calls.append(cmd)
+        return SimpleNamespace(returncode=runner.NAN_EXIT)
+
+    cells = list(exp.variants)[:2]
+    rows = runner.run_experiment(exp, tmp_path / "data", tmp_path / "runs", variants=cells,
+                                 results=tmp_path / "results.json", runner=fake)
+    assert len(calls) == 2 and [r["value"] for r in rows] == [None, None]
+    assert all((runner.run_folder(tmp_path / "runs", exp, v, 0) / runner.DIVERGED).is_file() for v in cells)
+    runner.run_experiment(exp, tmp_path / "data", tmp_path / "runs", variants=cells,
+                          results=tmp_path / "results.json", runner=fake)
+    assert len(calls) == 2  # finished: not trained again
+
+
+def test_init_scale_scales_the_initial_weights():
+    import torch
+
+    from convscope.models import get_model
+
+    stds = {}
+    for init, scale in (("paper", 1.0), ("paper", 3.0), ("kaiming", 1.0), ("kaiming", 0.5)):
+        torch.manual_seed(0)
+        m = get_model("cifar_convnet", num_classes=10, init=init, init_scale=scale, lrn=False)
+        stds[init, scale] = m.features.conv2.weight.std().item()
+    assert abs(stds["paper", 1.0] - 0.01) < 0.001 and abs(stds["paper", 3.0] / stds["paper", 1.0] - 3) < 1e-4
+    fan_in = 32 * 5 * 5  # conv2 of layers-18pct: 32 -> 32 channels, 5x5
+    assert abs(stds["kaiming", 1.0] - (2 / fan_in) ** 0.5) < 0.005
+    assert abs(stds["kaiming", 0.5] / stds["kaiming", 1.0] - 0.5) < 1e-4

@@ -417,3 +417,15 @@ def test_gpu_amp_step_and_channels_last(image_tree, tmp_path):
         ref = model(x)
         cl = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
     torch.testing.assert_close(cl, ref, rtol=1e-3, atol=1e-4)
+
+
+def test_stop_train_err_ends_the_run_at_the_first_epoch_that_reaches_it(image_tree, tmp_path):
+    """AlexNet Fig. 1 measures epochs to 25% training error: a run can stop there; its resume trains nothing more
+    unless the threshold is lowered."""
+    out = tmp_path / "run"
+    last = main(tiny_cfg(image_tree, out, epochs=4, stop_train_err=0.99))  # any first epoch reaches 99%
+    assert last["epoch"] == 1 and len(_metric_rows(out)) == 1
+    assert load_checkpoint(out / "last.pt")["state"]["train_err"] == last["train_err"]
+    saved = replace(TrainConfig(**json.loads((out / "config.json").read_text())), out_dir=str(out))
+    assert main(saved, resume=True) == {} and len(_metric_rows(out)) == 1  # nothing more to train
+    assert main(replace(saved, stop_train_err=0.0), resume=True)["epoch"] == 4  # off: trains the remaining epochs

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-from pathlib import Path
 
 from ..errors import UserError, expect_folder
 from . import _inputs

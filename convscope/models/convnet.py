@@ -88,6 +88,8 @@ class ConvNet(nn.Module):
             biases (for small from-scratch runs, where 0.01 std stalls deep stacks).
         conv1_std: if > 0, the first conv's weights start at N(0, conv1_std^2) whatever ``init`` says (the
             papers' 0.01 for conv1 only: what conv1 learns is then not buried under He-sized initial noise).
+        init_scale: multiplies the initial weights' standard deviation: "paper" N(0, (0.01 s)^2), "kaiming" He x s
+            (the init-scale axis of the ReLU-vs-tanh sweep; AlexNet states 0.01 and no other).
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class ConvNet(nn.Module):
         fc_bias_init: float = 0.0,
         init: Literal["paper", "kaiming", "none"] = "paper",
         conv1_std: float = 0.0,
+        init_scale: float = 1.0,
     ):
         super().__init__()
         if activation not in ("relu", "tanh"):
@@ -118,6 +121,8 @@ class ConvNet(nn.Module):
             raise ModelOptionError(f"pool must be 'overlap' or 'nonoverlap', not {pool!r}")
         if init not in ("paper", "kaiming", "none"):
             raise ModelOptionError(f"init must be 'paper', 'kaiming' or 'none', not {init!r}")
+        if not init_scale > 0:
+            raise ModelOptionError(f"init_scale must be positive, not {init_scale!r}")
         self.input_size = input_size
         self.activation = activation
         act = nn.ReLU if activation == "relu" else nn.Tanh
@@ -166,13 +171,14 @@ class ConvNet(nn.Module):
         self._bias_init["classifier.fc8"] = 0.0
         self.classifier = nn.Sequential(head)
         self.feature_info = layer_info(self)
-        self.conv1_std = conv1_std
+        self.conv1_std, self.init_scale = conv1_std, init_scale
         if init != "none":
             self.reset_parameters(init)
 
     def reset_parameters(self, init: str = "paper") -> None:
         """AlexNet §5: weights N(0, 0.01^2); biases as given per layer (1 in conv2/4/5, fc6/7; 0 elsewhere).
-        ``init="kaiming"``: He-normal weights, zero biases. ``conv1_std`` overrides the first conv's weights."""
+        ``init="kaiming"``: He-normal weights, zero biases. Weight stds times ``init_scale``; ``conv1_std``
+        overrides the first conv's weights."""
         first = next(m for m in self.features if isinstance(m, nn.Conv2d))
         for name, mod in self.named_modules():
             if isinstance(mod, (nn.Conv2d, nn.Linear)):
@@ -180,10 +186,11 @@ class ConvNet(nn.Module):
                     nn.init.normal_(mod.weight, 0.0, self.conv1_std)
                     nn.init.constant_(mod.bias, self._bias_init.get(name, 0.0))
                 elif init == "paper":
-                    nn.init.normal_(mod.weight, 0.0, 0.01)
+                    nn.init.normal_(mod.weight, 0.0, 0.01 * self.init_scale)
                     nn.init.constant_(mod.bias, self._bias_init.get(name, 0.0))
                 else:
                     nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+                    mod.weight.data.mul_(self.init_scale)
                     nn.init.zeros_(mod.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

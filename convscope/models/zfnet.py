@@ -80,6 +80,7 @@ def cifar_convnet(
     dropout: float = 0.0,
     input_size: int = 32,
     init: str = "kaiming",
+    init_scale: float = 1.0,
     weights: str | None = None,
 ) -> ConvNet:
     """A 4-layer CIFAR-10 convnet in cuda-convnet's ``layers-18pct`` shape (3 conv + fc), for the papers'
@@ -87,7 +88,7 @@ def cifar_convnet(
     model = build_convnet(CIFAR_CONVS, num_classes=num_classes, width=width, fc_width=fc_width,
                           remove=() if fc_width else ("fc6", "fc7"), activation=activation, lrn=lrn, pool=pool,
                           norm_after_pool=True, ceil_mode=True, dropout=dropout, input_size=input_size, init=init,
-                          lrn_alpha=lrn_alpha)
+                          init_scale=init_scale, lrn_alpha=lrn_alpha)
     return _load(model, weights)
 
 
