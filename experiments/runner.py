@@ -277,7 +277,8 @@ def read_run(folder: Path) -> list[MetricsRow] | None:
     if not (config.is_file() and metrics.is_file()):
         return None
     rows, cfg = read_metrics(metrics), read_record(TrainConfig, config)
-    done = len(rows) >= cfg.epochs or bool(rows and cfg.stop_train_err and rows[-1].train_err <= cfg.stop_train_err)
+    stop = getattr(cfg, "stop_train_err", 0.0)  # absent from the training-code snapshots older than 2e09159
+    done = len(rows) >= cfg.epochs or bool(rows and stop and rows[-1].train_err <= stop)
     return rows if done else None
 
 
