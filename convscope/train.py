@@ -1,4 +1,5 @@
-"""The training procedure, top to bottom: ``main(cfg)`` -> ``train_one_epoch`` / ``evaluate`` per epoch.
+"""The training procedure, top to bottom: ``main(cfg)`` -> :func:`start` (data, model, optimiser, resumed state)
+-> one loop over epochs and their steps (:func:`train_step`), each epoch ending with ``evaluate`` and a checkpoint.
 
 Launch: ``convscope train --recipe alexnet_2012 ...`` (one process) or
 ``torchrun --nproc-per-node 8 -m convscope train --recipe alexnet_2012 ...`` (DDP, the only multi-process path).
@@ -14,7 +15,6 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -113,51 +113,36 @@ def make_scheduler(optimizer, cfg: TrainConfig):
                                                       min_lr=floor * 0.999, eps=floor * 0.01)
 
 
-def train_one_epoch(model, loader, optimizer, scaler, augment, cfg: TrainConfig, dist: DistInfo, *, epoch: int,
-                    first_step: int, steps: int, sums: torch.Tensor, sigterm: Callable[[], bool]):
-    """Train on ``loader`` (this epoch's steps ``first_step`` .. ``steps - 1``), one step per batch.
-
-    A generator: after each step it yields ``(step_in_epoch, stop)`` where ``stop`` says that some rank received a
-    SIGTERM (all ranks see the same flags: one all-reduce per step carries the NaN and SIGTERM flags). ``sums``
-    (loss sum, wrong, count; float64) is updated in place. Raises :class:`Stop` ("nan") before a non-finite loss
-    touches the weights.
-    """
-    model.train()
+def train_step(model, images, targets, seed: int, run: "Session", sums: torch.Tensor, sigterm: bool) -> bool:
+    """One SGD step on a batch (AlexNet §5): augment, forward, cross-entropy, backward, update (ZF: renormalise
+    the filters). ``sums`` (loss sum, wrong, count; float64) gets the batch's counts. Returns whether some rank
+    received a SIGTERM: one all-reduce per step carries the NaN and SIGTERM flags, so every rank decides alike.
+    Raises :class:`Stop` ("nan") before a non-finite loss touches the weights."""
+    cfg, dist = run.cfg, run.dist
+    images, targets = images.to(dist.device, non_blocking=True), targets.to(dist.device, non_blocking=True)
+    x = run.augment(images, torch.Generator().manual_seed(seed))  # each step's own draws (step_seed)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    t0, seen = time.perf_counter(), 0
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not dist.is_main,
-               initial=first_step, total=steps)
-    try:
-        for i, (images, targets, seed) in enumerate(bar, start=first_step):
-            images, targets = images.to(dist.device, non_blocking=True), targets.to(dist.device, non_blocking=True)
-            x = augment(images, seed)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(dist.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                logits = model(x)
-                loss = F.cross_entropy(logits, targets)
-            flags = all_reduce_sum(torch.tensor([float(not torch.isfinite(loss)), float(sigterm())],
-                                                device=dist.device)).cpu()
-            if flags[0] > 0:
-                raise Stop("nan", f"loss became {loss.item()} at epoch {epoch + 1}, step {i + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if cfg.filter_renorm > 0:
-                renorm_filters_(unwrap(model), cfg.filter_renorm)
-            wrong = len(targets) - topk_correct(logits.detach(), targets, ks=(1,))[0]
-            sums += torch.tensor([loss.item() * len(targets), wrong, len(targets)], dtype=torch.float64)
-            seen += len(targets) * dist.world_size
-            bar.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", err=f"{sums[1] / sums[2]:.3f}",
-                            img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
-            yield i + 1, bool(flags[1] > 0)
-    finally:
-        bar.close()
+    with torch.autocast(dist.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        logits = model(x)
+        loss = F.cross_entropy(logits, targets)
+    flags = all_reduce_sum(torch.tensor([float(not torch.isfinite(loss)), float(sigterm)], device=dist.device)).cpu()
+    if flags[0] > 0:
+        raise Stop("nan", f"loss became {loss.item()}")
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    if cfg.filter_renorm > 0:
+        renorm_filters_(unwrap(model), cfg.filter_renorm)
+    wrong = len(targets) - topk_correct(logits.detach(), targets, ks=(1,))[0]
+    sums += torch.tensor([loss.item() * len(targets), wrong, len(targets)], dtype=torch.float64)
+    return bool(flags[1] > 0)
 
 
 def epoch_train_metrics(sums: torch.Tensor, dist: DistInfo, seconds: float, images: int) -> dict:
-    """The epoch's running training loss and error over all ranks (``sums`` from :func:`train_one_epoch`)."""
+    """The epoch's running training loss and error over all ranks (``sums`` from :func:`train_step`)."""
     total = all_reduce_sum(sums.clone().to(dist.device)).cpu()
     n = max(float(total[2]), 1.0)
     return dict(train_loss=float(total[0]) / n, train_err=float(total[1]) / n,
@@ -223,32 +208,80 @@ def _apply_optimizer_overrides(optimizer, scheduler, saved: TrainConfig, cfg: Tr
         scheduler.patience = cfg.plateau_patience
 
 
-def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
+@dataclass
+class Session:
+    """Everything a training loop works with, built by :func:`start`: the recipe, the process, the run folder, the
+    data, the model (``train_model``: wrapped for DDP / compile), the optimiser, and where training stands."""
+
+    cfg: TrainConfig
+    dist: DistInfo
+    out: Path
+    train_ds: object
+    val_ds: object
+    train_workers: int
+    augment: TrainAugment
+    train_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None
+    scaler: torch.amp.GradScaler
+    saved: Checkpointed  # what every checkpoint holds besides the state
+    state: TrainState
+
+    def save(self, kind: str, sums: torch.Tensor, metrics: dict | None = None) -> None:
+        """Every rank joins (the epoch's partial sums are reduced into ``state.partial``); rank 0 writes last.pt,
+        and at epoch ends links epochs/epoch_NNN.pt and, if best, best.pt."""
+        self.state.partial = all_reduce_sum(sums.clone().to(self.dist.device)).cpu().tolist()
+        if self.dist.is_main:
+            save_checkpoint(self.out / "last.pt", self.saved, self.state, metrics)
+            if kind == "epoch":
+                _link_epoch(self.out, self.state.epoch, metrics, self.cfg)
+
+    def loader(self, epoch: int) -> tuple[DataLoader, int]:
+        """This rank's batches of ``epoch`` from the saved position on, and the epoch's number of steps."""
+        cfg, dist = self.cfg, self.dist
+        sampler = EpochSampler(len(self.train_ds), cfg.batch_size, seed=cfg.seed, epoch=epoch, rank=dist.rank,
+                               world_size=dist.world_size, start=self.state.step_in_epoch)
+        return DataLoader(TrainBatches(self.train_ds), batch_sampler=sampler, num_workers=self.train_workers,
+                          collate_fn=passthrough, pin_memory=dist.device.type == "cuda",
+                          worker_init_fn=_sigterm_from_parent_only,
+                          generator=torch.Generator().manual_seed(epoch)), sampler.steps  # global RNG left alone
+
+    def validate(self, epoch: int):
+        """Centre-crop (or 10-crop) validation error of the model, all ranks together."""
+        cfg, dist = self.cfg, self.dist
+        loader = DataLoader(self.val_ds, batch_size=max(cfg.batch_size // dist.world_size, 1),
+                            sampler=ShardedEvalSampler(len(self.val_ds), dist.rank, dist.world_size),
+                            num_workers=cfg.workers, collate_fn=collate_for(self.val_ds),
+                            worker_init_fn=_sigterm_from_parent_only, generator=torch.Generator().manual_seed(epoch))
+        return evaluate([(self.saved.model, self.saved.preprocess)], loader, device=dist.device,
+                        ten_crop=cfg.ten_crop_eval, precision=cfg.precision, channels_last=cfg.channels_last,
+                        progress=dist.is_main)
+
+
+def start(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> Session:
+    """Open the data (AlexNet §2: decoded splits, the training set's mean image and RGB PCA), build the model and
+    optimiser (AlexNet §5), and restore the saved state on ``resume``."""
     ckpt = _check_start(cfg, out, resume)
     if dist.is_main:  # temp files of writes a kill interrupted (this process holds the folder: none is live)
         for debris in [*out.glob(".*.tmp"), *out.glob("epochs/*.tmp"), *out.glob("*.tmp")]:
             debris.unlink(missing_ok=True)
         atomic_write_text(out / "config.json", config_to_json(cfg))
 
-    # data (AlexNet §2): decoded splits, training-set mean image and RGB PCA
     opts = dict(cache=cfg.cache, cache_dir=cfg.cache_dir, workers=cfg.workers, is_main=dist.is_main)
     train_ds = open_split(cfg.data_root, cfg.train_split, cfg.image_size, subset=cfg.train_subset, **opts)
     val_ds = open_split(cfg.data_root, cfg.val_split, cfg.image_size, subset=cfg.val_subset,
                         classes=getattr(train_ds, "wnids", None), **opts)
     stats = load_stats(cfg, train_ds, out, dist)
     pre = Preprocess(stats.mean_image, cfg.crop, cfg.input_scale)
-    train_view = TrainAugment(stats.mean_image, cfg.crop, flip=cfg.flip, eigval=stats.eigval, eigvec=stats.eigvec,
-                              alpha_std=cfg.pca_alpha, scale=cfg.input_scale).to(dist.device)
-
-    def augment(images, seed):  # uint8 (B,3,S,S) -> cropped, flipped, mean-subtracted, relit, scaled (B,3,c,c)
-        return train_view(images, torch.Generator().manual_seed(seed))  # each step's own draws (step_seed)
-
+    # uint8 (B,3,S,S) -> cropped, flipped, mean-subtracted, relit, scaled (B,3,c,c)
+    augment = TrainAugment(stats.mean_image, cfg.crop, flip=cfg.flip, eigval=stats.eigval, eigvec=stats.eigvec,
+                           alpha_std=cfg.pca_alpha, scale=cfg.input_scale).to(dist.device)
     # a decoded cache on a CPU: the main process reads (one copy per batch; a worker's hand-over costs more)
     train_workers = 0 if dist.device.type == "cpu" and reads_in_one_copy(train_ds) else cfg.workers
     if train_workers != cfg.workers and dist.is_main:
         log.info("training batches are read from the decoded cache in the main process (CPU: no loader workers)")
 
-    # model and optimiser (AlexNet §5); a builder that sizes its classifier from the input gets the crop
+    # a builder that sizes its classifier from the input gets the crop
     model_options = dict(cfg.model_options)
     if model_accepts(cfg.model, "input_size"):
         model_options.setdefault("input_size", cfg.crop)
@@ -279,21 +312,18 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
             model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
     if cfg.compile:
         train_model = torch.compile(train_model)
-
     saved = Checkpointed(cfg, model, model_options, list(train_ds.classes),
                          list(getattr(train_ds, "wnids", train_ds.classes)), pre, stats, optimizer, scheduler, scaler)
+    return Session(cfg, dist, out, train_ds, val_ds, train_workers, augment, train_model, optimizer, scheduler,
+                   scaler, saved, state)
 
-    def save(kind: str, sums: torch.Tensor, metrics: dict | None = None) -> None:
-        """Every rank joins (the epoch's partial sums are reduced into ``state.partial``); rank 0 writes last.pt,
-        and at epoch ends links epochs/epoch_NNN.pt and, if best, best.pt."""
-        state.partial = all_reduce_sum(sums.clone().to(dist.device)).cpu().tolist()
-        if dist.is_main:
-            save_checkpoint(out / "last.pt", saved, state, metrics)
-            if kind == "epoch":
-                _link_epoch(out, state.epoch, metrics, cfg)
 
-    sigterm = {"seen": False}
-    old_handler = signal.signal(signal.SIGTERM, lambda *_: sigterm.update(seen=True))
+def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
+    """The training loop: epochs, and in each its steps, then validation, the metrics record and a checkpoint."""
+    run = start(cfg, dist, out, resume)
+    state = run.state
+    sigterm = threading.Event()
+    old_handler = signal.signal(signal.SIGTERM, lambda *_: sigterm.set())
     metrics_log = MetricsLog(out, enabled=dist.is_main)
     metrics_log.keep_epochs_up_to(state.epoch)
     last: dict = {}
@@ -303,55 +333,52 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
                 break
             if cfg.stop_train_err and state.train_err <= cfg.stop_train_err:  # reached (this run or before a resume)
                 break
-            sampler = EpochSampler(len(train_ds), cfg.batch_size, seed=cfg.seed, epoch=epoch, rank=dist.rank,
-                                   world_size=dist.world_size, start=state.step_in_epoch)
-            loader = DataLoader(TrainBatches(train_ds), batch_sampler=sampler, num_workers=train_workers,
-                                collate_fn=passthrough, pin_memory=dist.device.type == "cuda",
-                                worker_init_fn=_sigterm_from_parent_only,
-                                generator=torch.Generator().manual_seed(epoch))  # leaves the global RNG alone
+            loader, steps = run.loader(epoch)
             # the epoch's running sums continue from a resumed position (rank 0 holds the saved global sums)
             sums = torch.tensor(state.partial if dist.is_main else [0.0] * 3, dtype=torch.float64)
             t0, first = time.perf_counter(), state.step_in_epoch
-            for step, stop in train_one_epoch(train_model, loader, optimizer, scaler, augment, cfg, dist,
-                                              epoch=epoch, first_step=first, steps=sampler.steps, sums=sums,
-                                              sigterm=lambda: sigterm["seen"]):
-                state.step_in_epoch, state.global_step = step, state.global_step + 1
-                if stop:
-                    save("step", sums)
-                    raise Stop("sigterm", f"SIGTERM: saved {out}/last.pt at epoch {epoch + 1}, step {step}; "
-                                          f"continue with: convscope train --out-dir {out} --resume")
-                if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0:
-                    save("step", sums)
-                if cfg.max_steps and state.global_step >= cfg.max_steps:
-                    break
-            if state.step_in_epoch < sampler.steps:  # max_steps inside the epoch: keep the position, no record
-                save("step", sums)
+            run.train_model.train()
+            with tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not dist.is_main,
+                      initial=first, total=steps) as bar:
+                for step, (images, targets, seed) in enumerate(bar, start=first + 1):
+                    try:
+                        stop = train_step(run.train_model, images, targets, seed, run, sums, sigterm.is_set())
+                    except Stop as err:
+                        raise Stop("nan", f"{err} at epoch {epoch + 1}, step {step}") from None
+                    state.step_in_epoch, state.global_step = step, state.global_step + 1
+                    seen = (step - first) * cfg.batch_size
+                    bar.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", err=f"{sums[1] / sums[2]:.3f}",
+                                    img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
+                    if stop:
+                        run.save("step", sums)
+                        raise Stop("sigterm", f"SIGTERM: saved {out}/last.pt at epoch {epoch + 1}, step {step}; "
+                                              f"continue with: convscope train --out-dir {out} --resume")
+                    if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0:
+                        run.save("step", sums)
+                    if cfg.max_steps and state.global_step >= cfg.max_steps:
+                        break
+            if state.step_in_epoch < steps:  # max_steps inside the epoch: keep the position, no record
+                run.save("step", sums)
                 log.info("stopped at --max-steps %d (epoch %d, step %d of %d); saved %s/last.pt", cfg.max_steps,
-                         epoch + 1, state.step_in_epoch, sampler.steps, out)
+                         epoch + 1, state.step_in_epoch, steps, out)
                 break
-            images = (state.step_in_epoch - first) * cfg.batch_size
-            train = epoch_train_metrics(sums, dist, time.perf_counter() - t0, images)
-            val_loader = DataLoader(val_ds, batch_size=max(cfg.batch_size // dist.world_size, 1),
-                                    sampler=ShardedEvalSampler(len(val_ds), dist.rank, dist.world_size),
-                                    num_workers=cfg.workers, collate_fn=collate_for(val_ds),
-                                    worker_init_fn=_sigterm_from_parent_only,
-                                    generator=torch.Generator().manual_seed(epoch))
-            val = evaluate([(model, pre)], val_loader, device=dist.device, ten_crop=cfg.ten_crop_eval,
-                           precision=cfg.precision, channels_last=cfg.channels_last, progress=dist.is_main)
-            lr = optimizer.param_groups[0]["lr"]
+            train = epoch_train_metrics(sums, dist, time.perf_counter() - t0, (state.step_in_epoch - first)
+                                        * cfg.batch_size)
+            val = run.validate(epoch)
+            lr = run.optimizer.param_groups[0]["lr"]
             last = dict(epoch=epoch + 1, step=state.global_step, lr=lr, **train, **val.as_dict(),
-                        filter_smoothness=layer_smoothness(model))
+                        filter_smoothness=layer_smoothness(run.saved.model))
             metrics_log.write(MetricsRow(**last), state.global_step)
             log.info("epoch %d: train loss %.4f err %.4f | val top-1 %.4f top-5 %.4f | lr %.2g | %.0f img/s | "
                      "filter smoothness %s", epoch + 1, train["train_loss"], train["train_err"], val.top1_err,
                      val.top5_err, lr, train["images_per_s"],
                      " ".join(f"{k} {v:.2f}" for k, v in last["filter_smoothness"].items()))
-            if scheduler:
-                scheduler.step(val.top1_err)  # one global error: every rank reduced the same counts
+            if run.scheduler:
+                run.scheduler.step(val.top1_err)  # one global error: every rank reduced the same counts
             state.epoch, state.step_in_epoch, state.train_err = epoch + 1, 0, train["train_err"]
             is_best = val.top1_err < state.best_err
             state.best_err = min(state.best_err, val.top1_err)
-            save("epoch", torch.zeros(3, dtype=torch.float64), dict(last, best=is_best))
+            run.save("epoch", torch.zeros(3, dtype=torch.float64), dict(last, best=is_best))
             if cfg.stop_train_err and state.train_err <= cfg.stop_train_err:
                 log.info("training error %.4f <= --stop-train-err %g after epoch %d: stopped", state.train_err,
                          cfg.stop_train_err, epoch + 1)
