@@ -12,7 +12,7 @@ from torch import nn
 
 from .errors import UserError
 
-FORMAT_VERSION = 1  # of the training checkpoints (train.py writes it; load_checkpoint refuses newer ones)
+FORMAT_VERSION = 1  # of the training checkpoints (train.save_checkpoint writes it; load_checkpoint refuses newer)
 
 
 class CheckpointError(UserError, ValueError):
@@ -150,3 +150,21 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         raise CheckpointError(f"{path} holds weights of {name} that do not fit this model: "
                               f"{str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}"
                               ) from None
+
+
+def link_epoch(out: Path, epoch: int, *, best: bool, keep_last: int, keep_epochs: list[int]) -> None:
+    """Hard-link last.pt as epochs/epoch_NNN.pt (and best.pt when ``best``), then prune the epoch checkpoints
+    beyond the newest ``keep_last`` that are not among the snapshots ``keep_epochs``."""
+    folder = out / "epochs"
+    folder.mkdir(exist_ok=True)
+    target = folder / f"epoch_{epoch:03d}.pt"
+    for dst in [target] + ([out / "best.pt"] if best else []):
+        tmp = dst.with_suffix(".tmp")
+        if tmp.exists():
+            tmp.unlink()
+        os.link(out / "last.pt", tmp)
+        os.replace(tmp, dst)
+    epochs = sorted(folder.glob("epoch_*.pt"))
+    for old in epochs[: max(len(epochs) - keep_last, 0)]:
+        if int(old.stem.split("_")[1]) not in keep_epochs:
+            old.unlink()

@@ -1,5 +1,6 @@
 """The training procedure, top to bottom: ``main(cfg)`` -> :func:`start` (data, model, optimiser, resumed state)
--> one loop over epochs and their steps (:func:`train_step`), each epoch ending with ``evaluate`` and a checkpoint.
+-> per epoch :func:`train_one_epoch` (one :func:`train_step` per batch), ``evaluate``, the metrics record and a
+checkpoint.
 
 Launch: ``convscope train --recipe alexnet_2012 ...`` (one process) or
 ``torchrun --nproc-per-node 8 -m convscope train --recipe alexnet_2012 ...`` (DDP, the only multi-process path).
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import signal
 import threading
 import time
@@ -21,11 +21,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from .progress import tqdm
 
-from .checkpoint import FORMAT_VERSION, CheckpointRecord, atomic_save, atomic_write_text, read_checkpoint, unwrap
+from .checkpoint import (FORMAT_VERSION, CheckpointRecord, atomic_save, atomic_write_text, link_epoch,
+                         read_checkpoint, unwrap)
 from .config import TrainConfig, config_from_dict, config_to_json
 from .locks import run_lock
 from .data.cache import passthrough
-from .data.loading import EpochSampler, TrainBatches, collate_for, open_split, reads_in_one_copy
+from .data.loading import (EpochSampler, TrainBatches, collate_for, open_split, reads_in_one_copy,
+                           sigterm_from_parent_only)
 from .data.sharding import ShardedEvalSampler
 from .data.stats import DataStats, cached_stats
 from .data.transforms import Preprocess, TrainAugment
@@ -141,6 +143,43 @@ def train_step(model, images, targets, seed: int, run: "Session", sums: torch.Te
     return bool(flags[1] > 0)
 
 
+def train_one_epoch(run: "Session", epoch: int, sigterm: threading.Event) -> dict | None:
+    """Train one epoch (from a resumed position on): one :func:`train_step` per batch, checkpoints on SIGTERM and
+    every ``save_every_steps``. Returns the epoch's training metrics, or None when ``max_steps`` ended it early
+    (the position is saved). Raises :class:`Stop` ("sigterm" after saving; "nan")."""
+    cfg, dist, state, out = run.cfg, run.dist, run.state, run.out
+    loader, steps = run.loader(epoch)
+    # the epoch's running sums continue from a resumed position (rank 0 holds the saved global sums)
+    sums = torch.tensor(state.partial if dist.is_main else [0.0] * 3, dtype=torch.float64)
+    t0, first = time.perf_counter(), state.step_in_epoch
+    run.train_model.train()
+    with tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not dist.is_main,
+              initial=first, total=steps) as bar:
+        for step, (images, targets, seed) in enumerate(bar, start=first + 1):
+            try:
+                stop = train_step(run.train_model, images, targets, seed, run, sums, sigterm.is_set())
+            except Stop as err:
+                raise Stop("nan", f"{err} at epoch {epoch + 1}, step {step}") from None
+            state.step_in_epoch, state.global_step = step, state.global_step + 1
+            bar.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", err=f"{sums[1] / sums[2]:.3f}",
+                            img_s=f"{(step - first) * cfg.batch_size / (time.perf_counter() - t0):.0f}",
+                            refresh=False)
+            if stop:
+                run.save("step", sums)
+                raise Stop("sigterm", f"SIGTERM: saved {out}/last.pt at epoch {epoch + 1}, step {step}; "
+                                      f"continue with: convscope train --out-dir {out} --resume")
+            if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0:
+                run.save("step", sums)
+            if cfg.max_steps and state.global_step >= cfg.max_steps:
+                break
+    if state.step_in_epoch < steps:
+        run.save("step", sums)
+        log.info("stopped at --max-steps %d (epoch %d, step %d of %d); saved %s/last.pt", cfg.max_steps, epoch + 1,
+                 state.step_in_epoch, steps, out)
+        return None
+    return epoch_train_metrics(sums, dist, time.perf_counter() - t0, (steps - first) * cfg.batch_size)
+
+
 def epoch_train_metrics(sums: torch.Tensor, dist: DistInfo, seconds: float, images: int) -> dict:
     """The epoch's running training loss and error over all ranks (``sums`` from :func:`train_step`)."""
     total = all_reduce_sum(sums.clone().to(dist.device)).cpu()
@@ -234,7 +273,8 @@ class Session:
         if self.dist.is_main:
             save_checkpoint(self.out / "last.pt", self.saved, self.state, metrics)
             if kind == "epoch":
-                _link_epoch(self.out, self.state.epoch, metrics, self.cfg)
+                link_epoch(self.out, self.state.epoch, best=bool(metrics and metrics.get("best")),
+                           keep_last=self.cfg.keep_last, keep_epochs=self.cfg.keep_epochs)
 
     def loader(self, epoch: int) -> tuple[DataLoader, int]:
         """This rank's batches of ``epoch`` from the saved position on, and the epoch's number of steps."""
@@ -243,7 +283,7 @@ class Session:
                                world_size=dist.world_size, start=self.state.step_in_epoch)
         return DataLoader(TrainBatches(self.train_ds), batch_sampler=sampler, num_workers=self.train_workers,
                           collate_fn=passthrough, pin_memory=dist.device.type == "cuda",
-                          worker_init_fn=_sigterm_from_parent_only,
+                          worker_init_fn=sigterm_from_parent_only,
                           generator=torch.Generator().manual_seed(epoch)), sampler.steps  # global RNG left alone
 
     def validate(self, epoch: int):
@@ -252,7 +292,7 @@ class Session:
         loader = DataLoader(self.val_ds, batch_size=max(cfg.batch_size // dist.world_size, 1),
                             sampler=ShardedEvalSampler(len(self.val_ds), dist.rank, dist.world_size),
                             num_workers=cfg.workers, collate_fn=collate_for(self.val_ds),
-                            worker_init_fn=_sigterm_from_parent_only, generator=torch.Generator().manual_seed(epoch))
+                            worker_init_fn=sigterm_from_parent_only, generator=torch.Generator().manual_seed(epoch))
         return evaluate([(self.saved.model, self.saved.preprocess)], loader, device=dist.device,
                         ten_crop=cfg.ten_crop_eval, precision=cfg.precision, channels_last=cfg.channels_last,
                         progress=dist.is_main)
@@ -333,37 +373,9 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
                 break
             if cfg.stop_train_err and state.train_err <= cfg.stop_train_err:  # reached (this run or before a resume)
                 break
-            loader, steps = run.loader(epoch)
-            # the epoch's running sums continue from a resumed position (rank 0 holds the saved global sums)
-            sums = torch.tensor(state.partial if dist.is_main else [0.0] * 3, dtype=torch.float64)
-            t0, first = time.perf_counter(), state.step_in_epoch
-            run.train_model.train()
-            with tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not dist.is_main,
-                      initial=first, total=steps) as bar:
-                for step, (images, targets, seed) in enumerate(bar, start=first + 1):
-                    try:
-                        stop = train_step(run.train_model, images, targets, seed, run, sums, sigterm.is_set())
-                    except Stop as err:
-                        raise Stop("nan", f"{err} at epoch {epoch + 1}, step {step}") from None
-                    state.step_in_epoch, state.global_step = step, state.global_step + 1
-                    seen = (step - first) * cfg.batch_size
-                    bar.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", err=f"{sums[1] / sums[2]:.3f}",
-                                    img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
-                    if stop:
-                        run.save("step", sums)
-                        raise Stop("sigterm", f"SIGTERM: saved {out}/last.pt at epoch {epoch + 1}, step {step}; "
-                                              f"continue with: convscope train --out-dir {out} --resume")
-                    if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0:
-                        run.save("step", sums)
-                    if cfg.max_steps and state.global_step >= cfg.max_steps:
-                        break
-            if state.step_in_epoch < steps:  # max_steps inside the epoch: keep the position, no record
-                run.save("step", sums)
-                log.info("stopped at --max-steps %d (epoch %d, step %d of %d); saved %s/last.pt", cfg.max_steps,
-                         epoch + 1, state.step_in_epoch, steps, out)
+            train = train_one_epoch(run, epoch, sigterm)
+            if train is None:  # max_steps inside the epoch: the position is kept, no record
                 break
-            train = epoch_train_metrics(sums, dist, time.perf_counter() - t0, (state.step_in_epoch - first)
-                                        * cfg.batch_size)
             val = run.validate(epoch)
             lr = run.optimizer.param_groups[0]["lr"]
             last = dict(epoch=epoch + 1, step=state.global_step, lr=lr, **train, **val.as_dict(),
@@ -394,40 +406,3 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
         signal.signal(signal.SIGTERM, old_handler)
         metrics_log.close()
     return last
-
-
-def _sigterm_from_parent_only(_worker_id: int) -> None:
-    """DataLoader workers leave a scheduler's SIGTERM to the main process (a scheduler signals the whole process
-    group, and a worker dying first would crash the main process before it saves its position), but obey their
-    parent's: the main process terminates its workers when it exits, and ignoring that would hang the exit.
-
-    SIGTERM is blocked in the worker and a thread waits for it, reading who sent it. Where the platform cannot say
-    who sent a signal (no ``sigwaitinfo``, e.g. macOS), workers keep the default: any SIGTERM ends them."""
-    if not hasattr(signal, "sigwaitinfo"):
-        return
-    parent = os.getppid()
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-
-    def wait() -> None:
-        while signal.sigwaitinfo({signal.SIGTERM}).si_pid != parent:
-            pass
-        os._exit(0)
-
-    threading.Thread(target=wait, daemon=True, name="sigterm-from-parent").start()
-
-
-def _link_epoch(out: Path, epoch: int, metrics: dict | None, cfg: TrainConfig) -> None:
-    """Hard-link last.pt as epochs/epoch_NNN.pt (and best.pt), then prune old epochs not kept as snapshots."""
-    folder = out / "epochs"
-    folder.mkdir(exist_ok=True)
-    target = folder / f"epoch_{epoch:03d}.pt"
-    for dst in [target] + ([out / "best.pt"] if metrics and metrics.get("best") else []):
-        tmp = dst.with_suffix(".tmp")
-        if tmp.exists():
-            tmp.unlink()
-        os.link(out / "last.pt", tmp)
-        os.replace(tmp, dst)
-    epochs = sorted(folder.glob("epoch_*.pt"))
-    for old in epochs[: max(len(epochs) - cfg.keep_last, 0)]:
-        if int(old.stem.split("_")[1]) not in cfg.keep_epochs:
-            old.unlink()

@@ -252,9 +252,9 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers_saves(image_tree
 
 
 def _worker_like(ready):
-    from convscope.train import _sigterm_from_parent_only
+    from convscope.data.loading import sigterm_from_parent_only
 
-    _sigterm_from_parent_only(0)
+    sigterm_from_parent_only(0)
     ready.set()
     time.sleep(120)
 

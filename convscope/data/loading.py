@@ -3,6 +3,8 @@ batches it indexes."""
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +123,23 @@ def reads_in_one_copy(ds: Dataset) -> bool:
     """Whether ``ds`` is a decoded cache: a batch is one copy out of a mapped file, cheaper than handing it over
     from a loader worker through shared memory (benchmarks/bench_loader.py), so on a CPU the main process reads."""
     return isinstance(_base(ds), DecodedCache)
+
+
+def sigterm_from_parent_only(_worker_id: int) -> None:
+    """DataLoader workers leave a scheduler's SIGTERM to the main process (a scheduler signals the whole process
+    group, and a worker dying first would crash the main process before it saves its position), but obey their
+    parent's: the main process terminates its workers when it exits, and ignoring that would hang the exit.
+
+    SIGTERM is blocked in the worker and a thread waits for it, reading who sent it. Where the platform cannot say
+    who sent a signal (no ``sigwaitinfo``, e.g. macOS), workers keep the default: any SIGTERM ends them."""
+    if not hasattr(signal, "sigwaitinfo"):
+        return
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait() -> None:
+        while signal.sigwaitinfo({signal.SIGTERM}).si_pid != parent:
+            pass
+        os._exit(0)
+
+    threading.Thread(target=wait, daemon=True, name="sigterm-from-parent").start()
