@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .checkpoint import CheckpointError, load_checkpoint
+from .data.datasets import folder_classes
 from .data.transforms import Preprocess
 from .errors import UserError
 
@@ -52,6 +53,7 @@ class InputOptions:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     classes: str | None = None  # a file
+    data: str | None = None  # the command's dataset folder: class names from its class folders when none are known
 
 
 def parse_spec(text: str) -> ModelSpec:
@@ -289,10 +291,15 @@ def load_model(spec_text: str, weights: str | None, *, device="cpu", download: b
         classes = list(enum.meta["categories"])
     if classes and n and len(classes) != n:
         raise UserError(f"--classes names {len(classes)} classes but the model has {n} outputs")
+    found = folder_classes(opts.data) if not classes and opts.data and Path(opts.data).is_dir() else None
+    if found and len(found[0]) == n:  # a model trained on this folder's classes (ImageFolder order)
+        (classes, wnids), source = found, f"the class folders of {opts.data}"
+    else:
+        source = "the weights' categories" if classes and not opts.classes else (opts.classes or "numbered")
     classes = classes or [f"class {i}" for i in range(n or 0)]
     model.to(device).eval()
     return LoadedRun(model=model, preprocess=pre, classes=classes, model_name=str(spec), path=path, wnids=wnids,
-                     source=dict(model=str(spec), weights=str(weights), preprocess=pre_source))
+                     source=dict(model=str(spec), weights=str(weights), preprocess=pre_source, class_names=source))
 
 
 def _num_classes(model: nn.Module) -> int | None:

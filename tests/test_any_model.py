@@ -230,3 +230,28 @@ def test_correspondence_and_evaluate_on_a_torchvision_model(tmp_path, labelled, 
     assert rc == 0, err
     ev = json.loads((tmp_path / "analysis" / "torchvision_resnet18-r3" / "eval.json").read_text())
     assert ev["results"][0]["count"] == 9 and 0 <= ev["results"][0]["top1_err"] <= 1
+
+
+def test_numbered_classes_take_the_data_folders_names(tmp_path, labelled, capsys, monkeypatch):
+    """A model trained on the user's own ImageFolder has numbered outputs; with --data/--data-root naming a
+    folder of as many classes, its outputs are named by the class folders (ImageFolder order), else stay numbered."""
+    from convscope.zoo import InputOptions
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "r3.pth")
+    named = load_model("torchvision:resnet18", str(tmp_path / "r3.pth"), inputs=InputOptions(data=str(labelled)))
+    assert named.classes == ["class0", "class1", "class2"] == named.wnids
+    assert named.source["class_names"] == f"the class folders of {labelled}"
+    (tmp_path / "two").mkdir()
+    for c in ("b", "a"):
+        (tmp_path / "two" / c).mkdir()
+    other = load_model("torchvision:resnet18", str(tmp_path / "r3.pth"), inputs=InputOptions(data=str(tmp_path / "two")))
+    assert other.classes == ["class 0", "class 1", "class 2"] and other.source["class_names"] == "numbered"
+    # from the command line: the model card's record says where the names came from
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = _run(capsys, "inspect", "--model", "torchvision:resnet18", "--weights", tmp_path / "r3.pth",
+                        *SMALL, "--data", labelled, "--layers", "layer1", "--maps", "2", "-k", "2", "--workers", "0",
+                        "--evolution-epochs", "none")
+    assert rc == 0, err
+    card = json.loads((tmp_path / "analysis" / "torchvision_resnet18-r3" / "model.json").read_text())
+    assert card["class_names"] == f"the class folders of {labelled}" and card["classes"] == 3

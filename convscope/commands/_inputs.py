@@ -113,7 +113,8 @@ def load_model(args: argparse.Namespace, device: str | None = None):
 
     device = device or getattr(args, "device", "cpu")
     if getattr(args, "model", None):
-        inputs = InputOptions(args.image_size, args.crop, args.mean, args.std, args.classes)
+        data = getattr(args, "data", None) or getattr(args, "data_root", None) or getattr(args, "atlas_data", None)
+        inputs = InputOptions(args.image_size, args.crop, args.mean, args.std, args.classes, data)
         return load_external(args.model, args.weights, device=device, download=args.download, inputs=inputs)
     given = [f"--{k.replace('_', '-')}" for k in ("weights", "image_size", "crop", "mean", "std", "classes")
              if getattr(args, k, None) is not None] + (["--download"] if getattr(args, "download", False) else [])

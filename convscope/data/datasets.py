@@ -224,6 +224,21 @@ def _train_wnids(root: Path) -> list[str]:
     return sorted(d.name for d in train.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
+def folder_classes(root: str | Path) -> tuple[list[str], list[str]] | None:
+    """``(names, folder names)`` of a dataset folder's classes in label order (the sorted class folders of its
+    ``train/``, else its validation folder, else the folder itself), found without listing any image; names from
+    :func:`synset_words`. None when there are no class folders (a flat folder of photos, CIFAR batches)."""
+    root = Path(root).expanduser()
+    for folder in [root / "train", *(root / s for s in SPLIT_ALIASES["val"]), root]:
+        if not folder.is_dir() or (folder == root and any((root / s).exists() for s in ("train", "val", "test"))):
+            continue
+        dirs = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if dirs:
+            words = synset_words(folder)
+            return [words.get(w, w) for w in dirs], dirs
+    return None
+
+
 def collate_skip_bad(batch):
     """Default collation after dropping the ``None`` of unreadable images."""
     batch = [b for b in batch if b is not None]

@@ -82,7 +82,8 @@ def overview(site: Site, _record) -> str:
     cards = []
     if model:
         cards.append(("model (not trained by convscope)", h.text(model.model), f"weights {h.text(model.weights)}"))
-        cards.append(("input", f"{model.input_size} px", f"{h.text(model.preprocess)}; {model.classes} classes"))
+        names = f" (names: {h.text(model.class_names)})" if model.class_names else ""
+        cards.append(("input", f"{model.input_size} px", f"{h.text(model.preprocess)}; {model.classes} classes{names}"))
     if cfg:
         detail = ", ".join(f"{escape(str(k))}={escape(str(v))}" for k, v in cfg.model_options.items())
         cards.append(("model", h.text(cfg.model), detail))

@@ -398,6 +398,7 @@ class ModelRecord:
     classes: int
     input_size: int
     image_size: int
+    class_names: str | None = optional()  # where the class names came from, in words
 
 
 RECORDS = (EvalRecord, PredictionsRecord, InspectRecord, OcclusionRecord, SanityRecord, InvarianceRecord,
