@@ -126,3 +126,21 @@ def run_lock(run_dir: str | Path, *, enabled: bool = True) -> contextlib.Abstrac
     run_dir = expect_folder(run_dir, "the run folder")
     return claim(run_dir / ".lock", str(run_dir), "wait for it to finish (or stop it), or choose another --out-dir",
                  error=RunFolderBusy)
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: str | Path, *, keep: str, enabled: bool = True) -> Iterator[None]:
+    """A folder this block creates is removed again if the block fails before writing ``keep`` (a training that
+    stops on a wrong --data-root leaves no half-made run folder behind). A folder that existed before is never
+    touched."""
+    import shutil
+
+    folder = Path(folder)
+    created = enabled and not folder.exists()
+    try:
+        yield
+    except BaseException:
+        if created and folder.is_dir() and not (folder / keep).exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+

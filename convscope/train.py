@@ -24,7 +24,7 @@ from .progress import tqdm
 from .checkpoint import (FORMAT_VERSION, CheckpointRecord, atomic_save, atomic_write_text, link_epoch,
                          read_checkpoint, unwrap)
 from .config import TrainConfig, config_from_dict, config_to_json
-from .locks import run_lock
+from .locks import removed_on_failure, run_lock
 from .data.cache import passthrough
 from .data.loading import (EpochSampler, TrainBatches, collate_for, open_split, reads_in_one_copy,
                            sigterm_from_parent_only)
@@ -203,10 +203,11 @@ def main(cfg: TrainConfig, *, resume: bool = False) -> dict:
             raise UserError("no data: give --data-root (an ImageNet-layout folder, an ImageFolder tree or CIFAR-10)")
         if cfg.model not in list_models():
             raise UnknownModelError(f"unknown model '{cfg.model}'; available: {', '.join(list_models())}")
-        if dist.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-        with run_lock(out, enabled=dist.is_main):
-            return _run(cfg, dist, out, resume)
+        with removed_on_failure(out, keep="last.pt", enabled=dist.is_main):
+            if dist.is_main:
+                out.mkdir(parents=True, exist_ok=True)
+            with run_lock(out, enabled=dist.is_main):
+                return _run(cfg, dist, out, resume)
     finally:
         cleanup()
 

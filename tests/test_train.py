@@ -429,3 +429,23 @@ def test_stop_train_err_ends_the_run_at_the_first_epoch_that_reaches_it(image_tr
     saved = replace(TrainConfig(**json.loads((out / "config.json").read_text())), out_dir=str(out))
     assert main(saved, resume=True) == {} and len(_metric_rows(out)) == 1  # nothing more to train
     assert main(replace(saved, stop_train_err=0.0), resume=True)["epoch"] == 4  # off: trains the remaining epochs
+
+
+def test_a_failed_fresh_run_leaves_no_folder_but_never_removes_the_users(image_tree, tmp_path, capsys):
+    """A typo in --data-root: the folder the run would have made is gone again (no config.json + .lock that
+    looks like a run); a folder that existed before is left as it was."""
+    from convscope.cli import main as cli
+    from convscope.errors import UserError
+
+    with pytest.raises(UserError, match="not found"):
+        main(tiny_cfg(tmp_path / "no-such-data", tmp_path / "made"))
+    assert not (tmp_path / "made").exists()
+    rc = cli(["train", "--recipe", "cifar10", "--data-root", str(tmp_path / "no-such-data"), "--out-dir",
+              str(tmp_path / "cli")])
+    assert rc == 2 and not (tmp_path / "cli").exists() and "not found" in capsys.readouterr().err
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("the user's")
+    with pytest.raises(UserError):
+        main(tiny_cfg(tmp_path / "no-such-data", mine))
+    assert (mine / "notes.txt").read_text() == "the user's"

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ..config import config_to_json
-    from ..locks import run_lock
+    from ..locks import removed_on_failure, run_lock
 
     if args.print_config:
         print(config_to_json(resolve(args)))
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     # claim the run folder first, before torch loads and data is read: a second training into it is refused in
     # one line at once instead of after seconds of silence (training claims it again, for free, in this process)
     claim = bool(out_dir) and os.environ.get("RANK", "0") == "0" and (cfg is not None or Path(out_dir).is_dir())
-    with run_lock(out_dir or ".", enabled=claim):
+    with removed_on_failure(out_dir or ".", keep="last.pt", enabled=claim), run_lock(out_dir or ".", enabled=claim):
         cfg = cfg or resolve(args)
         from ..train import Stop, main
 

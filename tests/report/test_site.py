@@ -205,3 +205,21 @@ def test_commands_are_registered(name, capsys):
     with pytest.raises(SystemExit):
         main([name, "--help"])
     assert "RUN_DIR" in capsys.readouterr().out
+
+
+def test_save_png_is_atomic(tmp_path, monkeypatch):
+    """A write that fails half-way leaves the previous PNG whole and no temp file (a killed analysis)."""
+    from convscope.report.images import save_png
+
+    target = tmp_path / "fig.png"
+    save_png(Image.new("RGB", (8, 8), (255, 0, 0)), target)
+
+    def torn(self, f, *args, **kwargs):
+        f.write(b"\x89PNG half")
+        raise KeyboardInterrupt  # the kill
+
+    monkeypatch.setattr(Image.Image, "save", torn)
+    with pytest.raises(KeyboardInterrupt):
+        save_png(Image.new("RGB", (8, 8), (0, 0, 255)), target)
+    monkeypatch.undo()
+    assert Image.open(target).getpixel((0, 0)) == (255, 0, 0) and [p.name for p in tmp_path.iterdir()] == ["fig.png"]
