@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q captum || echo "warning: captum not installed; its cross-check tests will skip" >&2
 	@# timm: the tests also load one timm convnet (--model timm:NAME); without it that test skips
 	$(VENV)/bin/pip install -q timm || echo "warning: timm not installed; its --model test will skip" >&2
+	@# pytest-xdist: make test runs on 2 processes (2 cores); without it the tests run in one
+	$(VENV)/bin/pip install -q pytest-xdist || echo "warning: pytest-xdist not installed; tests run in one process" >&2
 	touch $@
 
 venv: $(VENV)/.installed
@@ -31,7 +33,7 @@ demo-quick: venv
 
 ## test: the test suite (CPU, no network; real-data tests skip when CONVSCOPE_DATA is absent)
 test: venv
-	$(VENV)/bin/python -m pytest -m "not slow and not gpu" -q
+	$(VENV)/bin/python -m pytest -m "not slow and not gpu" -q $$($(VENV)/bin/python -c "import xdist" 2>/dev/null && echo "-n 2")
 
 test-all: venv
 	$(VENV)/bin/python -m pytest -q
