@@ -277,7 +277,7 @@ def read_run(folder: Path) -> list[MetricsRow] | None:
     if not (config.is_file() and metrics.is_file()):
         return None
     rows, cfg = read_metrics(metrics), read_record(TrainConfig, config)
-    stop = getattr(cfg, "stop_train_err", 0.0)  # absent from the training-code snapshots older than 2e09159
+    stop = cfg.stop_train_err
     done = len(rows) >= cfg.epochs or bool(rows and stop and rows[-1].train_err <= stop)
     return rows if done else None
 

@@ -221,7 +221,12 @@ def _train_wnids(root: Path) -> list[str]:
     train = root / "train"
     if not train.is_dir():
         raise UserError(f"{root}/val is flat, so the class list must come from {train}/, which is missing")
-    return sorted(d.name for d in train.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return class_folders(train)
+
+
+def class_folders(folder: Path) -> list[str]:
+    """The class sub-folders' names of an image-folder split, in label order (sorted; hidden ones skipped)."""
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
 def folder_classes(root: str | Path) -> tuple[list[str], list[str]] | None:
@@ -232,7 +237,7 @@ def folder_classes(root: str | Path) -> tuple[list[str], list[str]] | None:
     for folder in [root / "train", *(root / s for s in SPLIT_ALIASES["val"]), root]:
         if not folder.is_dir() or (folder == root and any((root / s).exists() for s in ("train", "val", "test"))):
             continue
-        dirs = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+        dirs = class_folders(folder)
         if dirs:
             words = synset_words(folder)
             return [words.get(w, w) for w in dirs], dirs

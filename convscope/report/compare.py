@@ -119,16 +119,11 @@ def _diagnostics(sides) -> str:
             f'{h.text(ia.filters.diagnostics.dead_criterion)}.</p>' + h.table(header, rows))
 
 
-def atlas_layers(index: InspectRecord) -> list[tuple[str, str]]:
-    """(layer, its top-9 figure file) in the atlas's layer order."""
-    order = list(index.layers)
-    pairs = [(f.layer, name) for name, f in index.figures.items() if f.kind == "top9"]
-    return sorted(pairs, key=lambda p: order.index(p[0]) if p[0] in order else len(order))
-
-
 def paired_layers(a: InspectRecord, b: InspectRecord) -> list[tuple[tuple[str, str] | None, tuple[str, str] | None]]:
     """The layers of two atlases side by side: by name when every layer of one is in the other, else by order."""
-    la, lb = atlas_layers(a), atlas_layers(b)
+    from .sections import top9_figures
+
+    la, lb = top9_figures(a), top9_figures(b)
     if {n for n, _ in la} == {n for n, _ in lb}:
         by_name = dict(lb)
         return [((n, f), (n, by_name[n])) for n, f in la]

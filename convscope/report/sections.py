@@ -246,28 +246,24 @@ def atlas(site: Site, index: InspectRecord) -> str:
             by_layer.setdefault(t.layer, {}).setdefault(t.map, []).append(t)
     layers, figures = [], []
     thumbs: dict[str, str | None] = {}
-    for name, fig in index.figures.items():
-        if fig.kind != "top9":
-            continue
+    for layer, name in top9_figures(index):
         if not (folder / name).is_file():
             raise MalformedFile(folder / name, "", "is missing (inspect/index.json lists it)", None, INSPECT.command)
         figures.append(name)
         maps = []
         with site.open_image(folder / name, INSPECT.command) as sheet:
             sheet = sheet.convert("RGB")
-            for m in sorted(by_layer.get(fig.layer, {})):
-                ranked = sorted(by_layer[fig.layer][m], key=lambda t: t.rank)
+            for m in sorted(by_layer.get(layer, {})):
+                ranked = sorted(by_layer[layer][m], key=lambda t: t.rank)
                 for t in ranked:
                     if t.image and t.image not in thumbs:
                         thumbs[t.image] = _source_thumb(site, t.image, image_size, crop, len(thumbs))
-                maps.append(_map_sheet(site, sheet, fig.layer, m, ranked, thumbs))
-        meta = index.layers.get(fig.layer)
+                maps.append(_map_sheet(site, sheet, layer, m, ranked, thumbs))
+        meta = index.layers.get(layer)
         rf = meta.receptive_field if meta else None
-        layers.append(dict(layer=fig.layer, maps=maps, total=meta and meta.maps,
+        layers.append(dict(layer=layer, maps=maps, total=meta and meta.maps,
                            never_active=meta and meta.never_active, rf=rf and rf.size, stride=rf and rf.stride,
                            map_size=meta and meta.map_size))
-    order = list(index.layers)
-    layers.sort(key=lambda d: order.index(d["layer"]) if d["layer"] in order else len(order))
     site.data["atlas"] = dict(layers=layers, crop=crop, k=index.k)
     return (f'<p class="meta">{h.text(index.model)}, epoch {index.epoch}: for each feature map, the {index.k} images '
             f'that activate it most (each image once, at its strongest unit of the map) among {index.images} '
@@ -276,6 +272,13 @@ def atlas(site: Site, index: InspectRecord) -> str:
             'the run folder.</noscript></div>'
             f'<p class="meta">The full figures, one per layer, are in the run folder: '
             + ", ".join(f"<code>inspect/{h.text(n)}</code>" for n in figures) + ".</p>") if layers else None
+
+
+def top9_figures(index: InspectRecord) -> list[tuple[str, str]]:
+    """(layer, its top-9 figure file) in the atlas's layer order (``index.layers``; unlisted layers last)."""
+    order = list(index.layers)
+    pairs = [(f.layer, name) for name, f in index.figures.items() if f.kind == "top9"]
+    return sorted(pairs, key=lambda p: order.index(p[0]) if p[0] in order else len(order))
 
 
 OVERVIEW_THUMB = 48  # px: a map's top-1 patch in the layer overview
