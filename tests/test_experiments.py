@@ -328,3 +328,95 @@ def test_init_scale_scales_the_initial_weights():
     fan_in = 32 * 5 * 5  # conv2 of layers-18pct: 32 -> 32 channels, 5x5
     assert abs(stds["kaiming", 1.0] - (2 / fan_in) ** 0.5) < 0.005
     assert abs(stds["kaiming", 0.5] / stds["kaiming", 1.0] - 0.5) < 1e-4
+
+
+def _sweep(**kw):
+    """A two-group lr sweep searched outward from lr 0.03 (the order of its variants)."""
+    lrs = (0.03, 0.1, 0.01, 0.003)
+    cells = {f"{g}/lr{lr:g}/{i}": dict(lr=lr) for lr in lrs for g in ("a", "b") for i in ("x", "y")}
+    return Experiment("sw", "c", "p", "cifar10", "cifar10-jpeg", dict(epochs=2), cells, seeds=(0,),
+                      metric="epochs_to_train_err_25", also="final_train_err", groups={"a/": "A", "b/": "B"},
+                      bracket=True, **kw)
+
+
+def test_an_lr_sweep_stops_once_each_groups_best_lr_is_bracketed(tmp_path):
+    """Cells beyond a fully run lr next to the group's best lr are not run; a partly run neighbour, or a best lr at
+    the edge of what ran, keeps the search going."""
+    exp = _sweep()
+
+    def row(v, err):
+        return dict(experiment="sw", variant=v, seed=0, value=None, final_train_err=err)
+
+    # a: best at 0.03, its 0.01 neighbour fully run -> 0.003 is outside; b: best at 0.01 -> 0.003 must run
+    rows = [row(v, 0.3 if "lr0.03/" in v else 0.5) for v in exp.variants if v.startswith("a/") and "0.003" not in v]
+    rows += [row(v, 0.6) for v in exp.variants if v.startswith("b/") and "0.003" not in v]
+    rows[-1]["final_train_err"] = 0.2  # b/lr0.01/y
+    assert runner.best_cells(exp, rows) == {"a/": "a/lr0.03/x", "b/": "b/lr0.01/y"}
+    assert "every cell at lr 0.01 is worse" in runner.outside_bracket(exp, rows, "a/lr0.003/x")
+    assert runner.outside_bracket(exp, rows, "b/lr0.003/x") is None
+    partly = [r for r in rows if r["variant"] != "a/lr0.01/y"]
+    assert runner.outside_bracket(exp, partly, "a/lr0.003/x") is None  # the neighbour is not fully run
+    assert runner._cells_run(exp, rows) == "cells run: 12 of 16; 2 outside the lr bracket; 2 not run yet"
+    # a reached threshold beats any final error
+    reached = [dict(r, value=9.0) if r["variant"] == "a/lr0.1/y" else r for r in rows]
+    assert runner.best_cells(exp, reached)["a/"] == "a/lr0.1/y"
+    # the runner skips the outside cells and runs the rest
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(rows))
+    calls = []
+
+    def fake(cmd):
+        calls.append(cmd[cmd.index("--out-dir") + 1])
+        return SimpleNamespace(returncode=runner.NAN_EXIT)
+
+    last = [v for v in exp.variants if "lr0.003/" in v]
+    runner.run_experiment(exp, tmp_path / "data", tmp_path / "runs", results=results, runner=fake, variants=last)
+    assert [runner.Path(c).parent.name for c in calls] == ["b_lr0.003_x", "b_lr0.003_y"]
+
+
+def test_a_longer_run_of_the_same_configuration_continues_the_shorter_one(tmp_path, monkeypatch):
+    """An experiment that ``continues`` another copies its finished shorter run and resumes it with more epochs;
+    another configuration (or an unfinished short run) trains from the start."""
+    short = Experiment("short", "c", "p", "cifar10", "cifar10-jpeg", dict(epochs=2),
+                       {"v": dict(lr=0.01), "w": dict(lr=0.02)}, seeds=(0,))
+    long = Experiment("long", "c", "p", "cifar10", "cifar10-jpeg", dict(epochs=4),
+                      {"v": dict(lr=0.01), "w": dict(lr=0.03)}, seeds=(0, 1), continues="short")
+    monkeypatch.setattr(runner, "EXPERIMENTS", {"short": short, "long": long})
+    calls = []
+
+    def fake(cmd):  # trains to --epochs (resumed: from the epochs already logged)
+        calls.append(cmd)
+        out = runner.Path(cmd[cmd.index("--out-dir") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        epochs = int(cmd[cmd.index("--epochs") + 1])
+        done = (out / "metrics.jsonl").read_text() if (out / "metrics.jsonl").is_file() else ""
+        first = done.count("\n") + 1
+        (out / "metrics.jsonl").write_text(done + "".join(_metrics(e, 0.5 - 0.01 * e) for e in range(first, epochs + 1)))
+        (out / "config.json").write_text(config_to_json(TrainConfig(epochs=epochs)))
+        (out / "last.pt").write_bytes(b"x")
+        return SimpleNamespace(returncode=0)
+
+    runner.run_experiment(short, tmp_path / "data", tmp_path / "runs", results=tmp_path / "r.json", runner=fake)
+    calls.clear()
+    rows = runner.run_experiment(long, tmp_path / "data", tmp_path / "runs", results=tmp_path / "r.json", runner=fake)
+    folder = runner.run_folder(tmp_path / "runs", long, "v", 0)
+    resumed = [c for c in calls if "--resume" in c]
+    assert len(resumed) == 1 and str(folder) in resumed[0] and resumed[0][resumed[0].index("--epochs") + 1] == "4"
+    assert len(calls) == 4  # v seed 0 continued; w seed 0 (another lr) and both seed-1 runs trained afresh
+    assert [json.loads(x)["epoch"] for x in (folder / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    assert runner.read_run(runner.run_folder(tmp_path / "runs", short, "v", 0)) is not None  # the short run kept
+    assert {(r["variant"], r["seed"]): r["value"] for r in rows}[("v", 0)] == 0.46
+    # copied but killed before resuming: config.json already says 4 epochs, so the run reads as unfinished
+    other = tmp_path / "other"
+    runner.copy_to_continue(runner.run_folder(tmp_path / "runs", short, "w", 0), other, 4)
+    assert runner.read_run(other) is None and json.loads((other / "config.json").read_text())["epochs"] == 4
+
+
+def test_the_sweeps_best_cells_are_the_ones_run_with_seeds():
+    """relu_tanh_best runs the best cell per activation of relu_tanh_sweep as recorded in results.json: when the
+    search finds another best cell, SWEEP_BEST must follow it (and the table row would say 'stale')."""
+    sweep, best = runner.EXPERIMENTS["relu_tanh_sweep"], runner.EXPERIMENTS["relu_tanh_best"]
+    found = runner.best_cells(sweep, runner.load_results())
+    assert best.continues == sweep.name and sorted(found.values()) == sorted(best.variants)
+    assert all(best.variants[v] == sweep.variants[v] for v in best.variants)
+    assert "stale" not in runner._search_verdict(sweep, runner.load_results())

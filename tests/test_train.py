@@ -431,6 +431,22 @@ def test_stop_train_err_ends_the_run_at_the_first_epoch_that_reaches_it(image_tr
     assert main(replace(saved, stop_train_err=0.0), resume=True)["epoch"] == 4  # off: trains the remaining epochs
 
 
+def test_a_finished_run_continued_to_more_epochs_is_the_longer_run(image_tree, tmp_path):
+    """The experiments runner continues a finished 1-epoch run to 2 epochs (``--resume --epochs``) instead of
+    training the 2-epoch configuration from the start: at a constant lr that must give the same weights and records
+    (data order and augmentation depend on the seed, epoch and step, not on the number of epochs)."""
+    import shutil
+
+    cfg = dict(lr_schedule="constant", save_every_steps=0)
+    main(tiny_cfg(image_tree, tmp_path / "fresh", epochs=2, **cfg))
+    main(tiny_cfg(image_tree, tmp_path / "short", epochs=1, **cfg))
+    shutil.copytree(tmp_path / "short", tmp_path / "long")
+    main(tiny_cfg(image_tree, tmp_path / "long", epochs=2, **cfg), resume=True)
+    a, b = _weights(tmp_path / "fresh" / "last.pt"), _weights(tmp_path / "long" / "last.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert _metric_rows(tmp_path / "long") == _metric_rows(tmp_path / "fresh")
+
+
 def test_a_failed_fresh_run_leaves_no_folder_but_never_removes_the_users(image_tree, tmp_path, capsys):
     """A typo in --data-root: the folder the run would have made is gone again (no config.json + .lock that
     looks like a run); a folder that existed before is left as it was."""
