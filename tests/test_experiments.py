@@ -420,3 +420,18 @@ def test_the_sweeps_best_cells_are_the_ones_run_with_seeds():
     assert best.continues == sweep.name and sorted(found.values()) == sorted(best.variants)
     assert all(best.variants[v] == sweep.variants[v] for v in best.variants)
     assert "stale" not in runner._search_verdict(sweep, runner.load_results())
+
+
+def test_a_measurement_against_the_papers_number_is_close_no_or_not_decided():
+    """Within 2 points of the paper is close; further off is "no" only when the 95% interval of the mean over seeds
+    stays beyond 2 points, else not decided."""
+    exp = Experiment("ref", "c", "p", "cifar10", "cifar10-jpeg", {}, {"recipe": {}}, reference=0.18)
+
+    def judged(*values):
+        rows = [dict(experiment="ref", variant="recipe", seed=s, value=v) for s, v in enumerate(values)]
+        return runner.verdict(exp, runner.summarize(exp, rows), rows)
+
+    assert judged(0.22).startswith("no: +4.0 points vs the paper's 18% (1 run(s)")
+    assert judged(0.19, 0.195, 0.2).startswith("close: +1.5 ± 1.2 points")
+    assert judged(0.20, 0.21, 0.25).startswith("not decided: +4.0 ± 6.6 points")  # half-width 4.30 x 2.6 / √3
+    assert judged(0.215, 0.22, 0.225).startswith("no: +4.0 ± 1.2 points")
