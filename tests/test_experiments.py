@@ -357,6 +357,8 @@ def test_an_lr_sweep_stops_once_each_groups_best_lr_is_bracketed(tmp_path):
     partly = [r for r in rows if r["variant"] != "a/lr0.01/y"]
     assert runner.outside_bracket(exp, partly, "a/lr0.003/x") is None  # the neighbour is not fully run
     assert runner._cells_run(exp, rows) == "cells run: 12 of 16; 2 outside the lr bracket; 2 not run yet"
+    grid = runner.plot_experiment(exp, rows, tmp_path / "runs", tmp_path / "plots")  # lr x init per group
+    assert grid.name == "sw.png" and grid.read_bytes()[:4] == b"\x89PNG"
     # a reached threshold beats any final error
     reached = [dict(r, value=9.0) if r["variant"] == "a/lr0.1/y" else r for r in rows]
     assert runner.best_cells(exp, reached)["a/"] == "a/lr0.1/y"
