@@ -523,6 +523,8 @@ def compare(exp: Experiment, rows: list[dict], name: str, base_name: str) -> tup
 def _word(better: bool, d: Difference) -> str:
     if math.isnan(d.half):
         return "not decided (one seed each: no spread)"
+    if d.diff == 0 and d.half == 0:  # e.g. the same epoch to a threshold in every seed: no effect at all
+        return "no (the same in every seed)"
     if d.decided:
         return "yes" if better else "no (opposite)"
     return "not decided (" + ("the paper's direction" if better else "opposite direction") + ", within the interval)"
@@ -687,14 +689,14 @@ def _also(exp: Experiment, rows: list[dict]) -> str:
     mine = [r for r in rows if r["experiment"] == exp.name and r.get(exp.also) is not None]
     per = {v: _stats([r[exp.also] for r in mine if r["variant"] == v]) for v in exp.variants
            if any(r["variant"] == v for r in mine)}
-    groups = exp.groups or {v: v for v in per}
+    # a group's line is its best variant's (the one summarize picked), so that both measurements are of one cell
+    best = {label: name.split(": ", 1)[1] for label, (name, *_) in summarize(exp, rows).items()} if exp.groups else {}
     lines = []
-    for prefix, label in groups.items():
-        members = {v: st for v, st in per.items() if v.startswith(prefix)}
-        if members:
-            v, (m, sd, n, _) = min(members.items(), key=lambda kv: kv[1][0])
+    for label, v in (best or {v: v for v in per}).items():
+        if v in per:
+            m, sd, n, _ = per[v]
             what = exp.also.replace("_", " ")
-            lines.append(f"{label.split(' (')[0]}: lowest {what} {100 * m:.1f} ± {100 * sd:.1f}% ({v}, n={n})")
+            lines.append(f"{label.split(' (')[0]}: {what} {100 * m:.1f} ± {100 * sd:.1f}% ({v}, n={n})")
     return "<br>" + "<br>".join(lines) if lines else ""
 
 

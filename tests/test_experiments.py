@@ -121,7 +121,10 @@ def test_second_measurement_reports_each_groups_lowest():
     rows = [dict(experiment="sw", variant=v, seed=0, value=None, final_train_err=e)
             for v, e in (("a/1", 0.40), ("a/2", 0.30), ("b/1", 0.50))]
     text = runner._also(exp, rows)
-    assert "A: lowest final train err 30.0" in text and "(a/2, n=1)" in text and "B: lowest final train err 50.0" in text
+    assert "A: final train err 30.0" in text and "(a/2, n=1)" in text and "B: final train err 50.0" in text
+    # the line is the group's best cell's: one that reaches the threshold beats a lower final error that does not
+    rows[0]["value"] = 9.0
+    assert "A: final train err 40.0 ± 0.0% (a/1, n=1)" in runner._also(exp, rows)
     assert runner.measure("final_train_err", [SimpleNamespace(train_err=0.5),
                                              SimpleNamespace(train_err=0.2)]) == 0.2
 
@@ -437,3 +440,13 @@ def test_a_measurement_against_the_papers_number_is_close_no_or_not_decided():
     assert judged(0.19, 0.195, 0.2).startswith("close: +1.5 ± 1.2 points")
     assert judged(0.20, 0.21, 0.25).startswith("not decided: +4.0 ± 6.6 points")  # half-width 4.30 x 2.6 / √3
     assert judged(0.215, 0.22, 0.225).startswith("no: +4.0 ± 1.2 points")
+
+
+def test_no_difference_in_any_seed_is_a_no():
+    """ReLU and tanh reaching 25% at the same epoch in each of 3 seeds refutes "ReLU is faster"; it is not
+    "opposite" and not "not decided"."""
+    exp = Experiment("eq", "c", "p", "cifar10", "cifar10-jpeg", {}, {"base": {}, "a": {}},
+                     metric="epochs_to_train_err_25")
+    rows = [dict(experiment="eq", variant=v, seed=s, value=6.0) for v in ("base", "a") for s in range(3)]
+    assert runner.verdict(exp, runner.summarize(exp, rows), rows).startswith(
+        "no (the same in every seed): a +0.0 ± 0.0 epochs")
