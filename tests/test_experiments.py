@@ -270,6 +270,20 @@ def test_plot_has_a_panel_of_seeds_and_one_of_epoch_curves(tmp_path):
     path = runner.plot_experiment(EXP, rows, tmp_path / "runs", tmp_path / "plots")
     assert path == tmp_path / "plots" / "toy.png" and path.read_bytes()[:4] == b"\x89PNG"
     assert runner.plot_experiment(EXP, [], tmp_path / "runs", tmp_path / "plots") is None
+    # the curves are recorded with the results: the plot is the same once the run folders are gone
+    recorded = runner.load_results(results)
+    assert {(r["variant"], r["seed"]): r["curve"] for r in recorded}[("on", 1)] == [0.37, 0.27]
+    runner.shutil.rmtree(tmp_path / "runs")
+    assert runner.epoch_curves(EXP, tmp_path / "runs", "val_top1_err", recorded) == curves
+    assert runner.epoch_curves(EXP, tmp_path / "runs", "train_err", recorded) == {}  # not what was recorded
+
+
+def test_zf_table3_at_24_epochs_trains_zf_table3s_configurations_for_twice_as_long():
+    short, long = runner.EXPERIMENTS["zf_table3"], runner.EXPERIMENTS["zf_table3_24"]
+    for variant in long.variants:
+        a, b = runner.overrides(short, variant, 0), runner.overrides(long, variant, 0)
+        assert (a.pop("epochs"), b.pop("epochs")) == (12, 24) and a == b
+        assert (variant in long.worse) == (variant in short.worse)
 
 
 def test_a_run_is_finished_at_its_epochs_its_stop_error_or_its_divergence(tmp_path):
