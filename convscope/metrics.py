@@ -52,7 +52,7 @@ class MetricsLog:
             f.write(_line(row))
         if self.tb:
             for k, v in vars(row).items():
-                if isinstance(v, (int, float)) and k not in ("epoch", "step"):
+                if isinstance(v, (int, float)) and k not in ("epoch", "step", "torch_threads"):
                     self.tb.add_scalar(k, v, step)
             self.tb.flush()
 

@@ -380,7 +380,7 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
             val = run.validate(epoch)
             lr = run.optimizer.param_groups[0]["lr"]
             last = dict(epoch=epoch + 1, step=state.global_step, lr=lr, **train, **val.as_dict(),
-                        filter_smoothness=layer_smoothness(run.saved.model))
+                        filter_smoothness=layer_smoothness(run.saved.model), torch_threads=torch.get_num_threads())
             metrics_log.write(MetricsRow(**last), state.global_step)
             log.info("epoch %d: train loss %.4f err %.4f | val top-1 %.4f top-5 %.4f | lr %.2g | %.0f img/s | "
                      "filter smoothness %s", epoch + 1, train["train_loss"], train["train_err"], val.top1_err,

@@ -391,11 +391,15 @@ def curve_key(exp: Experiment) -> str:
 
 
 def run_row(exp: Experiment, got: list[MetricsRow]) -> dict:
-    """What results.json keeps of a finished run: its measurement, the second one, and the per-epoch curve the plot
-    draws (so that plots are regenerated from results.json alone once the run folders are gone)."""
+    """What results.json keeps of a finished run: its measurement, the second one, the torch thread counts it
+    trained with, and the per-epoch curve the plot draws (so that plots are regenerated from results.json alone
+    once the run folders are gone)."""
     row = dict(value=measure(exp.metric, got))
     if exp.also:
         row[exp.also] = measure(exp.also, got)
+    threads = sorted({r.torch_threads for r in got if r.torch_threads is not None})
+    if threads:  # a run repeats bit for bit only at the same thread count (MetricsRow.torch_threads)
+        row["torch_threads"] = threads
     series = [getattr(r, curve_key(exp), None) for r in got]
     if series and None not in series:
         row["curve"] = series

@@ -14,11 +14,11 @@ EXP = Experiment("toy", "a claim", "-1 point", "cifar10", "cifar10-jpeg", dict(e
                  seeds=(0, 1), scale="tiny")
 
 
-def _metrics(epoch, val_top1_err, train_err=0.5):
+def _metrics(epoch, val_top1_err, train_err=0.5, threads=2):
     """One line of metrics.jsonl as train writes it."""
     return to_json(MetricsRow(epoch=epoch, step=10 * epoch, lr=0.01, train_loss=1.0, train_err=train_err,
                               images_per_s=100.0, val_top1_err=val_top1_err, val_top5_err=0.1, val_loss=1.0,
-                              val_count=10, filter_smoothness={}), indent=None)
+                              val_count=10, filter_smoothness={}, torch_threads=threads), indent=None)
 
 
 def _eval(path, top1_err, top5_err=0.0):
@@ -48,6 +48,7 @@ def test_runs_are_reused_and_resumed_and_results_recorded(tmp_path):
     rows = runner.run_experiment(EXP, tmp_path / "data", tmp_path / "runs", results=results,
                                  runner=_fake_training(errors, calls))
     assert len(calls) == 4 and [r["value"] for r in rows] == [0.30, 0.25, 0.32, 0.27]  # seed-major order
+    assert all(r["torch_threads"] == [2] for r in rows)  # what each run trained with: a run repeats only at it
     assert "--model-options" in calls[0] and "lrn=False" in calls[0] and "--seed" in calls[0]
     calls.clear()
     runner.run_experiment(EXP, tmp_path / "data", tmp_path / "runs", results=results,
@@ -55,13 +56,20 @@ def test_runs_are_reused_and_resumed_and_results_recorded(tmp_path):
     assert calls == []  # every run finished: nothing trains again
     # an interrupted run (checkpoint, too few epochs logged) is continued with --resume, the rest reused
     folder = runner.run_folder(tmp_path / "runs", EXP, "on", 1)
-    (folder / "metrics.jsonl").write_text(_metrics(1, 0.4))
+    (folder / "metrics.jsonl").write_text(_metrics(1, 0.4, threads=1))
     (folder / "last.pt").write_bytes(b"x")
-    runner.run_experiment(EXP, tmp_path / "data", tmp_path / "runs", results=results,
-                          runner=_fake_training(errors, calls))
+
+    def resumed(cmd):  # appends epoch 2 to the interrupted run's epoch 1, at another thread count
+        calls.append(cmd)
+        with open(folder / "metrics.jsonl", "a") as f:
+            f.write(_metrics(2, 0.27))
+        return SimpleNamespace(returncode=0)
+
+    runner.run_experiment(EXP, tmp_path / "data", tmp_path / "runs", results=results, runner=resumed)
     assert len(calls) == 1 and calls[0][-1] == "--resume" and str(folder) in calls[0]
     saved = json.loads(results.read_text())
     assert len(saved) == 4 and {(r["variant"], r["seed"]) for r in saved} == set(errors)
+    assert [r["torch_threads"] for r in saved if (r["variant"], r["seed"]) == ("on", 1)] == [[1, 2]]
 
 
 def test_table_is_generated_from_the_results_file(tmp_path, monkeypatch):

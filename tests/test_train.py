@@ -183,6 +183,9 @@ def test_resume_after_kill_is_bit_identical(image_tree, tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # the epoch cut by the kill is logged once, with the loss and error of all its steps
     assert _metric_rows(tmp_path / "kill") == _metric_rows(tmp_path / "ref")
+    # each epoch records the thread count it trained with: a run repeats bit for bit only at the same count
+    rows = [json.loads(x) for x in (tmp_path / "kill" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["torch_threads"] for r in rows] == [1] * len(rows)
 
 
 def test_resume_keeps_the_runs_settings_and_applies_allowed_overrides(image_tree, tmp_path):

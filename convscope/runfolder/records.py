@@ -42,6 +42,9 @@ class MetricsRow:
     val_loss: float
     val_count: int
     filter_smoothness: dict[str, float]
+    # torch's intra-op threads in the process that trained the epoch: a run is bit-identical to another with the
+    # same seed only at the same count (float sums are split per thread; SGD amplifies the last-bit differences)
+    torch_threads: int | None = optional()
 
 
 # ---------------------------------------------------------------------------------------------------------------
