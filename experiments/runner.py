@@ -901,7 +901,7 @@ def plot_experiment(exp: Experiment, rows: list[dict], root: Path, out_dir: Path
         cax.set_ylabel(key.replace("_", " ") + " (%)")
         cax.set_title("per epoch, mean ± std over seeds", fontsize=8)
         cax.legend(fontsize=7)
-    fig.suptitle(f"{exp.name}: {exp.claim[:90]}", fontsize=9)
+    fig.suptitle(f"{exp.name}: " + (exp.claim if len(exp.claim) <= 110 else exp.claim[:109] + "…"), fontsize=9)
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{exp.name}.png"
