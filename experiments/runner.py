@@ -191,8 +191,8 @@ EXPERIMENTS = {e.name: e for e in [
         "zf_table3_24", "ZF Table 3 at twice the training (the demo's 24 epochs): the two removals decided the "
         "opposite way at 12 epochs", "val top-1 44.8 / 71.3% without fc6+fc7 / conv3,4 + fc6,7 vs 38.4% full",
         "imagenette", "imagenette2-160", dict(IMAGENETTE_QUICK, epochs=24),
-        {v: ZF_TABLE3[v] for v in ("full", "no fc6+fc7", "no conv3,4 + fc6,7")},
-        worse=("no fc6+fc7", "no conv3,4 + fc6,7"), seeds=(0, 1, 2),
+        {v: ZF_TABLE3[v] for v in ("full", "no fc6+fc7", "no conv3,4 + fc6,7")}, worse=ZF_TABLE3_REMOVALS,
+        seeds=(0, 1, 2),
         scale="Imagenette-160, imagenette recipe (quarter-width ZFNet), 24 epochs (the recipe's own length)"),
     Experiment(
         "cifar10_full", "cuda-convnet CIFAR-10 net, full training (layers-18pct)", "18% test error", "cifar10",
