@@ -1,6 +1,7 @@
 """Leaf metric utilities: top-k counts, filter smoothness and a JSON-lines + TensorBoard writer."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -86,9 +87,17 @@ def spatial_autocorrelation(weights: torch.Tensor) -> torch.Tensor:
 
 def layer_smoothness(model: nn.Module) -> dict[str, float]:
     """The mean :func:`spatial_autocorrelation` of every conv layer with kernels larger than 1x1, by module name
-    (``{"conv1": 0.62, ...}``): one number per layer telling learned structure from initial noise."""
+    (``{"conv1": 0.62, ...}``): one number per layer telling learned structure from initial noise. A layer is named
+    by the last part of its dotted name where that is unique and not a number (convscope's ``conv1``), else by
+    the dotted name (SqueezeNet's ``features.3.expand3x3``); a layer with no finite value (all filters constant)
+    is left out."""
+    convs = {name: mod for name, mod in model.named_modules()
+             if isinstance(mod, nn.Conv2d) and min(mod.kernel_size) > 1}
+    tails = [name.rsplit(".", 1)[-1] for name, _ in model.named_modules()]
     out = {}
-    for name, mod in model.named_modules():
-        if isinstance(mod, nn.Conv2d) and min(mod.kernel_size) > 1:
-            out[name.rsplit(".", 1)[-1]] = float(spatial_autocorrelation(mod.weight).mean())
+    for name, mod in convs.items():
+        tail = name.rsplit(".", 1)[-1]
+        value = float(spatial_autocorrelation(mod.weight).nanmean())
+        if math.isfinite(value):
+            out[tail if tails.count(tail) == 1 and not tail.isdigit() else name] = value
     return out

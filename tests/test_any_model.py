@@ -180,7 +180,10 @@ def test_every_analysis_command_runs(name, weights, photos, labelled, tmp_path, 
     rc, out, err = _run(capsys, "report", folder)
     assert rc == 0, err
     html = (folder / "report" / "index.html").read_text()
-    assert f"torchvision:{name}" in html and "Not trained by convscope" in html  # the model card, no training
+    assert f"torchvision:{name}" in html and "not trained by convscope" in html  # the model card
+    # a pretrained model's report has no training sections that could never fill, and no "epoch 0"
+    assert 'id="curves"' not in html and 'id="evolution"' not in html and 'id="config"' not in html
+    assert "epoch 0" not in html and "this model (pretrained)" in html
 
 
 def test_timm_convnet_when_timm_is_installed(tmp_path, photos, capsys, monkeypatch):

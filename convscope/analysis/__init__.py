@@ -7,7 +7,7 @@ stack walking, layer-alias tables, graph tracing) stay in their modules; the pac
 these names (``tests/test_layering.py``).
 """
 from ._hooks import UnknownLayerError, capture, layer_names, resolve_layer
-from ._layers import atlas_layers, stage_layer, unprojectable
+from ._layers import atlas_layers, stage_layer, unprojectable, zf_layers
 from .atlas_state import StateMismatch, atlas_pass, pass_identity, state_file
 from .correspondence import (AnnotationError, Annotations, Correspondence, correspondence, read_annotations,
                              sign_consistency)
@@ -27,7 +27,7 @@ from .transfer import ProbeTable, extract_features, linear_probes, scratch_basel
 
 __all__ = [
     # finding layers and their outputs; the layers looked at by default
-    "UnknownLayerError", "capture", "layer_names", "resolve_layer", "stage_layer", "atlas_layers", "unprojectable",
+    "UnknownLayerError", "capture", "layer_names", "resolve_layer", "stage_layer", "atlas_layers", "unprojectable", "zf_layers",
     "ReceptiveField", "receptive_field",
     # ZF §2-4: deconvnet, top-9 atlas (resumable, shardable pass), filters, feature evolution
     "deconv_project", "TopActivations", "TopProjections", "top_activations", "live_maps", "project_top", "top_images",

@@ -11,14 +11,16 @@ from ..errors import UserError
 from ._hooks import UnknownLayerError, capture, eval_mode, model_device, resolve_layer
 
 
-def numbered_layers(model: nn.Module, input_size: int = 224) -> list[str]:
+def numbered_layers(model: nn.Module, input_size: int = 224) -> tuple[list[str], list[str]]:
     """A model's own "layer 1, 2, ..." when it does not have ZF's conv1-5/fc6-7 stages (torchvision, timm...):
-    its conv stages (:func:`~convscope.analysis.graph.default_layers`, each conv's rectified map), then each hidden fully connected layer's
-    rectified output (a ReLU module after a Linear), or, if there is none, the module feeding the classifier
-    (ResNet's ``avgpool``)."""
+    ``(stages, hidden)``. ``stages``: its conv stages below the classifier
+    (:func:`~convscope.analysis.graph.feature_stages`: each conv's rectified map, or a block's output: a ResNet
+    stage, a Fire's concatenation). ``hidden``: each hidden fully connected layer's rectified output (a ReLU
+    module after a Linear), or, if there is none, the pooling module feeding the classifier where it is not
+    already a stage (ResNet's ``avgpool``)."""
     from . import graph
 
-    stages = [graph.feature_map_module(model, n) for n in graph.default_layers(model, input_size)]
+    stages = [graph.feature_map_module(model, n) for n in graph.feature_stages(model, input_size)[0]]
     mg = graph.model_graph(model)
     linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear) and len(mg.calls.get(n, [])) == 1]
     hidden = []
@@ -31,7 +33,31 @@ def numbered_layers(model: nn.Module, input_size: int = 224) -> list[str]:
             feeds = graph.tensor_inputs(feeds[0])
         hidden = [mg.name_of(feeds[0])] if feeds and mg.name_of(feeds[0]) and mg.name_of(feeds[0]) not in stages \
             else []
-    return stages + hidden
+    return stages, hidden
+
+
+def zf_numbers(model: nn.Module, input_size: int = 224) -> list[int]:
+    """The ZF layer numbers (1-7) that :func:`stage_layer` resolves on ``model``: a convscope stack's conv stages
+    and its ``relu6``/``relu7``; elsewhere 1-5 (with at least one conv stage), 7 where a hidden fully connected
+    layer or a pooled classifier input exists, 6 where there are two hidden fully connected layers."""
+    if named_stages(model):
+        names = set(_stack_names(model))
+        modules = [n for n, _ in model.named_modules()]
+        top = [i for i in (6, 7) if any(n.endswith((f".relu{i}", f".fc{i}")) for n in modules)]
+        return [i for i in range(1, 6) if f"conv{i}" in names] + top
+    stages, hidden = numbered_layers(model, input_size)
+    return ([1, 2, 3, 4, 5] if stages else []) + ([6, 7] if len(hidden) >= 2 else [7] if hidden else [])
+
+
+def default_numbers(model: nn.Module, wanted, input_size: int = 224) -> list[int]:
+    """ZF layer numbers a command looks at when the user names none: ``wanted`` (e.g. ``(5, 7)``) where the model
+    has them, each missing one replaced by the nearest lower number it has (a CIFAR net's 3 for 5, SqueezeNet's 5
+    for 7), without repeats."""
+    have = zf_numbers(model, input_size)
+    if not have:
+        raise UnknownLayerError(f"{type(model).__name__} has no ZF layers (no conv stage); name --layers")
+    out = [max([h for h in have if h <= w] or have[:1]) for w in wanted]
+    return list(dict.fromkeys(out))
 
 
 def stage_layer(model: nn.Module, layer: int | str, input_size: int = 224) -> str:
@@ -123,28 +149,43 @@ def atlas_layers(model: nn.Module, input_size: int = 224) -> tuple[list[str], li
     return keep, skipped
 
 
-def _by_meaning(model: nn.Module, index: int, input_size: int) -> str:
-    """ZF's layer number on a model with other stages: 1-5 spread evenly over its conv stages (1 = the first,
-    5 = the last), 6-7 its hidden fully connected layers (7 = the last feature layer before the classifier, 6 the
-    one below it where there is one) or, without hidden fc layers, the classifier's input for both."""
-    from . import graph
+def zf_layers(model: nn.Module, given: Sequence[str] | None, wanted: Sequence[int],
+              input_size: int = 224) -> list[int | str]:
+    """A command's ``--layers``: ZF numbers (digit strings) and layer names as given, else :func:`default_numbers`
+    of ``wanted``."""
+    if given is None:
+        return list(default_numbers(model, wanted, input_size))
+    return [int(x) if x.isdigit() else x for x in given]
 
-    own = numbered_layers(model, input_size)
-    stages = len(graph.default_layers(model, input_size))
-    top = own[stages:] or own[-1:]
-    if 1 <= index <= 5:
-        return own[round((index - 1) * (stages - 1) / 4)]
+
+def _by_meaning(model: nn.Module, index: int, input_size: int) -> str:
+    """ZF's layer number on a model with other stages: 1-5 spread evenly over its conv stages below the classifier
+    (1 = the first, 5 = the last feature layer: SqueezeNet's fire9, not its class maps), 7 the last hidden fully
+    connected layer (or the pooled classifier input, ResNet's ``avgpool``), 6 the one below it. A number the
+    model does not have is a one-line error."""
+    stages, hidden = numbered_layers(model, input_size)
+    own = stages + hidden
+    if 1 <= index <= 5 and stages:
+        return stages[round((index - 1) * (len(stages) - 1) / 4)]
+    if index == 7 and hidden:
+        return hidden[-1]
+    if index == 6 and len(hidden) >= 2:
+        return hidden[-2]
     if index in (6, 7):
-        return top[-1] if index == 7 or len(top) == 1 else top[-2]
-    raise UnknownLayerError(f"ZF's layers are 1-7, not {index}; or name one: "
-                            + ", ".join(f"{n}" for n in own))
+        top = f"; its last feature layer is 5 ({stages[-1]})" if stages else ""
+        raise UnknownLayerError(f"{type(model).__name__} has no ZF layer {index}: "
+                                f"{'one' if hidden else 'no'} fully connected layer between its last conv stage and "
+                                f"its classifier{top}; name a layer instead, e.g. {', '.join(own[-3:])}")
+    raise UnknownLayerError(f"ZF's layers are 1-7, not {index}; or name one: " + ", ".join(own))
 
 
 @torch.no_grad()
 def layer_outputs(model: nn.Module, inputs: torch.Tensor, layers: Sequence[str], *, batch_size: int = 64,
-                  transform=None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+                  transform=None, reduce=None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Run ``inputs`` (N, 3, H, W) through ``model`` in chunks; return ``({layer: (N, ...)}, logits (N, K))`` on CPU.
-    ``transform`` (e.g. a run's ``Preprocess`` on uint8 images) is applied to each chunk on the model's device."""
+    ``transform`` (e.g. a run's ``Preprocess`` on uint8 images) is applied to each chunk on the model's device;
+    ``reduce(activation)`` (e.g. pooling) to each chunk's activations before they are kept, so memory holds only
+    what it returns for all N images."""
     device = model_device(model)
     outs: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     logits = []
@@ -153,5 +194,7 @@ def layer_outputs(model: nn.Module, inputs: torch.Tensor, layers: Sequence[str],
             chunk = inputs[start:start + batch_size].to(device)
             logits.append(model(transform(chunk) if transform is not None else chunk).float().cpu())
             for name in layers:
-                outs[name].append(acts[name].float().cpu())
+                a = acts[name].float()
+                outs[name].append((reduce(a) if reduce is not None else a).cpu())
+            acts.clear()
     return {name: torch.cat(v) for name, v in outs.items()}, torch.cat(logits)

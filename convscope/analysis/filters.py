@@ -164,6 +164,10 @@ def column_stats(model: nn.Module, *, threshold: float = 0.5) -> ColumnStats:
                        [float(p.nanmean()) for p in parts], COLOUR.format(threshold=threshold))
 
 
+def _finite_or_none(value: torch.Tensor) -> float | None:
+    return float(value) if bool(torch.isfinite(value)) else None
+
+
 def filter_diagnostics(model: nn.Module, *, layers=None, rel_rms: float = 0.02,
                        colour_threshold: float = 0.5) -> dict:
     """ZF Fig. 6 and AlexNet Fig. 3 as numbers (JSON-ready): per layer the mean high-frequency share, smoothness
@@ -171,7 +175,7 @@ def filter_diagnostics(model: nn.Module, *, layers=None, rel_rms: float = 0.02,
     if layers is None:
         from .graph import first_convs
 
-        layers = first_convs(model, 2)
+        layers = first_convs(model, 2, spatial=True)
     out: dict = dict(high_frequency=HIGH_FREQUENCY, dead_criterion=DEAD_CRITERION.format(rel_rms=rel_rms),
                      layers={})
     for layer in layers:
@@ -183,7 +187,7 @@ def filter_diagnostics(model: nn.Module, *, layers=None, rel_rms: float = 0.02,
         out["layers"][layer] = dict(count=len(st.rms), dead=st.num_dead, kernel=list(st.weights.shape[-2:]),
                                     high_frequency_mean=float(hf.mean()) if len(hf) else None,
                                     high_frequency_std=float(hf.std()) if len(hf) > 1 else 0.0,
-                                    smoothness_mean=float(st.smoothness.nanmean()))
+                                    smoothness_mean=_finite_or_none(st.smoothness.nanmean()))
     if conv_filters(model, first_conv(model)).shape[1] == 3:
         cs = column_stats(model, threshold=colour_threshold)
         out["columns"] = dict(columns=cs.columns, colour_specific=cs.colour_specific, count=cs.count,

@@ -243,15 +243,46 @@ def feature_map_module(model: nn.Module, dotted: str) -> str:
     return name or dotted
 
 
-def default_layers(model: nn.Module, input_size: int, most: int = 8) -> list[str]:
-    """Layers to look at when the user names none: every conv with its own rectified map (ReLU after it,
-    through BatchNorm) and every module called once whose output is a ReLU's (a residual block), in forward
-    order; when there are more than ``most``, the last one at each spatial resolution (VGG16: conv1_2 ...
-    conv5_3; ResNet: stem, layer1 ... layer4)."""
+def is_block_output(model: nn.Module, node: fx.Node) -> bool:
+    """Whether ``node`` is a block's rectified output: a ReLU (a residual block after its addition) or a
+    concatenation of ReLUs (SqueezeNet's Fire, Inception-style branches)."""
+    if is_cat(node):
+        parts = tensor_inputs(node)
+        return bool(parts) and all(is_relu(model, p) for p in parts)
+    return is_relu(model, node)
+
+
+def classifier_head(model: nn.Module) -> fx.Node | None:
+    """The classifier's own layer: the last parametrised call (a Linear, or a conv such as SqueezeNet's
+    ``final_conv``) on the path back from the output through parameter-free operations (pooling, flatten,
+    ReLU, dropout); None when the output comes from no such layer."""
+    graph = model_graph(model)
+    out = [n for n in graph.graph.nodes if n.op == "output"][0]
+    todo = tensor_inputs(out)
+    while len(todo) == 1:
+        node = todo[0]
+        mod = module_of(model, node)
+        if mod is not None and any(True for _ in mod.parameters(recurse=False)):
+            return node
+        if node.op == "placeholder":
+            return None
+        todo = tensor_inputs(node)
+    return None
+
+
+def feature_stages(model: nn.Module, input_size: int) -> tuple[list[str], list[str]]:
+    """A model's own conv stages below its classifier, in forward order, and its classifier's rectified maps.
+
+    A stage is a conv with its own rectified map (ReLU after it, through BatchNorm), or a block's output
+    (:func:`is_block_output`: a ResNet block or stage, a Fire's concatenation) whose name then stands for
+    everything inside it. Returns ``(stages, head_maps)``: the stages that feed the classifier (ZF's layers
+    1-5 are spread over these) and the rectified conv maps at or after it (SqueezeNet's class maps), which an
+    atlas may still look at."""
     graph = model_graph(model)
     shapes = output_shapes(model, input_size)
     order = {n: i for i, n in enumerate(graph.graph.nodes)}
     found: dict[fx.Node, str] = {}
+    block_names: dict[fx.Node, list[str]] = {}
     for name, nodes in graph.calls.items():
         if len(nodes) != 1 or len(shapes.get(nodes[0], ())) != 4:
             continue
@@ -260,19 +291,45 @@ def default_layers(model: nn.Module, input_size: int, most: int = 8) -> list[str
             relu = rectified_output(model, node)
             if relu is not None:
                 found.setdefault(relu, name)
-        elif is_relu(model, node) and not isinstance(mod, RELU_MODULES):
-            found.setdefault(node, graph.name_of(node) or name)
-    # a ReLU module right after a conv is that conv's map: keep the conv's name
-    picked = sorted(found.items(), key=lambda kv: order[kv[0]])
-    if len(picked) > most:
-        last: dict[tuple, tuple] = {}
-        for node, name in picked:
-            last[shapes[node][-2:]] = (node, name)
-        picked = sorted(last.values(), key=lambda kv: order[kv[0]])
-    if not picked:
+        elif is_block_output(model, node) and not isinstance(mod, RELU_MODULES):
+            block_names.setdefault(node, []).append(name)
+    spatial = {**{node: shapes[node][-2:] for node in found}, **{node: shapes[node][-2:] for node in block_names}}
+    everything = [(name, node) for node, name in found.items()] + [
+        (name, node) for node, names in block_names.items() for name in names]
+
+    def one_resolution(name: str, node: fx.Node) -> bool:  # "layer4" names ResNet's stage; "features" is no stage
+        return all(spatial[other] == spatial[node] for n, other in everything if n.startswith(name + "."))
+
+    blocks = []
+    for node, names in block_names.items():
+        names = sorted(names, key=lambda n: (n.count("."), len(n)))
+        found[node] = next((n for n in names if one_resolution(n, node)), names[-1])
+        blocks.append(found[node])
+    # a ReLU module right after a conv is that conv's map: keep the conv's name; a block hides what is inside it
+    picked = [(node, name) for node, name in sorted(found.items(), key=lambda kv: order[kv[0]])
+              if not any(name.startswith(b + ".") for b in blocks)]
+    head = classifier_head(model)
+    below = ancestors(head) - {head} if head is not None else set(order)
+    return [name for node, name in picked if node in below], [name for node, name in picked if node not in below]
+
+
+def default_layers(model: nn.Module, input_size: int, most: int = 8) -> list[str]:
+    """Layers to look at when the user names none: the model's :func:`feature_stages` in forward order (when
+    there are more than ``most``, the last one at each spatial resolution: VGG16 conv1_2 ... conv5_3, SqueezeNet
+    conv1, fire4, fire8, fire9), then the classifier's own rectified maps where it is a conv (SqueezeNet's class
+    maps)."""
+    stages, head_maps = feature_stages(model, input_size)
+    if len(stages) > most:
+        graph, shapes = model_graph(model), output_shapes(model, input_size)
+        last: dict[tuple, str] = {}
+        for name in stages:
+            node = graph.node_of(feature_map_module(model, name))
+            last[shapes[node][-2:]] = name
+        stages = [name for name in stages if name in last.values()]
+    if not stages and not head_maps:
         raise GraphError(f"{type(model).__name__} has no rectified conv feature maps (ReLU after a conv) to look at; "
                          "name --layers")
-    return [name for _, name in picked]
+    return stages + head_maps
 
 
 def convs(model: nn.Module) -> list[str]:
@@ -280,10 +337,12 @@ def convs(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
-def first_convs(model: nn.Module, n: int = 2) -> list[str]:
-    """The first ``n`` convs by their alias where it is unique (``conv1``), else their dotted name."""
+def first_convs(model: nn.Module, n: int = 2, *, spatial: bool = False) -> list[str]:
+    """The first ``n`` convs (``spatial``: only those with kernels larger than 1x1, whose filters are pictures) by
+    their alias where it is unique (``conv1``), else their dotted name."""
     out = []
-    for name in convs(model)[:n]:
+    names = [name for name in convs(model) if not spatial or min(model.get_submodule(name).kernel_size) > 1]
+    for name in names[:n]:
         alias = name.rsplit(".", 1)[-1]
         try:
             out.append(alias if resolve_layer(model, alias)[0] == name else name)

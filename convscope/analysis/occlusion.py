@@ -150,12 +150,14 @@ def occlusion_is_incremental(model: nn.Module, layer: str) -> bool:
 
 
 def occlusion_layer(model: nn.Module, input_size: int = 224) -> str:
-    """The layer whose strongest map ZF Fig. 7 sums when none is named: ``relu5`` on a model with ZF's named stages
-    (convscope's), else the model's own layer 5 by meaning, its last conv stage
+    """The layer whose strongest map ZF Fig. 7 sums when none is named: the rectified map of the last conv stage,
+    ``relu5`` on a model with ZF's named stages (``relu3`` on the three-stage CIFAR net), else the model's own
+    layer 5 by meaning, its last feature layer below the classifier
     (:func:`~convscope.analysis._layers.stage_layer`)."""
-    from ._layers import named_stages, stage_layer
+    from ._layers import default_numbers, named_stages, stage_layer
 
-    return "relu5" if named_stages(model) else stage_layer(model, 5, input_size)
+    top = default_numbers(model, (5,), input_size)[0]
+    return f"relu{top}" if named_stages(model) else stage_layer(model, top, input_size)
 
 
 def grey_fill(preprocess) -> torch.Tensor:

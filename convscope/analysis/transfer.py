@@ -56,14 +56,14 @@ def extract_features(model: nn.Module, inputs: torch.Tensor, *, layers: Sequence
     to exist as float input.
     """
     names = list(dict.fromkeys(stage_layer(model, layer, inputs.shape[-1]) for layer in layers))  # 6, 7 may meet
-    acts, _ = layer_outputs(model, inputs, names, batch_size=batch_size, transform=transform)
-    out = {}
-    for name in names:
-        a = acts[name]
+
+    def pooled(a: torch.Tensor) -> torch.Tensor:  # per chunk: memory is O(images x pooled features)
         if a.dim() == 4 and spatial is not None and a.shape[-1] > spatial:
             a = F.adaptive_avg_pool2d(a, spatial)
-        out[name] = a.flatten(1)
-    return out
+        return a.flatten(1)
+
+    acts, _ = layer_outputs(model, inputs, names, batch_size=batch_size, transform=transform, reduce=pooled)
+    return acts
 
 
 def sample_per_class(labels: torch.Tensor, n_per_class: int, generator: torch.Generator) -> torch.Tensor:

@@ -152,7 +152,8 @@ def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) ->
     for e, path in epoch_files:
         rows.append(SmoothnessRow(label=f"epoch {e}", epoch=e,
                                   layers=layer_smoothness(load_run(path, device=device).model)))
-    rows.append(SmoothnessRow(label=f"this checkpoint (epoch {run_.epoch})", epoch=run_.epoch,
+    label = f"this checkpoint (epoch {run_.epoch})" if run_.trained_here else "this model (pretrained)"
+    rows.append(SmoothnessRow(label=label, epoch=run_.epoch,
                               layers=layer_smoothness(run_.model)))
     return Smoothness(statistic=SMOOTHNESS, rows=rows)
 
@@ -200,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"cannot inspect layer '{layer}': {why}")
     snapshots = _epoch_files(args.checkpoint) if args.checkpoint else []  # a --model has no training epochs
     epochs = _pick_epochs(snapshots, args.evolution_epochs)
-    convs12 = first_convs(model, 2)  # by alias where it is unique: "conv1", as the records always named it
+    convs12 = first_convs(model, 2, spatial=True)  # by alias where unique: "conv1", as the records always named it
     conv1 = convs12[0]
 
     dataset = _open(args, pre.image_size, args.max_images, is_main=info.is_main)
@@ -278,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
             criterion=cmp.a.criterion, scale="common per model")
         spectra.append((f"{other.model_name} ({Path(args.compare).parent.name})", other.model))
         print(f"conv1 dead filters ({stats.criterion}): {cmp.a.num_dead} vs {cmp.b.num_dead}")
-    fig = filter_spectra_figure([(name, {layer: conv_filters(m, layer) for layer in first_convs(m, 2)})
+    fig = filter_spectra_figure([(name, {layer: conv_filters(m, layer) for layer in first_convs(m, 2, spatial=True)})
                                  for name, m in spectra])
     fig.savefig(out / "filters_spectrum.png", dpi=100)
     figures["filters_spectrum.png"] = Figure(kind="filters_spectrum", layer=",".join(convs12))

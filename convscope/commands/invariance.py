@@ -24,13 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="vertical shifts in pixels (default: ZF's -60..60 of 224, scaled to the input size)")
     parser.add_argument("--scale", nargs="+", type=float, default=None, help="scale factors (default 1..1.8)")
     parser.add_argument("--rotate", nargs="+", type=float, default=None, help="angles in degrees (default 0..330)")
-    parser.add_argument("--layers", nargs="+", default=["1", "7"], help="ZF layer numbers or layer names")
+    parser.add_argument("--layers", nargs="+", default=None,
+                        help="ZF layer numbers or layer names (default: 1 and 7, or the nearest lower layer the model has)")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..analysis import invariance_curves
+    from ..analysis import invariance_curves, zf_layers
     from ..report.figures import invariance_figure
 
     run_, out = _inputs.load(args)
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     for kind in args.kinds:
         amounts = getattr(args, kind)  # None: the paper's range (shifts scaled to the input size)
         cur = invariance_curves(run_.model, inputs, torch.tensor(targets), kind=kind, amounts=amounts,
-                                layers=[int(x) if x.isdigit() else x for x in args.layers])
+                                layers=zf_layers(run_.model, args.layers, (1, 7), run_.preprocess.crop))
         curves.append(cur)
         result[kind] = Curve(amounts=cur.amounts, distance=cur.distance, prob=cur.prob,
                              mean_distance={k: v.mean(0) for k, v in cur.distance.items()}, mean_prob=cur.prob.mean(0))

@@ -46,11 +46,15 @@ class SectionSpec:
     subtitle: str = ""
     options: str = ""  # appended to the source's command in the missing note
     note: str = ""  # extra HTML in the missing note
+    trained_only: bool = False  # about training (curves, snapshots): left out for a model convscope did not train
 
     def command(self) -> str:
         return (self.source.command if self.source else TRAIN_COMMAND) + self.options
 
-    def build(self, site: Site) -> Section:
+    def build(self, site: Site) -> Section | None:
+        """The section, or None when it can never apply to this folder (training sections of a pretrained model)."""
+        if self.trained_only and site.optional(MODEL) is not None:
+            return None
         try:
             record = site.load(self.source) if self.source else None
             body = None if self.source and record is None else self.render(site, record)
@@ -59,9 +63,6 @@ class SectionSpec:
             body = h.error_note(err.message(site.command_text(err.command)))
             return Section(self.id, self.title, body, present=False)
         if body is None:
-            if self.source in (CONFIG, METRICS) and site.optional(MODEL) is not None:
-                return Section(self.id, self.title, '<p class="howto">Not trained by convscope (see model.json): '
-                               'no training outputs to show.</p>', present=False)
             return Section(self.id, self.title, h.missing_note(self.missing, site.cmd(self.command()), self.note),
                            present=False)
         return Section(self.id, self.title, body, present=True, subtitle=self.subtitle)
@@ -265,7 +266,8 @@ def atlas(site: Site, index: InspectRecord) -> str:
                            never_active=meta and meta.never_active, rf=rf and rf.size, stride=rf and rf.stride,
                            map_size=meta and meta.map_size))
     site.data["atlas"] = dict(layers=layers, crop=crop, k=index.k)
-    return (f'<p class="meta">{h.text(index.model)}, epoch {index.epoch}: for each feature map, the {index.k} images '
+    when = "pretrained (not trained by convscope)" if site.optional(MODEL) is not None else f"epoch {index.epoch}"
+    return (f'<p class="meta">{h.text(index.model)}, {when}: for each feature map, the {index.k} images '
             f'that activate it most (each image once, at its strongest unit of the map) among {index.images} '
             f'<code>{h.text(index.split)}</code> images of <code>{h.text(index.data)}</code>.</p>'
             '<div id="explorer" class="explorer"><noscript>The explorer needs JavaScript; the full figures are in '
@@ -433,7 +435,7 @@ def retrieval(site: Site, d: RetrievalRecord) -> str:
 
 SECTIONS = (
     SectionSpec("overview", "At a glance", None, overview, "training outputs"),
-    SectionSpec("curves", "Training curves", METRICS, curves, "metrics.jsonl (one line per epoch)",
+    SectionSpec("curves", "Training curves", METRICS, curves, "metrics.jsonl (one line per epoch)", trained_only=True,
                 subtitle="from metrics.jsonl; hover a point for its value. Training error is measured on augmented "
                          "crops during the epoch, validation on the centre crop after it."),
     SectionSpec("evaluation", "Evaluation", EVAL, evaluation, "eval.json (centre-crop and 10-crop top-1/top-5 error)",
@@ -449,7 +451,7 @@ SECTIONS = (
                          "keys, a map number in \u201cjump to\u201d, or a thumbnail of the layer overview). Each "
                          "activation shows its deconvnet projection (what in the input drove it), the image patch "
                          "under its receptive field, and where that patch lies in the source image."),
-    SectionSpec("evolution", "Feature evolution", INSPECT, evolution, "the feature-evolution strips",
+    SectionSpec("evolution", "Feature evolution", INSPECT, evolution, "the feature-evolution strips", trained_only=True,
                 options=" --evolution-epochs paper",
                 note="inspect draws them from the epoch snapshots RUN/epochs/epoch_*.pt (train --keep-epochs)",
                 subtitle="ZF Fig. 4: for a few feature maps (rows), the strongest activation at each saved epoch "
@@ -473,7 +475,7 @@ SECTIONS = (
     SectionSpec("retrieval", "Retrieval", RETRIEVAL, retrieval, "nearest-neighbour retrieval",
                 subtitle="AlexNet Fig. 4 (right): the training images nearest to a query in fc7 feature space "
                          "(semantic), against raw-pixel distance (colour and layout)."),
-    SectionSpec("config", "Configuration", CONFIG, config, "config.json",
+    SectionSpec("config", "Configuration", CONFIG, config, "config.json", trained_only=True,
                 subtitle="config.json: the recipe this run was trained with (every field can be set on "
                          "<code>convscope train</code>)."),
 )

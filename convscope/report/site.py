@@ -72,7 +72,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
     for owned in ("img", "static"):  # stale images of an earlier build must not linger (our own folder only)
         shutil.rmtree(out / owned, ignore_errors=True)
     site = Site(run, out)
-    sections = [spec.build(site) for spec in SECTIONS]
+    sections = [s for s in (spec.build(site) for spec in SECTIONS) if s is not None]
     other = site.beside(Path(compare).resolve()) if compare is not None else None
     if other is not None:
         sections.insert(1, compare_section(site, other))

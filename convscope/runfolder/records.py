@@ -140,7 +140,7 @@ class LayerDiagnostics:
     kernel: list[int]
     high_frequency_mean: float | None
     high_frequency_std: float
-    smoothness_mean: float
+    smoothness_mean: float | None  # None: no filter larger than 1x1 with structure (a 1x1 conv)
 
 
 @dataclass(kw_only=True)

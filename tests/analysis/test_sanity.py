@@ -71,7 +71,7 @@ def test_default_layers_follow_the_models_stage_names():
     assert sanity_layers(get_model("zfnet", num_classes=3, width=0.125, fc_width=16, input_size=64), 64) == (
         ["conv2", "conv5"], "features.relu5")
     assert sanity_layers(get_model("cifar_convnet", num_classes=3), 32)[1] == "features.relu3"
-    assert occlusion_layer(get_model("cifar_convnet", num_classes=3), 32) == "relu5"  # as before: name --layer
+    assert occlusion_layer(get_model("cifar_convnet", num_classes=3), 32) == "relu3"  # its last conv stage
     vgg = torchvision.models.vgg11(num_classes=3)
     projected, top = sanity_layers(vgg, 64)
     assert projected[-1] == top == occlusion_layer(vgg, 64) and top.startswith("features.")
