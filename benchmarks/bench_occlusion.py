@@ -7,6 +7,7 @@ onto its pixels. The last columns check that incremental equals full.
 
     .venv/bin/python benchmarks/bench_occlusion.py --model alexnet --size 224 --windows 32:16 16:8 48:24
     .venv/bin/python benchmarks/bench_occlusion.py --checkpoint runs/demo/best.pt --image x.JPEG
+    .venv/bin/python benchmarks/bench_occlusion.py --model torchvision:squeezenet1_0 --weights W.pth --image x.JPEG
 
 Prints one markdown table row per setting (median of --repeat runs, seconds).
 """
@@ -25,7 +26,9 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--image", default=None)
     parser.add_argument("--size", type=int, default=128, help="input side without a checkpoint")
-    parser.add_argument("--model", default="zfnet", help="registered model without a checkpoint (random weights)")
+    parser.add_argument("--model", default="zfnet", help="registered model without a checkpoint (random weights), or "
+                        "a --model reference such as torchvision:resnet18 (with --weights, else random weights)")
+    parser.add_argument("--weights", default="random", help="weights of a --model reference")
     parser.add_argument("--windows", nargs="+", default=["32:8", "16:4", "48:16"], help="patch:stride pairs")
     parser.add_argument("--chunk", type=int, default=64, help="occluded images per forward, both methods")
     parser.add_argument("--repeat", type=int, default=3)
@@ -35,17 +38,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from captum.attr import Occlusion
 
-    from convscope.analysis import occlusion_map
+    from convscope.analysis import occlusion_layer, occlusion_map
     from convscope.models import get_model
 
-    if args.checkpoint:
-        from convscope.runs import load_run
+    if args.checkpoint or ":" in args.model:
         from convscope.data.images import read_image
+        from convscope.runs import load_run
+        from convscope.zoo import load_model
 
-        run = load_run(args.checkpoint, device=args.device)
+        run = load_run(args.checkpoint, device=args.device) if args.checkpoint else load_model(
+            args.model, args.weights, device=args.device)
         model = run.model
-        x = run.preprocess(read_image(args.image, run.preprocess.image_size)[None])[0].to(args.device)
-        what = f"{run.model_name} from {args.checkpoint}"
+        if args.image:
+            x = run.preprocess(read_image(args.image, run.preprocess.image_size)[None])[0].to(args.device)
+        else:
+            x = torch.randn(3, run.preprocess.crop, run.preprocess.crop, device=args.device)
+        what = f"{run.model_name} from {args.checkpoint or args.weights}" + (f", image {args.image}" if args.image else "")
     else:
         torch.manual_seed(0)
         opts = dict(num_classes=1000, input_size=args.size, init="kaiming") if args.model != "alexnet_tv" else {}
@@ -60,9 +68,11 @@ def main() -> None:
     prob = lambda inp: model(inp).softmax(dim=1)  # noqa: E731
     occluder = Occlusion(prob)
 
+    layer = occlusion_layer(model, x.shape[-1])
+
     def ours(patch, stride, incremental=True):
-        return occlusion_map(model, x, target=target, patch=patch, stride=stride, fill=0.0, chunk=args.chunk,
-                             incremental=incremental)
+        return occlusion_map(model, x, target=target, layer=layer, patch=patch, stride=stride, fill=0.0,
+                             chunk=args.chunk, incremental=incremental)
 
     def full(patch, stride):
         return ours(patch, stride, incremental=False)
@@ -85,7 +95,7 @@ def main() -> None:
             times.append(time.perf_counter() - t)
         return statistics.median(times)
 
-    print(f"# {what}; device {args.device}, {args.threads} thread(s), chunk {args.chunk}, "
+    print(f"# {what}; layer {layer}; device {args.device}, {args.threads} thread(s), chunk {args.chunk}, "
           f"torch {torch.__version__}, {platform.processor() or platform.machine()}")
     print("| input | patch/stride | positions | incremental (s) | full (s) | captum Occlusion (s) | incremental/full | "
           "captum/incremental | incremental vs full: max rel. diff (p, map sum) | max abs diff* |")

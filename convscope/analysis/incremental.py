@@ -6,18 +6,21 @@ the changed rectangle from the previous layer's changed rectangle pasted into it
 receptive-field halo). Rectangles have one size per layer for all positions (the largest; positions near a border
 are shifted inside the map, recomputing a few unchanged outputs exactly), so positions are batched. Where a
 rectangle covers the whole map the layer is computed in full. Pointwise layers (ReLU, tanh, LRN across channels,
-dropout and BatchNorm in eval mode) map a rectangle to itself. The classifier then sees the clean last map with its rectangle
-pasted in. The results equal the full computation up to float rounding.
+dropout and BatchNorm in eval mode) map a rectangle to itself. The model is followed as its ``torch.fx`` graph
+(:mod:`convscope.analysis.graph`), so branches work too: a concatenation along channels (SqueezeNet's Fire,
+Inception) or an addition (a ResNet block) first brings its inputs' rectangles to their common bounding rectangle
+(each pasted into its clean map there). Any other operation (global pooling, flatten, the classifier) sees the
+clean map with the rectangle pasted in. The results equal the full computation up to float rounding.
 
-Supported: models with a ``features`` ``nn.Sequential`` of Conv2d / MaxPool2d / pointwise modules followed by
-``avgpool`` and ``classifier`` (every model in :mod:`convscope.models`, torchvision's AlexNet and VGG with or without
-BatchNorm); :func:`supports` says whether a model is. Others (ResNet's branches) get the full computation.
+:func:`supports` says whether a model can be followed (a graph that traces, with no padding mode or dilation the
+rectangles do not model); others get the full computation.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
@@ -27,19 +30,19 @@ POINTWISE = (nn.ReLU, nn.Tanh, LRN, nn.LocalResponseNorm, nn.Dropout, nn.Identit
 
 
 def supports(model: nn.Module) -> bool:
-    """True when :func:`occluded_outputs` can run on ``model``."""
-    feats = getattr(model, "features", None)
-    if not isinstance(feats, nn.Sequential) or not hasattr(model, "classifier"):
-        return False
-    for m in feats:
-        if isinstance(m, nn.Conv2d):
-            if m.dilation != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str):
-                return False
-        elif isinstance(m, nn.MaxPool2d):
-            if _two(m.dilation) != (1, 1) or m.return_indices:
-                return False
-        elif not isinstance(m, POINTWISE):
+    """True when :func:`occluded_outputs` can run on ``model``: it traces with ``torch.fx`` and its convs and
+    max-pools are ones the rectangles model (zero padding, no dilation)."""
+    from .graph import GraphError, model_graph
+
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and (m.dilation != (1, 1) or m.padding_mode != "zeros" or isinstance(m.padding, str)):
             return False
+        if isinstance(m, nn.MaxPool2d) and (_two(m.dilation) != (1, 1) or m.return_indices):
+            return False
+    try:
+        model_graph(model)
+    except GraphError:
+        return False
     return True
 
 
@@ -106,33 +109,110 @@ def _windowed(mod: nn.Module, clean_in: torch.Tensor, clean_out: torch.Tensor, r
     return _Region(origin, values[..., :h, :w])
 
 
+def _pointwise(model: nn.Module, node) -> bool:
+    from . import graph
+
+    if node.op == "call_module":
+        return isinstance(graph.module_of(model, node), POINTWISE)
+    return graph.is_relu(model, node)
+
+
+def _common(regions: list[_Region | None], cleans: list[torch.Tensor], batch: int) -> tuple[torch.Tensor, list]:
+    """The inputs of a concatenation or addition over their common rectangle: per position the bounding box of
+    their rectangles (one size for all positions, shifted inside the map); an unchanged input (None) is its clean
+    map there. Returns (origin (B, 2), the inputs' values over it)."""
+    size = cleans[0].shape[-2:]
+    changed = [r for r in regions if r is not None]
+    lo = torch.stack([r.origin for r in changed]).amin(0)
+    hi = torch.stack([r.origin + torch.tensor(r.values.shape[-2:]) for r in changed]).amax(0)
+    h, w = min(int((hi - lo)[:, 0].max()), size[0]), min(int((hi - lo)[:, 1].max()), size[1])
+    origin = torch.stack([lo[:, 0].clamp(max=size[0] - h), lo[:, 1].clamp(max=size[1] - w)], dim=1)
+    values = []
+    for r, clean in zip(regions, cleans):
+        r = r if r is not None else _Region(origin, clean.new_zeros(batch, clean.shape[1], 0, 0))
+        values.append(_paste(clean, r, window=(origin, h, w)))
+    return origin, values
+
+
 @torch.no_grad()
 def occluded_outputs(model: nn.Module, image: torch.Tensor, origins: torch.Tensor, patch: int,
                      fill_image: torch.Tensor, feature_module: str | None = None, channel: int = 0,
                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Logits of ``image`` with the occluder at each of ``origins`` (B, 2) (top-left, ``patch`` px, pixels from
-    ``fill_image``), computed incrementally; and, if ``feature_module`` names a module of ``model.features``, the
-    sum of its map ``channel`` per position. ``model`` must be in eval mode and :func:`supports` it."""
-    feats = model.features
-    names = [n for n, _ in feats.named_children()]
-    x = image[None]
-    cleans = [x]
-    for m in feats:
-        cleans.append(m(cleans[-1]))
-    region = _Region(origins.cpu().long(), torch.stack(
-        [fill_image[:, y:y + patch, xx:xx + patch] for y, xx in origins.tolist()]))
+    ``fill_image``), computed incrementally; and, if ``feature_module`` names a module called once, the sum of
+    its map ``channel`` per position. ``model`` must be in eval mode and :func:`supports` it."""
+    from . import graph as g
+
+    mg = g.model_graph(model)
+    out_node = [n for n in mg.graph.nodes if n.op == "output"][0]
+    clean = g.run_nodes(model, mg, image[None], out_node.args[0])
+    feature_node = mg.node_of(feature_module) if feature_module is not None else None
+    batch = origins.shape[0]
+    regions: dict = {}  # node -> _Region (changed rectangle per position)
+    full: dict = {}  # node -> (B, ...) value per position (after a rectangle met an operation it does not follow)
+
+    def value(n):  # a node's per-position value for an operation that takes whole tensors
+        if n in full:
+            return full[n]
+        if n in regions:
+            full[n] = _paste(clean[n], regions[n])
+            return full[n]
+        return clean[n]
+
     feature = None
-    for i, (name, m) in enumerate(zip(names, feats)):
-        if isinstance(m, (nn.Conv2d, nn.MaxPool2d)):
-            region = _windowed(m, cleans[i], cleans[i + 1], region)
+    for node in mg.graph.nodes:
+        if node.op in ("output", "get_attr"):
+            continue
+        if node.op == "placeholder":
+            if node is next(iter(mg.graph.nodes)):
+                regions[node] = _Region(origins.cpu().long(), torch.stack(
+                    [fill_image[:, y:y + patch, xx:xx + patch] for y, xx in origins.tolist()]))
+            continue
+        inputs = g.tensor_inputs(node)
+        touched = [n for n in inputs if n in regions or n in full]
+        if not touched:
+            continue  # unchanged by the occluder: the clean value stands
+        mod = g.module_of(model, node)
+        if all(n in regions for n in touched) and len(inputs) == 1 and isinstance(mod, (nn.Conv2d, nn.MaxPool2d)):
+            regions[node] = _windowed(mod, clean[inputs[0]], clean[node], regions[inputs[0]])
+        elif all(n in regions for n in touched) and len(inputs) == 1 and _pointwise(model, node):
+            regions[node] = _Region(regions[inputs[0]].origin, g.call(model, node, *_args(node, {
+                inputs[0]: regions[inputs[0]].values}, clean)))
+        elif all(n in regions for n in touched) and (g.is_add(node) or (g.is_cat(node) and _cat_dim(node) == 1)):
+            origin, parts = _common([regions.get(n) for n in inputs], [clean[n] for n in inputs], batch)
+            regions[node] = _Region(origin, g.call(model, node, *_args(node, dict(zip(inputs, parts)), clean)))
         else:
-            region = _Region(region.origin, m(region.values))
-        if feature_module is not None and f"features.{name}" == feature_module:
-            clean_map = cleans[i + 1][0, channel]
-            h, w = region.values.shape[-2:]
-            clean_part = torch.stack([clean_map[y:y + h, xx:xx + w].sum() for y, xx in region.origin.tolist()])
-            feature = clean_map.sum() - clean_part + region.values[:, channel].flatten(1).sum(1)
-    last = _paste(cleans[-1], region) if region.values.shape[-2:] != cleans[-1].shape[-2:] or \
-        bool(region.origin.any()) else region.values
-    logits = model.classifier(torch.flatten(model.avgpool(last), 1))
-    return logits, feature
+            env = {n: value(n) for n in inputs}
+            if any(n in full for n in inputs):
+                env = {n: v.expand(batch, *v.shape[1:]) if n not in full and v.shape[:1] == (1,) else v
+                       for n, v in env.items()}
+            full[node] = g.call(model, node, *_args(node, env, clean))
+        if node is feature_node:
+            feature = _map_sum(clean[node], regions.get(node), full.get(node), channel)
+    if feature_node is not None and feature is None:  # a layer the occluder never reaches
+        feature = _map_sum(clean[feature_node], None, None, channel).expand(batch)
+    return value(out_node.args[0]), feature
+
+
+def _cat_dim(node) -> int:
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    return dim
+
+
+def _args(node, values: dict, clean: dict):
+    """The node's (args, kwargs) with ``values`` for the given input nodes and clean values for the others."""
+    def pick(n):
+        return values[n] if n in values else clean[n]
+    return fx.node.map_arg(node.args, pick), fx.node.map_arg(node.kwargs, pick)
+
+
+def _map_sum(clean: torch.Tensor, region: _Region | None, full: torch.Tensor | None, channel: int) -> torch.Tensor:
+    """The per-position sum of map ``channel`` of a layer, from its clean map and changed rectangle."""
+    if full is not None:
+        return full[:, channel].float().flatten(1).sum(1)
+    clean_map = clean[0, channel]
+    if region is None:
+        return clean_map.sum().expand(1)
+    h, w = region.values.shape[-2:]
+    clean_part = torch.stack([clean_map[y:y + h, xx:xx + w].sum() for y, xx in region.origin.tolist()])
+    return clean_map.sum() - clean_part + region.values[:, channel].flatten(1).sum(1)

@@ -144,9 +144,18 @@ def occlusion_map(
 
 
 def occlusion_is_incremental(model: nn.Module, layer: str) -> bool:
-    """Whether :func:`occlusion_map` (``incremental=None``) recomputes only what each occluder changes: a plain
-    conv stack (:func:`~convscope.analysis.incremental.supports`) measured at a layer inside its ``features``."""
-    return incremental_supports(model) and resolve_layer(model, layer)[0].startswith("features.")
+    """Whether :func:`occlusion_map` (``incremental=None``) recomputes only what each occluder changes: a model
+    the rectangles can follow (:func:`~convscope.analysis.incremental.supports`: plain stacks, concatenations,
+    residual additions) measured at a module called once in its forward."""
+    from .graph import GraphError, model_graph
+
+    if not incremental_supports(model):
+        return False
+    try:
+        model_graph(model).node_of(resolve_layer(model, layer)[0])
+    except GraphError:
+        return False
+    return True
 
 
 def occlusion_layer(model: nn.Module, input_size: int = 224) -> str:

@@ -225,26 +225,35 @@ def test_incremental_occlusion_equals_the_full_computation(name, opts, size):
 def test_incremental_is_skipped_for_models_it_cannot_follow():
     from convscope.analysis.incremental import supports
 
-    odd = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    odd = nn.Sequential(nn.Conv2d(3, 4, 3, dilation=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 2))
     assert not supports(odd)
     occ = occlusion_map(odd.eval(), torch.randn(3, 16, 16), target=0, patch=8, stride=8, layer="1", fill=0.0)
     assert occ.prob.shape == (2, 2)  # the full computation ran
 
 
-def test_incremental_occlusion_on_torchvision_vgg_with_batchnorm_and_full_on_resnet():
+@pytest.mark.parametrize("name,layer", [("vgg11_bn", "features.27"), ("squeezenet1_0", "features.12"),
+                                        ("resnet18", "layer4"), ("resnet18", "layer2.0.bn1")])
+def test_incremental_occlusion_through_batchnorm_concatenation_and_residual_addition(name, layer):
+    """The rectangles follow a graph: VGG's BatchNorm, SqueezeNet's Fire concatenations (1x1 and 3x3 branches of
+    different halos), ResNet's additions (strided shortcut convs); equal to the full computation, with windows
+    inside, at the borders and covering everything."""
     import torchvision
 
     from convscope.analysis.incremental import supports
+    from convscope.analysis.occlusion import occlusion_is_incremental
 
     torch.manual_seed(0)
-    vgg = torchvision.models.vgg11_bn(num_classes=5).eval()
-    for m in vgg.modules():  # BatchNorm with non-trivial statistics
+    model = getattr(torchvision.models, name)(num_classes=5).eval()
+    for m in model.modules():  # BatchNorm with non-trivial statistics
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    assert supports(vgg) and not supports(torchvision.models.resnet18())
+    assert supports(model) and occlusion_is_incremental(model, layer)
     x = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(2))
-    full = occlusion_map(vgg, x, target=1, layer="features.27", patch=16, stride=12, fill=0.0, incremental=False)
-    fast = occlusion_map(vgg, x, target=1, layer="features.27", patch=16, stride=12, fill=0.0, incremental=True)
-    torch.testing.assert_close(fast.prob, full.prob, rtol=1e-5, atol=1e-7)
-    torch.testing.assert_close(fast.feature, full.feature, rtol=1e-5, atol=1e-4)
+    for patch, stride in ((16, 12), (13, 7), (64, 1)):
+        full = occlusion_map(model, x, target=1, layer=layer, patch=patch, stride=stride, fill=0.0, incremental=False)
+        fast = occlusion_map(model, x, target=1, layer=layer, patch=patch, stride=stride, fill=0.0, incremental=True)
+        torch.testing.assert_close(fast.prob, full.prob, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(fast.feature, full.feature, rtol=1e-5, atol=1e-4)
+        assert torch.equal(fast.label, full.label)
