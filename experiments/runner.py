@@ -610,9 +610,10 @@ DEMO = HERE / "demo"
 DEMO_SCALE = "the demo model: quarter-width ZFNet, Imagenette-160 (10 classes, 9.5k photos), 24 epochs"
 
 
-def _demo(record):
-    """The demo run's record of type ``record`` (from its file under experiments/demo/), None if not there."""
-    path = DEMO / record.PATH
+def _demo(record, folder: Path = DEMO):
+    """The demo run's (or ``folder``'s) record of type ``record`` (from its file under experiments/), None if not
+    there."""
+    path = folder / record.PATH
     return read_record(record, path) if path.is_file() else None
 
 
@@ -625,8 +626,8 @@ def _eval_row() -> tuple[str, str]:
     return text + " (top-1 / top-5, Imagenette val)", "not comparable: 10 classes, not ImageNet's 1000"
 
 
-def _transfer_rows() -> tuple[str, str, str, str]:
-    t = _demo(TransferRecord)
+def _transfer_rows(folder: Path = DEMO) -> tuple[str, str, str, str]:
+    t = _demo(TransferRecord, folder)
     if not t:
         return ("not run yet",) * 2 + ("–",) * 2
     soft = t.tables["softmax"]
@@ -668,8 +669,8 @@ def _depth_verdict(layers: list[str], mean: list[float], std: list[float]) -> st
     return f"not decided: {trend}; the top and first layers differ by less than their spread"
 
 
-def _correspondence_row() -> tuple[str, str]:
-    c = _demo(CorrespondenceRecord)
+def _correspondence_row(folder: Path = DEMO) -> tuple[str, str]:
+    c = _demo(CorrespondenceRecord, folder)
     if not c:
         return "not run yet", "–"
     cells = "; ".join(f"{r}: " + " / ".join(f"{m:.3f} ± {e:.3f}" for m, e in zip(c.mean[i], c.sem[i]))
@@ -692,6 +693,65 @@ def _correspondence_row() -> tuple[str, str]:
             f"{c.layers[0]}, paired: {paired}", f"{word} (layer {c.layers[0]}, paired bootstrap SE)")
 
 
+REAL = HERE / "real-network"  # python -m experiments.real_network: the staged ImageNet SqueezeNet's records
+REAL_SCALE = ("the staged ImageNet-1k SqueezeNet 1.0 (AlexNet-level accuracy, SOURCES.md §6), pretrained, "
+              "not trained here")
+
+
+def _real_transfer_row() -> tuple[str, str]:
+    """Pretrained vs random weights vs from scratch on CIFAR-10 (JPEG), each at its best layer, largest N."""
+    t, r = _demo(TransferRecord, REAL), _demo(TransferRecord, REAL / "random")
+    if not t:
+        return "not run yet", "–"
+    text, _, word, _ = _transfer_rows(REAL)
+    if r:
+        soft = r.tables["softmax"]
+        j = len(soft.n_per_class) - 1
+        best = max(range(len(soft.rows)), key=lambda i: soft.mean[i][j])
+        ours = max(range(len(t.tables["softmax"].rows)), key=lambda i: t.tables["softmax"].mean[i][j])
+        m, e = t.tables["softmax"].mean[ours][j], t.tables["softmax"].std[ours][j]
+        rm, re = soft.mean[best][j], soft.std[best][j]
+        text += (f"; the same architecture with random weights: best layer ({soft.rows[best]}) "
+                 f"{100 * rm:.1f} ± {100 * re:.1f}%, flat over layers ("
+                 + ", ".join(f"{100 * v[j]:.0f}" for v in soft.mean) + "%)")
+        word += ("; pretrained beats random weights beyond the spread" if m - rm > math.hypot(e, re) else
+                 "; pretrained not beyond random weights' spread")
+    return text, word
+
+
+def _real_occlusion_row() -> tuple[str, str]:
+    path = REAL / "occlusion_116.json"
+    if not path.is_file():
+        return "not run yet", "–"
+    o = json.loads(path.read_text())
+    n = o["correct"]
+    text = (f"in {o['halved']} of the {n} correctly classified photos (of {o['photos']}) a {o['patch']}-px grey square "
+            f"halves p(true class) somewhere; half the largest drop is reached at a median {100 * o['median_local_share']:.0f}% "
+            f"of positions (evidence in one place; chance, no place mattering more: 100%); the worst position lies "
+            f"{o['mean_worst_distance']:.2f} half-widths from the centre vs {o['mean_position_distance']:.2f} for a "
+            f"uniform position (objects tend to be centred)")
+    local = o["median_local_share"] < 0.5 and o["mean_worst_distance"] < o["mean_position_distance"]
+    word = ("yes: p(true class) falls where a square covers one central region, not everywhere" if local and
+            o["halved"] > n / 2 else "partly" if local or o["halved"] > n / 2 else "no")
+    return text, word + " (no object boxes for these photos: locality and centrality stand in for 'on the object')"
+
+
+def _real_retrieval_row() -> tuple[str, str]:
+    from convscope.runfolder.records import RetrievalRecord
+
+    d = _demo(RetrievalRecord, REAL)
+    if not d:
+        return "not run yet", "–"
+    p = {m: v[min(len(v), 10) - 1] for m, v in d.precision_at_k.items()}
+    text = (", ".join(f"{m}: P@10 {v:.3f}" for m, v in p.items()) + f" (chance {d.chance:.3f}; {d.queries} queries, "
+            f"gallery {d.gallery}, Imagenette val, layer {d.layer})")
+    feats = [v for m, v in p.items() if "pixel" not in m]
+    pix = [v for m, v in p.items() if "pixel" in m]
+    word = ("yes: the last feature layer retrieves the query's class far more often than pixels" if feats and pix
+            and max(feats) > 2 * max(pix) else "not decided")
+    return text, word
+
+
 OBSERVED = [
     ("AlexNet / ZFNet ImageNet top-1 / top-5 error (one model)",
      "AlexNet 40.7 / 18.2% (ILSVRC-2012 val; 37.5 / 17.0% on the 2010 test set), ZFNet 38.4 / 16.5% (their AlexNet "
@@ -706,6 +766,21 @@ OBSERVED = [
     ("Correspondence Δ, parts vs random masks (ZF Table 1, layer 5 / 7)",
      "eyes 0.067-0.069, nose 0.079 vs random 0.107 (layer 5); 0.068-0.073 (layer 7)", _correspondence_row,
      "`convscope correspondence convscope/data/annotations/dogs.json --checkpoint runs/demo/best.pt`"),
+    ("Transfer on an ImageNet-trained network: pretrained vs random weights vs from scratch (ZF §5)",
+     "86.5 vs 46.5% (Caltech-101)", _real_transfer_row,
+     "`python -m experiments.real_network --data $CONVSCOPE_DATA --only transfer random`", REAL_SCALE),
+    ("Per-layer linear classifiers on an ImageNet-trained network (ZF Table 6)",
+     "44.8, 66.2, 72.3, 76.6, 86.2, 85.5%", lambda: _transfer_rows(REAL)[1::2],
+     "`python -m experiments.real_network --data $CONVSCOPE_DATA --only transfer`", REAL_SCALE),
+    ("Correspondence Δ on an ImageNet-trained network (ZF Table 1, layer 5)",
+     "eyes 0.067-0.069, nose 0.079 vs random 0.107 (layer 5)", lambda: _correspondence_row(REAL),
+     "`python -m experiments.real_network --data $CONVSCOPE_DATA --only correspondence`", REAL_SCALE),
+    ("Occlusion: p(true class) falls where the object is covered (ZF Fig. 7), all 116 labelled ImageNet photos",
+     "shown on 3 photos (dog, car wheel, Afghan hound)", _real_occlusion_row,
+     "`python -m experiments.real_network --data $CONVSCOPE_DATA --only occlusion`", REAL_SCALE),
+    ("Retrieval: last feature layer vs pixels (AlexNet Fig. 4, right)",
+     "shown on 5 queries: fc7 neighbours share the class, not the pose or colour", _real_retrieval_row,
+     "`python -m experiments.real_network --data $CONVSCOPE_DATA --only retrieval`", REAL_SCALE),
 ]
 
 

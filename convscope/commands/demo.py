@@ -3,7 +3,11 @@
 Trains the ``imagenette`` recipe (a quarter-width ZFNet, 24 epochs: ~10 minutes on 2 idle cores) on
 Imagenette-160, evaluates it (centre and 10-crop), runs the inspection suite (top-9 atlas, filters, evolution,
 occlusion, randomisation sanity checks, invariance, correspondence, transfer, retrieval, predictions) and builds
-the report. Interrupted? Run it again: training resumes from its last checkpoint and finished steps are skipped.
+the report. Then it looks inside a network that learned ImageNet with the same tools (``RUN/real-network/``, its
+own report linked from the demo's): torchvision's ImageNet AlexNet with ``--download`` and the internet (the
+network ZF §4.1 turned their tools on), else the staged ImageNet SqueezeNet under ``$CONVSCOPE_DATA/models/``, else
+it says why it skipped. Interrupted? Run it again: training resumes from its last checkpoint and finished steps
+are skipped.
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a few hundred steps on part of the data (CI-sized)")
     p.add_argument("--epochs", type=_inputs.count, default=0,
                    help="training epochs (default: the imagenette recipe's 24, or 4 with --quick: 256 steps)")
-    p.add_argument("--skip", default="", help="comma-separated steps to skip: transfer,retrieval,correspondence,...")
+    p.add_argument("--skip", default="", help="comma-separated steps to skip: transfer,retrieval,correspondence,..., "
+                   "real (the real ImageNet network's part), trained (everything on the trained ZFNet)")
 
 
 def find_imagenette(data_root: str, download: bool = False) -> Path:
@@ -56,18 +61,85 @@ def find_imagenette(data_root: str, download: bool = False) -> Path:
                         f"folder holding imagenette2-160/") from None
 
 
+STAGED_SQUEEZENET = "models/squeezenet1_0-deepcompression/squeezenet1_0_imagenet_deepcompression.pth"
+
+
+def real_network(data_root: str, download: bool) -> tuple[list[str], str] | str:
+    """The ImageNet network the demo looks inside: ``(["--model", ..., "--weights", ...], what)``, or why none."""
+    if download:
+        try:
+            from ..zoo import load_model
+
+            load_model("torchvision:alexnet", "IMAGENET1K_V1", download=True)
+            return ["--model", "torchvision:alexnet", "--weights", "IMAGENET1K_V1", "--download"], \
+                "torchvision's ImageNet AlexNet (IMAGENET1K_V1)"
+        except Exception as err:  # noqa: BLE001 - offline or the hub unreachable: the staged network instead
+            log.info("demo: torchvision's AlexNet weights could not be had (%s); trying the staged SqueezeNet",
+                     type(err).__name__)
+    staged = Path(data_root or ".") / STAGED_SQUEEZENET
+    if staged.is_file():
+        return ["--model", "torchvision:squeezenet1_0", "--weights", str(staged)], \
+            "the staged ImageNet SqueezeNet 1.0 ($CONVSCOPE_DATA/" + STAGED_SQUEEZENET + ")"
+    return (f"no ImageNet-trained network: {staged} is absent" + ("" if download else " and --download was not given")
+            + " (torchvision's AlexNet weights need --download and the internet)")
+
+
+def real_network_part(args: argparse.Namespace, data: Path, out: Path, samples: list[str], cli) -> int:
+    """Inspect, occlusion, sanity and transfer on an ImageNet-trained network into ``out``, and its report."""
+    found = real_network(args.data_root, args.download)
+    if isinstance(found, str):
+        log.info("demo: the real-network part skipped: %s", found)
+        return 0
+    model, what = found
+    log.info("demo: looking inside %s -> %s", what, out)
+    q = args.quick
+    steps = [
+        ("inspect", ["inspect", *model, "--data", str(data), "--split", "val", "--maps", "8" if q else "16",
+                     "--max-images", "300" if q else "1500"], out / "inspect" / "index.json"),
+        ("occlusion", ["occlusion", *samples[:2 if q else 5], *model, "--stride", "16"], out / "occlusion"),
+        ("sanity", ["sanity", *samples[:2 if q else 8], *model], out / "sanity" / "sanity.json"),
+    ]
+    cifar = data.parent / "cifar10-jpeg"
+    if cifar.is_dir():
+        steps.append(("transfer", ["transfer", *model, "--data", str(cifar), "--n-per-class", "10", "50",
+                                   "--splits", "1" if q else "3", "--test-per-class", "20" if q else "100",
+                                   "--scratch-epochs", "0"], out / "transfer"))
+    for name, argv, done in steps:
+        if done.exists():
+            log.info("demo: real network %s already done (%s)", name, done)
+            continue
+        log.info("demo: real network %s", name)
+        rc = cli(argv + ["--out", str(out / name)])
+        if rc:
+            return rc
+    return cli(["report", str(out)])
+
+
 def run(args: argparse.Namespace) -> int:
     from ..cli import main as cli
 
     data = find_imagenette(args.data_root, args.download)
     out = Path(args.out)
     skip = set(filter(None, args.skip.split(",")))
+    val = sorted((data / "val").iterdir())
+    samples = [str(sorted(d.glob("*.JPEG"))[0]) for d in val if d.is_dir()]  # one val photo per class
+    if "trained" not in skip:
+        rc = trained_part(args, data, out, skip, samples, cli)
+        if rc:
+            return rc
+    if "real" not in skip:  # before the demo's report, which links the real network's
+        rc = real_network_part(args, data, out / "real-network", samples, cli)
+        if rc:
+            return rc
+    return cli(["report", str(out)]) if "trained" not in skip else 0
+
+
+def trained_part(args: argparse.Namespace, data: Path, out: Path, skip: set[str], samples: list[str], cli) -> int:
+    """Train the imagenette recipe into ``out``, run every analysis on it and build its report."""
     q = args.quick
     from ..config import PRESETS
 
     epochs = args.epochs or (4 if q else PRESETS["imagenette"].epochs)
-    val = sorted((data / "val").iterdir())
-    samples = [str(sorted(d.glob("*.JPEG"))[0]) for d in val if d.is_dir()]  # one val photo per class
 
     def step(name: str, argv: list[str], done: Path) -> None:
         if name in skip:
@@ -121,4 +193,4 @@ def run(args: argparse.Namespace) -> int:
     step("retrieval", ["retrieval", "--checkpoint", ckpt, "--data", str(data), "--out", str(out / "retrieval"),
                        *(["--gallery-per-class", "30", "--query-per-class", "5"] if q else [])],
          out / "retrieval")
-    return cli(["report", str(out)])
+    return 0

@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--query-split", default="val")
     parser.add_argument("--gallery-per-class", type=_inputs.count, default=100, help="0 = all")
     parser.add_argument("--query-per-class", type=_inputs.count, default=20, help="0 = all")
-    parser.add_argument("--layer", default="7", help="feature layer (ZF number or name; AlexNet: fc7)")
+    parser.add_argument("--layer", default=None,
+                        help="feature layer, a ZF number or a name (default: 7 = fc7 on AlexNet, or the model's "
+                             "nearest lower layer: its last feature layer)")
     parser.add_argument("--k", type=_inputs.positive, default=10, help="neighbours for precision@k")
     parser.add_argument("--bits", type=_inputs.count, default=64,
                         help="binary code length of the auto-encoder (0 = skip)")
@@ -33,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis import (binary_codes, extract_features, hamming_neighbours, nearest_neighbours, precision_at_k,
-                            train_binary_autoencoder)
+                            train_binary_autoencoder, zf_layers)
     from ..report.figures import retrieval_figure
 
     run_, out = _inputs.load(args)
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     qry_u8, qry_y, qdata, qry_idx = _inputs.subset(args.data, args.query_split, image_size=pre.image_size,
                                                    per_class=args.query_per_class or None, seed=args.seed + 1,
                                                    classes=getattr(data, "wnids", None))
-    layer = int(args.layer) if args.layer.isdigit() else args.layer
+    layer = zf_layers(run_.model, None if args.layer is None else [args.layer], (7,), pre.crop)[0]
 
     def features(images):
         return next(iter(extract_features(run_.model, images, layers=[layer], transform=pre).values()))

@@ -8,6 +8,7 @@ report and propagates as one.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -107,6 +108,11 @@ def overview(site: Site, _record) -> str:
     if not cards:
         body = ('<div class="missing-note"><p>This folder has no training outputs (config.json, metrics.jsonl). '
                 f'Train a model into it with:</p><pre><code>{site.cmd(TRAIN_COMMAND)}</code></pre></div>')
+    real = site.run / "real-network" / "report" / "index.html"  # convscope demo's second part
+    if real.is_file():
+        body += ('<p class="howto"><strong>The same tools on a network that learned ImageNet:</strong> '
+                 f'<a href="{escape(os.path.relpath(real, site.out))}">the real network\'s report</a> '
+                 '(<code>real-network/report/index.html</code> in this run folder).</p>')
     return body + ('<p class="howto">Each section below shows one thing convscope computed about this model; the '
                    'list on the left marks the ones this run has (filled dot) and the ones still to make (hollow '
                    'dot, with the command). Start with the <a href="#atlas">feature explorer</a>: pick a layer and '
