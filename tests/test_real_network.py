@@ -150,3 +150,14 @@ def test_transfer_features_are_pooled_chunk_by_chunk(tmp_path):
     assert out.returncode == 0, out.stderr
     grown_mb = float(out.stdout.split()[-1])
     assert grown_mb < 400, f"extracting grew the process by {grown_mb:.0f} MB (unpooled maps: 1,233 MB)"
+
+
+def test_the_demo_picks_a_real_network_or_says_why(tmp_path, data_root):
+    """Offline the demo's real-network part takes the staged SqueezeNet; without it, it names what is missing."""
+    from convscope.commands.demo import STAGED_SQUEEZENET, real_network
+
+    why = real_network(str(tmp_path), download=False)
+    assert isinstance(why, str) and "absent" in why and "--download" in why
+    if (data_root / STAGED_SQUEEZENET).is_file():
+        model, what = real_network(str(data_root), download=False)
+        assert model[:2] == ["--model", "torchvision:squeezenet1_0"] and "SqueezeNet" in what
