@@ -7,7 +7,8 @@ from . import _inputs
 
 HELP = "build the report of a run and serve it at http://127.0.0.1:PORT/ (local only)"
 DESCRIPTION = """Build RUN_DIR's report (as 'convscope report' does) and serve its folder over HTTP on 127.0.0.1
-only; nothing is reachable from other machines. Stop with Ctrl-C. The report itself needs no server: its
+only; nothing is reachable from other machines. Only the site's own regular files are served: a link that leads
+out of the site, a folder listing or a dotfile is 404. Stop with Ctrl-C. The report itself needs no server: its
 index.html also opens straight from disk."""
 ORDER = 71
 
