@@ -46,8 +46,8 @@ class _Recording:
             self.error = self.error or err
             raise
 
-    def flush(self) -> None:
-        self.file.flush()
+    def __getattr__(self, name: str):  # everything else (flush, tell, fileno...) is the file's own
+        return getattr(self.file, name)
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
