@@ -174,7 +174,8 @@ class Full(io.FileIO):
         if self.tell() + len(b) > 100_000:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return super().write(b)
-os.fdopen = lambda fd, mode="r", *a, **k: io.BufferedWriter(Full(fd, "w")) if mode == "wb" else fdopen(fd, mode, *a, **k)
+os.fdopen = lambda fd, mode="r", *a, **k: (io.BufferedWriter(Full(fd, "w")) if mode == "wb"
+                                           else fdopen(fd, mode, *a, **k))
 """
 _CLI = "import sys\nfrom convscope.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
@@ -184,8 +185,9 @@ def test_a_full_disk_while_train_resume_writes_a_checkpoint_is_one_line(cifar, t
     first = _cli(*TRAIN, "--data-root", cifar, "--out-dir", run, "--epochs", "1", "--max-steps", "1", env=env)
     assert first.returncode == 0, first.stderr[-2000:]
     before = (run / "last.pt").read_bytes()
-    full = subprocess.run([sys.executable, "-c", _FULL_DISK + _CLI, "train", "--out-dir", run, "--resume", "--max-steps",
-                           "2"], capture_output=True, text=True, env=env, timeout=300)
+    argv = ["train", "--out-dir", run, "--resume", "--max-steps", "2"]
+    full = subprocess.run([sys.executable, "-c", _FULL_DISK + _CLI, *map(str, argv)], capture_output=True, text=True,
+                          env=env, timeout=300)
     assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr[-3000:]
     last = full.stderr.strip().splitlines()[-1]  # after the training's own log lines
     assert last.startswith("convscope train: error: no space left") and "last.pt" in last, last
