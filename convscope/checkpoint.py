@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -30,23 +32,57 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
+class _Recording:
+    """A file whose first write error is kept: ``torch.save`` turns an ``OSError`` of its writer (a full disk)
+    into ``RuntimeError: [enforce fail ...] unexpected pos``, which hides the cause."""
+
+    def __init__(self, file: BinaryIO):
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def __getattr__(self, name: str):  # everything else (flush, tell, fileno...) is the file's own
+        return getattr(self.file, name)
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through ``write(file)`` into a temp file in the same folder, fsync, then rename it over
     ``path``: a kill at any moment leaves either the old file or the new one, never half of one (and no temp
-    file after an error)."""
+    file after an error). A write that fails in the operating system (a full disk, an I/O error) raises that
+    ``OSError``, naming ``path``, whatever library wrapped it (the CLI prints it as one line)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+            rec = _Recording(f)
+            try:
+                write(rec)
+                f.flush()
+                os.fsync(f.fileno())
+            except Exception as err:
+                cause = rec.error or (err if isinstance(err, OSError) else None)
+                if cause is None:
+                    raise
+                raise OSError(cause.errno, cause.strerror, str(path)) from None
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def clear_temp_files(path: str | Path) -> None:
+    """Remove the temp files :func:`atomic_write` left beside ``path`` when a kill interrupted it (call it only
+    while holding the folder: another process's write in progress would be removed too)."""
+    path = Path(path)
+    for debris in path.parent.glob(f".{path.name}.*.tmp"):
+        debris.unlink(missing_ok=True)
 
 
 def atomic_save(obj, path: str | Path) -> None:
@@ -66,8 +102,14 @@ def load_checkpoint(path: str | Path, map_location="cpu", *, mmap: bool = False)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except Exception as err:  # truncated zip, wrong format, pickled objects...
+        with warnings.catch_warnings():  # torch warns about a raw pickle's protocol before refusing it: ours says it
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError:  # torch's text advises weights_only=False: wrong advice for a hostile file
+        raise CheckpointError(f"cannot read checkpoint {path}: it holds pickled Python objects, not only tensors and "
+                              "plain values; convscope never runs code from a file (re-save just the state_dict, "
+                              "where the file's source is trusted)") from None
+    except Exception as err:  # truncated zip, wrong format...
         raise CheckpointError(f"cannot read checkpoint {path} (corrupt or not a convscope checkpoint): "
                               f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     if not isinstance(ckpt, dict):
@@ -143,6 +185,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load a convscope checkpoint's or a plain state_dict file's weights into ``model``."""
     ckpt = load_checkpoint(path)
     state = ckpt.get("model", ckpt)
+    check_finite(state, path)
     try:
         unwrap(model).load_state_dict(state)
     except RuntimeError as err:
@@ -150,6 +193,17 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         raise CheckpointError(f"{path} holds weights of {name} that do not fit this model: "
                               f"{str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}"
                               ) from None
+
+
+def check_finite(state: dict, path: str | Path) -> None:
+    """One-line :class:`CheckpointError` when a weight tensor of ``state`` holds NaN or inf (a diverged or damaged
+    file: every output would be NaN, and the analyses would draw nothing true)."""
+    bad = [k for k, v in state.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise CheckpointError(f"{path}: weights hold NaN or inf ({', '.join(bad[:3])}{more}); a diverged or damaged "
+                              "file, not a model to use")
 
 
 def link_epoch(out: Path, epoch: int, *, best: bool, keep_last: int, keep_epochs: list[int]) -> None:

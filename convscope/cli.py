@@ -35,7 +35,8 @@ class _Parser(argparse.ArgumentParser):
 
 # operating-system conditions that are the user's to fix (a full disk, a read-only or forbidden folder)
 _OS_USER_ERRORS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-                   errno.EROFS: "read-only file system", errno.EACCES: "permission denied"}
+                   errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+                   errno.EIO: "input/output error (a failing disk or mount?)", errno.EFBIG: "file too large"}
 # a path of the wrong kind (a file where a folder must be, or the other way round): a user error like any other
 _WRONG_KIND = {errno.EEXIST: "a file is in the way of a folder", errno.ENOTDIR: "a file is in the way of a folder",
                errno.EISDIR: "a folder is in the way of a file"}

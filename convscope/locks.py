@@ -81,11 +81,42 @@ def file_lock(path: str | Path, *, wait: bool = True, waiting_for: str = "") -> 
 
 
 def lock_holder(path: str | Path) -> str:
-    """Who holds (or last held) the lock file ``path``, as written by :func:`file_lock`."""
+    """Who holds the lock file ``path``: the process the kernel names (Linux ``/proc/locks``), described by the
+    file's line when that line is its own (written by :func:`file_lock`); else the file's line. Only the lock is
+    trusted: the file may be stale or edited by hand."""
     try:
-        return Path(path).read_text().strip() or "another process"
+        text = Path(path).read_text().strip()
     except OSError:
-        return "another process"
+        text = ""
+    pid = _flock_holder(Path(path))
+    if pid is None or text.startswith(f"pid {pid} "):
+        return text or "another process"
+    return f"pid {pid} ({_command_line(pid)})"
+
+
+def _flock_holder(path: Path) -> int | None:
+    """The pid holding the ``flock`` of ``path`` per ``/proc/locks`` (None where that cannot be told)."""
+    try:
+        st = path.stat()
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in table.splitlines():  # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2147538 0 EOF"
+        parts = line.split()
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == where and parts[4].isdigit():
+            return int(parts[4]) or None  # 0: a holder outside this pid namespace
+    return None
+
+
+def _command_line(pid: int) -> str:
+    """The first words of process ``pid``'s command line, or "not visible here"."""
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "not visible here"
+    line = " ".join(" ".join(w.decode(errors="replace") for w in words[:4]).split())  # one line, however quoted
+    return (line[:77] + "..." if len(line) > 80 else line) or "not visible here"
 
 
 @contextlib.contextmanager

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, check_finite, load_checkpoint
 from .data.datasets import folder_classes
 from .data.transforms import Preprocess
 from .errors import UserError
@@ -103,18 +103,43 @@ def build(spec: ModelSpec, num_classes: int | None = None) -> nn.Module:
         if not timm.is_model(spec.name):
             raise _unknown("timm", spec.name, timm.list_models())
         return timm.create_model(spec.name, pretrained=False, **extra)
+    return _user_model(spec, extra)
+
+
+def _user_model(spec: ModelSpec, extra: dict) -> nn.Module:
+    """``package.module:factory`` called with ``extra`` (``num_classes`` or nothing). The user's code may fail in
+    any way (raise, exit, want other arguments, return something else): each is one line naming the factory."""
+    import inspect
+
     module_name, factory_name = spec.name.split(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise UserError(f"--model {spec}: cannot import {module_name} ({err})") from None
+    except (Exception, SystemExit) as err:  # ImportError, or the module's own code failing (even sys.exit)
+        raise UserError(f"--model {spec}: cannot import {module_name} ({_failure(err)})") from None
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise UserError(f"--model {spec}: {module_name} has no callable '{factory_name}'")
-    model = factory(**extra) if extra else factory()
+    call = f"{factory_name}({', '.join(f'{k}={v}' for k, v in extra.items())})"
+    try:
+        inspect.signature(factory).bind(**extra)
+    except TypeError as err:
+        raise UserError(f"--model {spec}: convscope calls {call}, which does not fit its signature ({err}); "
+                        f"give a factory that builds the model from no arguments (num_classes optional)") from None
+    except ValueError:  # no signature to read (a builtin): the call itself will tell
+        pass
+    try:
+        model = factory(**extra)
+    except (Exception, SystemExit) as err:
+        raise UserError(f"--model {spec}: {call} failed: {_failure(err)}") from None
     if not isinstance(model, nn.Module):
-        raise UserError(f"--model {spec}: {factory_name}() returned a {type(model).__name__}, not an nn.Module")
+        raise UserError(f"--model {spec}: {call} returned a value of type {type(model).__name__}, not an nn.Module")
     return model
+
+
+def _failure(err: BaseException) -> str:
+    """An exception of the user's code as "Type: first line of its message"."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -176,6 +201,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} holds no weights (no tensors at its top level or under model/state_dict)")
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    check_finite(tensors, path)
     return tensors
 
 

@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_save
+from ..checkpoint import atomic_save, clear_temp_files
 from ..errors import UserError
 from .top_activations import TopActivations, all_gather_topk, top_activations
 
@@ -171,6 +171,7 @@ def atlas_pass(model: nn.Module, dataset, make_loader: Callable[[Sequence[int]],
         raise UserError(f"{len(dataset)} images are too few for {world_size} processes (each needs one at least)")
     shard = list(ShardedEvalSampler(len(dataset), rank, world_size))
     state_path = Path(state_path)
+    clear_temp_files(state_path)  # a kill mid-save leaves one (the folder is this pass's: none is live)
     state = load_state(state_path, identity) if resume else None
     if state is not None:
         log(f"resuming the atlas pass from {state_path}: {state.done}/{state.total} images done")

@@ -173,6 +173,7 @@ class Site:
     def copy(self, src: Path, folder: str, command: str) -> tuple[str, tuple[int, int] | None]:
         """Copy an image of the run into ``img/<folder>/`` under a URL-safe unique name: (relative URL, its pixel
         size for a PNG). An unreadable image is a :class:`MalformedFile` of the command that writes it."""
+        self.own(src, command)
         dest = self._unique(folder, src.name)
         (self.out / dest).parent.mkdir(parents=True, exist_ok=True)
         size = None
@@ -189,12 +190,23 @@ class Site:
         """A run's image opened with PIL (loaded); an unreadable one is a :class:`MalformedFile` of ``command``."""
         from PIL import Image
 
+        self.own(src, command)
         try:
             im = Image.open(src)
             im.load()
             return im
         except OSError as err:  # PIL's UnidentifiedImageError is an OSError
             raise self._unreadable(src, err, command) from None
+
+    def own(self, src: Path, command: str) -> Path:
+        """``src`` if it lies inside the run folder once links are resolved; else a :class:`MalformedFile` of
+        ``command`` (a link out of the run must not put another file of the disk into the report)."""
+        real = src.resolve()
+        if not real.is_relative_to(self.run):
+            bad = MalformedFile(src, "", f"leads outside the run folder {self.run} (to {real})", None, command)
+            self.problem(bad)
+            raise bad
+        return src
 
     def _unreadable(self, src: Path, err: OSError, command: str) -> MalformedFile:
         bad = MalformedFile(src, "", f"cannot be read as an image ({err})", None, command)

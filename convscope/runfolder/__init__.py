@@ -113,9 +113,22 @@ def _decode(cls, data, path, command: str):
             raise MalformedFile(path, "kind", f"is {data.get('kind')!r}, not {cls.KIND!r}", version, command)
         data = {k: v for k, v in data.items() if k not in HEADER}
     try:
-        return decode_object(cls, data)
+        record = decode_object(cls, data)
     except FieldError as err:
         raise MalformedFile(path, err.field, err.problem, version, command) from None
+    _check_files(record, path, version, command)
+    return record
+
+
+def _check_files(record, path, version: str | None, command: str) -> None:
+    """Each file the record names (its ``files()``) lies in the record's folder once links are resolved: an edited
+    record must not make the report read (and publish) a file from elsewhere on the disk."""
+    folder = Path(path).parent.resolve()
+    for field, name in getattr(record, "files", list)():
+        target = (folder / name).resolve()
+        if target == folder or not target.is_relative_to(folder):
+            raise MalformedFile(path, field, f"leads outside {folder} (to {target}); a record names only files of "
+                                             "its own folder", version, command)
 
 
 def read_metrics(path: str | Path) -> list[MetricsRow]:

@@ -200,3 +200,16 @@ def same_length(field: str, values, n: int, what: str) -> None:
     """A record check: ``values`` has ``n`` entries (one per ``what``)."""
     if len(values) != n:
         raise FieldError(field, f"has {len(values)} entries, not {n} (one per {what})")
+
+
+def at_least(low: int, **values) -> None:
+    """A record check: each named value is at least ``low`` (a count, a size, a k)."""
+    for field, value in values.items():
+        if value is not None and value < low:
+            raise FieldError(field, f"is {value}, below {low}")
+
+
+def box(field: str, value: list[int] | None) -> None:
+    """A record check: a pixel box ``[x0, y0, x1, y1]`` inside a figure, not empty."""
+    if value is not None and not (len(value) == 4 and 0 <= value[0] < value[2] and 0 <= value[1] < value[3]):
+        raise FieldError(field, f"is {value}, not a box [x0, y0, x1, y1] with 0 <= x0 < x1, 0 <= y0 < y1")

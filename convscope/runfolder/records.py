@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .codec import FieldError, optional, same_length
+from .codec import FieldError, at_least, box, optional, same_length
 
 TRAIN_COMMAND = "convscope train --recipe RECIPE --out-dir RUN"
 
@@ -58,6 +58,10 @@ class EvalRow:
     top5_err: float
     loss: float
     count: int
+
+    def check(self) -> None:
+        at_least(1, models=self.models)
+        at_least(0, count=self.count)
 
 
 @record("eval", "eval.json",
@@ -116,6 +120,12 @@ class Tile:
     label: int | None = optional()
     class_name: str | None = optional(metadata={"json": "class"})
 
+    def check(self) -> None:
+        at_least(0, map=self.map, image_index=self.image_index)
+        at_least(1, rank=self.rank)
+        box("projection_tile", self.projection_tile)
+        box("patch_tile", self.patch_tile)
+
 
 @dataclass(kw_only=True)
 class ReceptiveField:
@@ -131,6 +141,11 @@ class LayerInfo:
     never_active: int
     receptive_field: ReceptiveField
     map_size: list[int]
+
+    def check(self) -> None:
+        at_least(0, maps=self.maps, never_active=self.never_active)
+        if self.never_active > self.maps:
+            raise FieldError("never_active", f"is {self.never_active}, more than the layer's {self.maps} maps")
 
 
 @dataclass(kw_only=True)
@@ -224,9 +239,17 @@ class InspectRecord:
     filters_compare: FiltersCompare | None = optional()  # with --compare
 
     def check(self) -> None:
+        at_least(1, k=self.k, input_size=self.input_size)
+        at_least(0, images=self.images)
         for i, t in enumerate(self.tiles):
             if t.figure not in self.figures:
                 raise FieldError(f"tiles[{i}].figure", f"names {t.figure!r}, which is not among 'figures'")
+            if t.rank > self.k:
+                raise FieldError(f"tiles[{i}].rank", f"is {t.rank}, beyond k = {self.k}")
+
+    def files(self) -> list[tuple[str, str]]:
+        """(field, file name) of each file of its folder it names: the figures."""
+        return [(f"figures[{name!r}]", name) for name in self.figures]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -258,6 +281,10 @@ class OcclusionRecord:
     max_prob: float
     labels_seen: list[str]
     map_top_images: list[MapTopImage] | None = optional()  # with --atlas-data (ZF Fig. 7 c)
+
+    def check(self) -> None:
+        at_least(0, target=self.target, channel=self.channel)
+        at_least(1, patch=self.patch, stride=self.stride)
 
 
 @dataclass(kw_only=True)
@@ -390,6 +417,9 @@ class RetrievalRecord:
     precision_at_k: dict[str, list[float]]  # method -> P@1 .. P@k
     examples: list[RetrievalExample]
 
+    def check(self) -> None:
+        at_least(0, gallery=self.gallery, queries=self.queries)
+
 
 @record("model", "model.json", "convscope inspect --model MODEL --weights WEIGHTS --data DATA")
 class ModelRecord:
@@ -402,6 +432,9 @@ class ModelRecord:
     input_size: int
     image_size: int
     class_names: str | None = optional()  # where the class names came from, in words
+
+    def check(self) -> None:
+        at_least(1, classes=self.classes, input_size=self.input_size, image_size=self.image_size)
 
 
 RECORDS = (EvalRecord, PredictionsRecord, InspectRecord, OcclusionRecord, SanityRecord, InvarianceRecord,
