@@ -63,8 +63,12 @@ def occlusion_summary(data: Path, patch: int = 64, stride: int = 16) -> dict:
     root = data / "imagenet-samples"
     rows = list(csv.DictReader(open(root / "labels.csv")))
     run = load_model(MODEL, str(data / WEIGHTS))
-    per_photo = []
+    partial = OUT / "occlusion_116.partial.jsonl"  # one line per finished photo: a killed run continues
+    per_photo = [json.loads(line) for line in partial.read_text().splitlines()] if partial.is_file() else []
+    done = {p["file"] for p in per_photo}
     for r in rows:
+        if r["filename"] in done:
+            continue
         x = read_inputs(run, [root / r["filename"]])[0]
         target = int(r["ilsvrc2012_class_index"])
         occ = occlusion_map(run.model, x, target=target, patch=patch, stride=stride, preprocess=run.preprocess,
@@ -79,6 +83,8 @@ def occlusion_summary(data: Path, patch: int = 64, stride: int = 16) -> dict:
                               halved=bool(occ.prob.min() < occ.clean_prob / 2),
                               local_share=float((drop >= drop.max() / 2).float().mean()) if drop.max() > 0 else 1.0,
                               worst_distance=float(dist[worst]), mean_distance=float(dist.mean())))
+        with open(partial, "a") as f:
+            f.write(json.dumps(per_photo[-1]) + "\n")
         print(f"{r['filename']}: p {occ.clean_prob:.3f} -> min {occ.prob.min():.3f}", flush=True)
     correct = [p for p in per_photo if p["correct"]]
 

@@ -478,12 +478,14 @@ def _fmt(exp: Experiment, mean: float, std: float, reached: int, runs: int) -> s
 
 
 # two-sided 95% quantiles of Student's t for 1..10 degrees of freedom (above: the normal's 1.96)
-T95 = (12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26, 2.23)
 
 
 def t95(df: float) -> float:
-    """The 95% t quantile for ``df`` degrees of freedom (rounded down: the wider interval)."""
-    return T95[max(int(df), 1) - 1] if df < len(T95) + 1 else 1.96
+    """The two-sided 95% quantile of Student's t with ``df`` degrees of freedom (scipy; Welch's df need not be an
+    integer; infinite df is the normal 1.96)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
 
 
 @dataclass(frozen=True)
@@ -610,10 +612,10 @@ DEMO = HERE / "demo"
 DEMO_SCALE = "the demo model: quarter-width ZFNet, Imagenette-160 (10 classes, 9.5k photos), 24 epochs"
 
 
-def _demo(record, folder: Path = DEMO):
+def _demo(record, folder: Path | None = None):
     """The demo run's (or ``folder``'s) record of type ``record`` (from its file under experiments/), None if not
     there."""
-    path = folder / record.PATH
+    path = (folder or DEMO) / record.PATH
     return read_record(record, path) if path.is_file() else None
 
 
@@ -626,7 +628,7 @@ def _eval_row() -> tuple[str, str]:
     return text + " (top-1 / top-5, Imagenette val)", "not comparable: 10 classes, not ImageNet's 1000"
 
 
-def _transfer_rows(folder: Path = DEMO) -> tuple[str, str, str, str]:
+def _transfer_rows(folder: Path | None = None) -> tuple[str, str, str, str]:
     t = _demo(TransferRecord, folder)
     if not t:
         return ("not run yet",) * 2 + ("–",) * 2
@@ -669,7 +671,7 @@ def _depth_verdict(layers: list[str], mean: list[float], std: list[float]) -> st
     return f"not decided: {trend}; the top and first layers differ by less than their spread"
 
 
-def _correspondence_row(folder: Path = DEMO) -> tuple[str, str]:
+def _correspondence_row(folder: Path | None = None) -> tuple[str, str]:
     c = _demo(CorrespondenceRecord, folder)
     if not c:
         return "not run yet", "–"

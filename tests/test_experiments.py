@@ -1,6 +1,7 @@
 """The experiments runner's bookkeeping: finished runs are reused, interrupted ones resumed, results recorded per
 (variant, seed), and the RESULTS.md table generated from the results file."""
 import json
+import math
 from types import SimpleNamespace
 
 from convscope.config import TrainConfig, config_to_json
@@ -206,13 +207,13 @@ def test_differences_are_paired_where_seeds_are_and_borrow_a_spread_where_one_si
     mine, base = {0: 0.30, 1: 0.40, 2: 0.50}, {0: 0.32, 1: 0.43, 2: 0.525}
     d = runner.difference(mine, base)
     assert (d.diff, d.half, d.how, d.decided) == (approx(-0.025), approx(0.012413, abs=1e-5), "paired, 3 seeds", True)
-    # the same numbers unpaired (Welch): SE sqrt(0.1^2/3 + 0.10259^2/3) = 0.0827, df 4.0 -> t(3) = 3.18: not decided
+    # the same numbers unpaired (Welch): SE sqrt(0.1^2/3 + 0.10259^2/3) = 0.0827, df 3.997 -> t = 2.777 (scipy): not decided
     d = runner.difference(mine, base, paired=False)
-    assert (d.diff, d.half, d.decided) == (approx(-0.025), approx(0.26304, abs=1e-4), False)
+    assert (d.diff, d.half, d.decided) == (approx(-0.025), approx(0.22971, abs=1e-4), False)
     # one seed against three: the three seeds' spread (sd 2.65 points) stands for both sides:
-    # SE sqrt(0.0007 + 0.0007/3) = 0.03055, df 3.2 -> t(3): half-width 9.7 points
+    # SE sqrt(0.0007 + 0.0007/3) = 0.03055, df 3.2 -> t = 3.07: half-width 9.4 points
     d = runner.difference({0: 0.30}, {0: 0.36, 1: 0.32, 2: 0.31})
-    assert (d.diff, d.half, d.decided) == (approx(-0.03), approx(0.09715, abs=1e-4), False)
+    assert (d.diff, d.half, d.decided) == (approx(-0.03), approx(0.09388, abs=1e-4), False)
     assert d.how == "1 vs 3 seeds, the 3-seed spread assumed for both"
     none = runner.difference({0: 0.30}, {0: 0.40})
     assert not none.decided and runner._word(True, none) == "not decided (one seed each: no spread)"
@@ -472,3 +473,13 @@ def test_no_difference_in_any_seed_is_a_no():
     rows = [dict(experiment="eq", variant=v, seed=s, value=6.0) for v in ("base", "a") for s in range(3)]
     assert runner.verdict(exp, runner.summarize(exp, rows), rows).startswith(
         "no (the same in every seed): a +0.0 ± 0.0 epochs")
+
+
+def test_t95_is_students_t_at_any_degrees_of_freedom():
+    """By hand from tables: t(0.975) = 12.706 (1 df), 4.303 (2), 2.228 (10), 2.201 (11: the old table's cliff
+    gave 1.96), 2.086 (20), 1.96 (infinite); a Welch df between integers lies between them."""
+    from experiments.runner import t95
+
+    for df, want in ((1, 12.706), (2, 4.303), (10, 2.228), (11, 2.201), (20, 2.086), (math.inf, 1.960)):
+        assert abs(t95(df) - want) < 1e-3, df
+    assert t95(11) < t95(10.9) < t95(10)
