@@ -56,7 +56,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _paths=getattr(mod, "PATHS", None))
     return parser
 
 
@@ -68,9 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
+    from .commands._checks import PATHS, check_paths
     from .errors import UserError
 
     try:
+        check_paths(args, PATHS if args._paths is None else args._paths)  # before the command imports torch
         return int(args._run(args) or 0)
     except UserError as err:
         print(f"convscope {args.command}: error: {err}", file=sys.stderr)

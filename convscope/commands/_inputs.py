@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from ..errors import UserError
 from ..locks import claim_for_life
 
@@ -126,6 +124,8 @@ def load_model(args: argparse.Namespace, device: str | None = None):
 def load(args: argparse.Namespace):
     """The model of ``--checkpoint`` or ``--model`` on ``--device``, and the output folder (created)."""
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
     run = load_model(args)
     if args.out:
@@ -153,6 +153,8 @@ def write_model_record(folder: Path, run) -> None:
 
 def read_inputs(run, paths) -> torch.Tensor:
     """Image files -> (N, 3, crop, crop) model inputs (centre view), on the model's device."""
+    import torch
+
     from ..data.images import read_image
 
     images = torch.stack([read_image(p, run.preprocess.image_size) for p in paths])
@@ -190,6 +192,8 @@ def subset(root: str | Path, split: str, *, image_size: int, per_class: int | No
 
     Unreadable images are skipped. ``per_class=None`` takes every image.
     """
+    import torch
+
     from ..data import build_dataset
 
     data = build_dataset(root, split, image_size=image_size, classes=classes)
@@ -211,5 +215,7 @@ def subset(root: str | Path, split: str, *, image_size: int, per_class: int | No
 
 def preprocess_batches(run, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """uint8 (N, 3, S, S) -> (N, 3, crop, crop) float model inputs on CPU, in batches."""
+    import torch
+
     return torch.cat([run.preprocess(images[s:s + batch_size]) for s in range(0, images.shape[0], batch_size)])
 

@@ -17,6 +17,7 @@ from . import _inputs
 HELP = "train a small ZFNet on Imagenette-160, inspect it and build the report (the whole system, on a CPU)"
 DESCRIPTION = __doc__
 ORDER = 5
+PATHS: dict[str, str] = {}  # its paths are checked by the command itself (see commands._checks)
 log = logging.getLogger("convscope.demo")
 
 

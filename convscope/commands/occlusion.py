@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import UserError
 from ..runfolder import write_record
 from ..runfolder.records import MapTopImage, OcclusionRecord
@@ -39,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
     import torch
 
     from ..analysis import occlusion_is_incremental, occlusion_layer, occlusion_map

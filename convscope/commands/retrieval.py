@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ..runfolder import write_record
 from ..runfolder.records import RetrievalExample, RetrievalRecord
 from . import _inputs
@@ -32,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..analysis import (binary_codes, extract_features, hamming_neighbours, nearest_neighbours, precision_at_k,
                             train_binary_autoencoder)
     from ..report.figures import retrieval_figure
