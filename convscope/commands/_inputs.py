@@ -29,6 +29,11 @@ def _int_at_least(text: str, low: int) -> int:
     return value
 
 
+def spellings(**aliases: str):
+    """argparse type: a choice in either spelling, as the canonical one (``spellings(centre="center")``)."""
+    return lambda text: aliases.get(text, text)
+
+
 def unique_stems(paths) -> list[str]:
     """An output file stem per input path, unique among them: the file's stem, prefixed by as many parent folder
     names as it takes (``a/0000.jpg``, ``b/0000.jpg`` -> ``a_0000``, ``b_0000``), numbered as a last resort."""

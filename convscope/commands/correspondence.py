@@ -16,9 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("annotations", help="JSON or CSV part boxes (see convscope.analysis.correspondence)")
     _inputs.add_run_arguments(parser, out="correspondence")
     parser.add_argument("--parts", nargs="+", default=None, help="parts to mask (default: all in the file)")
-    parser.add_argument("--layers", nargs="+", default=["5", "7"], help="ZF layer numbers or layer names")
+    parser.add_argument("--layers", nargs="+", default=["5", "7"],
+                        help="ZF layer numbers or layer names (default: 5 7, as ZF Table 1)")
     parser.add_argument("--draws", type=_inputs.positive, default=10, help="random-mask draws")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random masks")
     parser.add_argument("--data-root", default=None,
                         help="folder the annotation's relative image paths start from (default: $CONVSCOPE_DATA for files that say so, else the file's folder)")
 

@@ -19,12 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", nargs="*", default=None,
                         help="true class per image (index, name or wnid); default: each image's folder name")
     parser.add_argument("--kinds", nargs="+", choices=("translate", "scale", "rotate"),
-                        default=["translate", "scale", "rotate"])
+                        default=["translate", "scale", "rotate"],
+                        help="transformations measured (default: all three, ZF Fig. 5 rows)")
     parser.add_argument("--translate", nargs="+", type=float, default=None,
                         help="vertical shifts in pixels (default: ZF's -60..60 of 224, scaled to the input size)")
     parser.add_argument("--scale", nargs="+", type=float, default=None, help="scale factors (default 1..1.8)")
     parser.add_argument("--rotate", nargs="+", type=float, default=None, help="angles in degrees (default 0..330)")
-    parser.add_argument("--layers", nargs="+", default=["1", "7"], help="ZF layer numbers or layer names")
+    parser.add_argument("--layers", nargs="+", default=["1", "7"],
+                        help="ZF layer numbers or layer names (default: 1 7, as ZF Fig. 5)")
 
 
 def run(args: argparse.Namespace) -> int:

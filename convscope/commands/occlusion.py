@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "relu5, or the last conv stage of a --model)")
     parser.add_argument("--patch", type=_inputs.positive, default=32, help="occluder side in input pixels")
     parser.add_argument("--stride", type=_inputs.positive, default=8, help="occluder step in input pixels")
-    parser.add_argument("--fill", choices=FILLS, default="grey",
-                        help="grey = uniform pixel value 128 (ZF); mean-image = the training mean image (input 0); "
+    parser.add_argument("--fill", choices=FILLS, default="grey", type=_inputs.spellings(gray="grey"),
+                        help="grey (or gray) = uniform pixel value 128 (ZF); mean-image = the training mean image (input 0); "
                              "image-mean = the image's own mean colour")
     parser.add_argument("--chunk", type=_inputs.positive, default=64, help="occluded images per forward pass (memory bound)")
     parser.add_argument("--atlas-data", default=None, metavar="DATA",

@@ -16,14 +16,15 @@ ORDER = 53
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _inputs.add_run_arguments(parser, out="transfer")
     parser.add_argument("--data", required=True, help="dataset folder of the new task (e.g. cifar10-jpeg)")
-    parser.add_argument("--train-split", default="train")
+    parser.add_argument("--train-split", default="train", help="split the training images per class are drawn from")
     parser.add_argument("--test-split", default="val", help="'val' also finds a test/ folder")
     parser.add_argument("--n-per-class", nargs="+", type=_inputs.positive, default=[10, 50, 100], help="training images per class")
     parser.add_argument("--splits", type=_inputs.positive, default=3, help="random draws of the N images per class")
     parser.add_argument("--pool-per-class", type=_inputs.count, default=0,
                         help="training images per class to draw the splits from (default 2 x max N)")
     parser.add_argument("--test-per-class", type=_inputs.count, default=100, help="test images per class (0 = all)")
-    parser.add_argument("--layers", nargs="+", default=[str(i) for i in range(1, 8)])
+    parser.add_argument("--layers", nargs="+", default=[str(i) for i in range(1, 8)],
+                        help="ZF layer numbers or layer names probed (default: 1 2 3 4 5 6 7)")
     parser.add_argument("--spatial", type=_inputs.count, default=6,
                         help="average-pool conv maps to this side before the probe (0 = keep full size)")
     parser.add_argument("--svm", action="store_true", help="also train linear SVMs (multi-class hinge loss)")
@@ -32,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scratch-splits", type=_inputs.positive, default=1, help="random splits for the scratch baseline")
     parser.add_argument("--scratch-only", action="store_true",
                         help="only the from-scratch baseline (it does not depend on the checkpoint's weights)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the splits and the classifiers' init")
 
 
 def run(args: argparse.Namespace) -> int:
