@@ -61,3 +61,61 @@ def test_both_spellings_of_a_choice_are_accepted():
     assert args.views == "center"
     args = build_parser("occlusion").parse_args(["occlusion", "a.jpg", "--checkpoint", "x.pt", "--fill", "gray"])
     assert args.fill == "grey"
+
+
+# --- labels: where an image's true class comes from, and the wording when there is none ---------------------------
+
+def _run():
+    from types import SimpleNamespace
+
+    return SimpleNamespace(classes=["tench", "golden retriever", "magpie"], wnids=["n01440764", "n02099601", "n01582220"])
+
+
+def _image(folder, name):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(b"not read here")
+    return folder / name
+
+
+def test_each_label_source(tmp_path):
+    from convscope.commands._labels import image_target
+
+    run = _run()
+    plain = _image(tmp_path / "photos", "dog.jpg")
+    assert image_target(run, "magpie", plain) == _target(2, "--target")
+    assert image_target(run, None, _image(tmp_path / "n02099601", "x.jpg")) == _target(1, "class folder")
+    assert image_target(run, None, _image(tmp_path / "a", "n02099601_golden_retriever.JPEG")) == _target(1, "file name")
+    named = _image(tmp_path / "b", "n09999999_golden_retriever.JPEG")  # a wnid the model lacks: the name still tells
+    assert image_target(run, None, named) == _target(1, "file name")
+    table = tmp_path / "my-labels.csv"
+    table.write_text("filename,class_name\ndog.jpg,golden_retriever\n")
+    assert image_target(run, None, plain, str(table)) == _target(1, "my-labels.csv")
+    (plain.parent / "labels.csv").write_text("filename,wnid\ndog.jpg,n01440764\n")  # beside the image
+    assert image_target(run, None, plain) == _target(0, "labels.csv")
+
+
+def _target(index, source):
+    from convscope.commands._labels import Target
+
+    return Target(index, source)
+
+
+def test_no_label_is_called_the_prediction_never_the_true_class(tmp_path):
+    from convscope.commands._labels import image_target, target_or_prediction
+    from convscope.report.sections import _measured_class
+
+    run, photo = _run(), _image(tmp_path / "photos", "IMG_0042.jpg")
+    assert image_target(run, None, photo) is None
+    target = target_or_prediction(run, None, photo, None, predicted=2)
+    assert not target.labelled and target.describe(run.classes) == "magpie — predicted class (no label given)"
+    cell = _measured_class("magpie", target.source)
+    assert "predicted class (no label given)" in cell and "true" not in cell
+    assert _measured_class("tench", "labels.csv") == "tench (true class, from labels.csv)"
+
+
+def test_a_bad_labels_file_is_one_line(tmp_path, capsys):
+    from convscope.cli import main
+
+    photo = _image(tmp_path, "dog.jpg")
+    assert main(["occlusion", str(photo), "--checkpoint", str(photo), "--labels", str(tmp_path / "no.csv")]) == 2
+    assert "--labels: file not found" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from ..errors import UserError, WrongKindOfPath
 
 # argument dest -> kind of path: "checkpoint" (a file or a run folder), "image" (a file), "data" (a folder)
 PATHS = {"checkpoint": "checkpoint", "checkpoints": "checkpoint", "compare": "checkpoint", "images": "image",
-         "data": "data", "data_root": "data", "atlas_data": "data"}
+         "data": "data", "data_root": "data", "atlas_data": "data", "labels": "file"}
 
 
 def check_paths(args: argparse.Namespace, table: dict[str, str] = PATHS) -> None:
@@ -37,6 +37,9 @@ def _check(path: Path, kind: str, dest: str) -> None:
             raise UserError(f"image not found: {path}")
         if path.is_dir():
             raise WrongKindOfPath(f"image {path} is a folder, not a file; give image files")
+    elif kind == "file":
+        if not path.is_file():
+            raise UserError(f"--{dest.replace('_', '-')}: {'not a file' if path.exists() else 'file not found'}: {path}")
     elif kind == "data":
         if not path.exists():
             raise UserError(f"data folder not found: {path}")

@@ -167,28 +167,30 @@ def read_inputs(run, paths) -> torch.Tensor:
 
 
 def class_index(run, name: str | int | None, path: str | Path | None = None) -> int | None:
-    """A class given by index, name or wnid; else the image's parent folder if it names a class; else None."""
-    from ..data.datasets import IMAGENETTE_WORDS
+    """A class given by index, name or wnid; else the image's parent folder if it names a class; else None
+    (:func:`convscope.commands._labels.image_target` also reads labels files and file names)."""
+    from ._labels import lookup
 
     classes = list(run.classes)
-    wnids = list(getattr(run, "wnids", []))  # the training folders' names (the checkpoint's "wnids")
-
-    def lookup(key: str) -> int | None:
-        for names in (classes, wnids):
-            if key in names:
-                return names.index(key)
-        word = IMAGENETTE_WORDS.get(key)
-        return classes.index(word) if word in classes else None
-
     if name is not None:
         if str(name).isdigit() and int(name) < max(len(classes), 1):
             return int(name)
-        hit = lookup(str(name))
+        hit = lookup(run, str(name))
         if hit is None:
             shown = ", ".join(classes[:12]) + (" ..." if len(classes) > 12 else "")
             raise UserError(f"unknown class '{name}'; the model's classes: {shown}")
         return hit
-    return lookup(Path(path).parent.name) if path is not None else None
+    return lookup(run, Path(path).parent.name) if path is not None else None
+
+
+def add_labels_argument(parser: argparse.ArgumentParser) -> None:
+    """``--labels FILE``: the true class of each image by file name (see :mod:`convscope.commands._labels`)."""
+    parser.add_argument("--labels", default=None, metavar="FILE",
+                        help="CSV with a header naming each image's file (column filename, file, image or path) "
+                             "and its class (wnid, class_name, class or label); default: a labels.csv beside the "
+                             "image. Without a label (no --target, no labels entry, no class folder, no wnid in "
+                             "the file name) the prediction is measured and called 'predicted class (no label "
+                             "given)'")
 
 
 def subset(root: str | Path, split: str, *, image_size: int, per_class: int | None, seed: int = 0,

@@ -34,7 +34,7 @@ def _map_extent(origins: torch.Tensor, patch: int, stride: int) -> list[float]:
 
 
 def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (),
-                     projection: torch.Tensor | None = None, title: str = "") -> Figure:
+                     projection: torch.Tensor | None = None, title: str = "", labelled: bool = True) -> Figure:
     """ZF Fig. 7 for one image: (a) input with one occluder, (b) total activation of the strongest layer-5 map vs
     occluder position, (b') that map's deconvnet projection, (c) p(true class), (d) most probable class.
 
@@ -43,6 +43,7 @@ def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (
         occ: an :class:`~convscope.analysis.OcclusionMap` of the same image.
         class_names: names of the classes, for titles and the label legend.
         projection: optional (3, H, W) deconv projection of map ``occ.channel`` (model-input space).
+        labelled: False when ``occ.target`` is the model's prediction, not a given label (said so in the title).
     """
     name = (lambda c: class_names[c] if c < len(class_names) else str(c))
     h, w = image.shape[-2:]
@@ -56,7 +57,7 @@ def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (
     axes[0].imshow(_rgb(image))
     cy, cx = (occ.origins[occ.prob.shape[0] // 2, occ.prob.shape[1] // 2]).tolist()
     axes[0].add_patch(Rectangle((cx - 0.5, cy - 0.5), occ.patch, occ.patch, color="0.5", alpha=0.9))
-    axes[0].set_title(f"(a) input, true: {name(occ.target)}\np={occ.clean_prob:.2f}, "
+    axes[0].set_title(f"(a) input, {'true' if labelled else 'predicted (no label given)'}: {name(occ.target)}\np={occ.clean_prob:.2f}, "
                       f"patch {occ.patch}/stride {occ.stride}", fontsize=8)
     k = 1
     _underlay(axes[k], image)

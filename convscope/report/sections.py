@@ -15,8 +15,8 @@ from typing import Callable
 
 from ..config import TrainConfig
 from ..runfolder import MalformedFile
-from ..runfolder.records import (TRAIN_COMMAND, CorrespondenceRecord, EvalRecord, InspectRecord, InvarianceRecord,
-                                 MetricsRow, ModelRecord, OcclusionRecord, PredictionsRecord, RetrievalRecord, SanityRecord,
+from ..runfolder.records import (NO_LABEL, TRAIN_COMMAND, CorrespondenceRecord, EvalRecord, InspectRecord,
+                                 InvarianceRecord, MetricsRow, ModelRecord, OcclusionRecord, PredictionsRecord, RetrievalRecord, SanityRecord,
                                  TransferRecord)
 from . import html as h
 from .charts import Series, line_chart
@@ -328,7 +328,7 @@ def evolution(site: Site, index: InspectRecord) -> str | None:
 def occlusion(site: Site, items: list[tuple[Path, OcclusionRecord]]) -> str:
     rows, panels = [], []
     for f, d in items:
-        rows.append([h.name(d.image), h.text(d.target_name), h.num(d.clean_prob, ".3f"), h.num(d.min_prob, ".3f"),
+        rows.append([h.name(d.image), h.text(_measured_class(d.target_name, d.target_source)), h.num(d.clean_prob, ".3f"), h.num(d.min_prob, ".3f"),
                      h.text(d.clean_label), h.text(", ".join(d.labels_seen)), f"{h.text(d.layer)} map {d.channel}"])
         png = f.with_suffix(".png")
         if png.is_file():
@@ -339,8 +339,16 @@ def occlusion(site: Site, items: list[tuple[Path, OcclusionRecord]]) -> str:
                        if beside else "")
             panels.append(f'<figure>{_figure(site, OCCLUSION, png, "occlusion " + f.stem, zoom=False)}{beside}'
                           f'<figcaption>{h.name(d.image)}{caption}</figcaption></figure>')
-    return h.table(["image", "true class", "p(true), clean", "lowest p(true)", "predicted, clean",
+    return h.table(["image", "class measured", "p(class), clean", "lowest p(class)", "predicted, clean",
                     "classes seen while occluding", "strongest map"], rows) + "".join(panels)
+
+
+def _measured_class(name: str, source: str | None) -> str:
+    """The class an occlusion map measures, and whether it is a label (``source``: where it came from) or the
+    model's prediction; records written before sources were kept say only the name."""
+    if source == "predicted":
+        return f"{name} — {NO_LABEL}"
+    return f"{name} (true class, from {source})" if source else name
 
 
 def sanity(site: Site, d: SanityRecord) -> str:
@@ -359,6 +367,8 @@ def sanity(site: Site, d: SanityRecord) -> str:
             f"(Adebayo et al. 2018). A picture that stays similar once the weights it should reflect are random "
             f"shows the architecture or the image, not what was learned. {h.text(d.method)}.</p>"
             f"<ul>{words}</ul>"
+            + (f"<p>The occlusion maps measure: {h.text('; '.join(d.occlusion_classes))}.</p>"
+               if d.occlusion_classes else "")
             + (_figure(site, SANITY, png, "sanity checks") if png.is_file() else "")
             + "<details><summary>all steps</summary>"
             + h.table(["pictures", "randomised down to", "Spearman (cascade)", "SSIM (cascade)",
