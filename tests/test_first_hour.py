@@ -119,3 +119,26 @@ def test_a_bad_labels_file_is_one_line(tmp_path, capsys):
     photo = _image(tmp_path, "dog.jpg")
     assert main(["occlusion", str(photo), "--checkpoint", str(photo), "--labels", str(tmp_path / "no.csv")]) == 2
     assert "--labels: file not found" in capsys.readouterr().err
+
+
+# --- the decoded cache: two paths to the same files share one cache ------------------------------------------------
+
+def test_two_paths_to_the_same_data_share_one_cache(image_tree, tmp_path, monkeypatch, caplog):
+    import logging
+    import os
+
+    from convscope.data.loading import open_split
+
+    link = tmp_path.parent / f"{tmp_path.name}-link"
+    link.symlink_to(image_tree, target_is_directory=True)
+    cache = tmp_path / "cache"
+    first = open_split(str(image_tree), "train", 40, cache_dir=str(cache), workers=0)
+    built = {p: p.stat().st_mtime_ns for p in cache.glob("*.u8")}
+    monkeypatch.chdir(image_tree.parent)
+    with caplog.at_level(logging.INFO):
+        for root in (str(link), os.path.relpath(image_tree)):
+            again = open_split(root, "train", 40, cache_dir=str(cache), workers=0)
+            assert again.path == first.path and again.content_fingerprint == first.content_fingerprint
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("*.u8")} == built  # not rebuilt
+    assert "changed" not in caplog.text
+    link.unlink()
