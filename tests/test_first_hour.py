@@ -142,3 +142,54 @@ def test_two_paths_to_the_same_data_share_one_cache(image_tree, tmp_path, monkey
     assert {p: p.stat().st_mtime_ns for p in cache.glob("*.u8")} == built  # not rebuilt
     assert "changed" not in caplog.text
     link.unlink()
+
+
+# --- the demo: how to continue it, and what it says when the machine is far slower than expected ------------------
+
+def test_an_interrupted_demo_says_to_run_the_demo_again(tmp_path, monkeypatch, capsys):
+    import convscope.train
+    from convscope.cli import main
+    from convscope.guide import resume_command
+
+    data = tmp_path / "imagenette2-160"
+    for split in ("train", "val"):
+        (data / split / "n01440764").mkdir(parents=True)
+        (data / split / "n01440764" / "a.JPEG").write_bytes(b"")
+
+    def sigterm(cfg, resume=False):
+        raise convscope.train.Stop("sigterm", f"SIGTERM: saved; continue with: {resume_command(cfg.out_dir)}")
+
+    monkeypatch.setattr(convscope.train, "main", sigterm)
+    out = tmp_path / "demo-run"
+    assert main(["demo", "--data-root", str(tmp_path), "--out", str(out)]) == 143
+    err = capsys.readouterr().err
+    assert f"continue with: `make demo` (or `convscope demo --out {out}` with the same options)" in err
+    assert "convscope demo: stopped; continue with `make demo`" in err
+    assert "convscope train --out-dir" not in err and "--resume" not in err
+
+
+def test_a_far_slower_training_says_why_and_what_to_do():
+    from convscope.guide import Guide, slow_note
+
+    guide = Guide(images_per_s=400, cores=2, measured_on="this recipe on 2 idle cores", faster="`make demo-quick`")
+    busy = slow_note(20, threads=2, images_left=20 * 3600 * 5, guide=guide, load=7.2, cores=2)
+    assert "20 img/s" in busy and "~400 img/s" in busy and "busy (load average 7.2 on 2 cores)" in busy
+    assert "~5.0 h more" in busy and "`make demo-quick`" in busy and "nice" in busy and "\n" not in busy
+    assert "fewer free cores" in slow_note(20, threads=2, images_left=100, guide=guide, load=0.5, cores=2)
+    assert slow_note(300, threads=2, images_left=100, guide=guide, load=7.2, cores=2) is None  # near enough
+    assert slow_note(90, threads=1, images_left=100, guide=guide, load=0.5, cores=2) is None  # 1 thread: ~200
+    assert slow_note(1, threads=2, images_left=100, load=9.0, cores=2) is None  # plain train: no speed promised
+
+
+def test_the_speed_check_times_steps_after_the_warm_up_and_speaks_once(monkeypatch, caplog):
+    import logging
+
+    import convscope.guide as guide
+
+    clock = iter(range(0, 1000, 1))  # each call one second later
+    monkeypatch.setattr(guide.time, "perf_counter", lambda: next(clock))
+    check = guide.SpeedCheck()
+    with guide.guided(guide.Guide(images_per_s=400, cores=1)), caplog.at_level(logging.WARNING):
+        for step in range(1, 40):
+            check.tick(step, batch_size=8, threads=1, images_left=800)
+    assert caplog.text.count("training runs at 80 img/s") == 1  # 10 steps of 8 images in 1 s

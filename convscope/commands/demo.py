@@ -3,7 +3,9 @@
 Trains the ``imagenette`` recipe (a quarter-width ZFNet, 24 epochs: ~10 minutes on 2 idle cores) on
 Imagenette-160, evaluates it (centre and 10-crop), runs the inspection suite (top-9 atlas, filters, evolution,
 occlusion, randomisation sanity checks, invariance, correspondence, transfer, retrieval, predictions) and builds
-the report. Interrupted? Run it again: training resumes from its last checkpoint and finished steps are skipped.
+the report. Interrupted? Run it again (`make demo`, or `convscope demo --out RUN`): training resumes from its last
+checkpoint and finished steps are skipped. On a busy machine training can run far below its idle speed; after its
+first steps the demo says so in one line, with the likely cause and the options (`make demo-quick`, ...).
 """
 from __future__ import annotations
 
@@ -57,7 +59,52 @@ def find_imagenette(data_root: str, download: bool = False) -> Path:
                         f"folder holding imagenette2-160/") from None
 
 
+# the imagenette recipe's training speed on 2 idle cores (README's table: 400-470 img/s measured)
+IDLE_IMAGES_PER_S, IDLE_CORES = 400.0, 2
+# exit codes of a stopped step: Ctrl-C (130), SIGTERM (143, the position saved)
+STOPPED = (130, 143)
+
+
+def continue_command(args: argparse.Namespace) -> str:
+    """How to continue this demo where it stopped."""
+    quick = args.quick
+    return (f"`make demo{'-quick' if quick else ''}` (or `convscope demo{' --quick' if quick else ''} --out "
+            f"{args.out}` with the same options)")
+
+
+def guide(args: argparse.Namespace):
+    """What the demo's training says when stopped or far slower than on an idle machine (convscope.guide)."""
+    from ..guide import Guide
+
+    return Guide(resume=continue_command(args), images_per_s=IDLE_IMAGES_PER_S, cores=IDLE_CORES,
+                 measured_on=f"this recipe on {IDLE_CORES} idle cores",
+                 faster="" if args.quick else "`make demo-quick` (the same in a few hundred steps)")
+
+
+def stopped_message(args: argparse.Namespace) -> str:
+    return (f"convscope demo: stopped; continue with {continue_command(args)}: training resumes from its last "
+            f"checkpoint and finished steps are skipped")
+
+
 def run(args: argparse.Namespace) -> int:
+    """The demo (:func:`run_steps`); when a step is stopped, one line on how to continue it."""
+    import sys
+
+    from ..guide import guided
+
+    try:
+        with guided(guide(args)):
+            rc = run_steps(args)
+    except KeyboardInterrupt:
+        rc = 130
+    except SystemExit as stop:  # a step's exit code
+        rc = stop.code if isinstance(stop.code, int) else 1
+    if rc in STOPPED:
+        print(stopped_message(args), file=sys.stderr)
+    return rc
+
+
+def run_steps(args: argparse.Namespace) -> int:
     from ..cli import main as cli
 
     data = find_imagenette(args.data_root, args.download)
