@@ -193,3 +193,27 @@ def test_the_speed_check_times_steps_after_the_warm_up_and_speaks_once(monkeypat
         for step in range(1, 40):
             check.tick(step, batch_size=8, threads=1, images_left=800)
     assert caplog.text.count("training runs at 80 img/s") == 1  # 10 steps of 8 images in 1 s
+
+
+def test_sanity_words_when_every_picture_is_blank():
+    from convscope.analysis.sanity import plain_words
+
+    rows = [dict(spearman_mean=1.0, spearman_std=0.0, ssim_mean=1.0, alive=3, n=3, spearman_alive_mean=1.0,
+                 randomized=[]),
+            dict(spearman_mean=0.0, spearman_std=0.0, ssim_mean=0.0, alive=0, n=3, spearman_alive_mean=float("nan"),
+                 randomized=["fc8"])]
+    text = plain_words("conv5 projections", rows)
+    assert "All 3 pictures are blank" in text and "nan" not in text and "0 others" not in text
+
+
+def test_the_sanity_curves_stay_above_the_axis_bottom():
+    import torch
+
+    from convscope.report.figures import sanity_figure
+
+    row = lambda m, s: dict(spearman_mean=m, spearman_std=s, ssim_mean=m, ssim_std=s)  # noqa: E731
+    cascade = {"occlusion": [row(1.0, 0.0), row(-0.3, 0.4)]}
+    independent = {"occlusion": [row(-0.6, 0.1)]}
+    fig = sanity_figure(["fc8"], cascade, independent, {"occlusion": [[torch.zeros(4, 4)], [torch.zeros(4, 4)]]})
+    bottom = fig.axes[-1].get_ylim()[0]
+    assert bottom < -0.7  # the lowest error bar is -0.3 - 0.4
