@@ -217,3 +217,22 @@ def test_the_sanity_curves_stay_above_the_axis_bottom():
     fig = sanity_figure(["fc8"], cascade, independent, {"occlusion": [[torch.zeros(4, 4)], [torch.zeros(4, 4)]]})
     bottom = fig.axes[-1].get_ylim()[0]
     assert bottom < -0.7  # the lowest error bar is -0.3 - 0.4
+
+
+def test_a_model_report_does_not_offer_a_command_for_the_evolution_strips(tmp_path, capsys):
+    import re
+
+    from convscope.cli import main
+    from convscope.runfolder import write_record
+    from convscope.runfolder.records import ModelRecord, PredictionsRecord
+
+    folder = tmp_path / "analysis" / "torchvision_squeezenet1_0-x"
+    folder.mkdir(parents=True)
+    write_record(folder / "model.json", ModelRecord(model="torchvision:squeezenet1_0", weights="x.pth",
+                                                    preprocess="torchvision's", classes=1000, input_size=224,
+                                                    image_size=256))
+    write_record(folder / "predictions.json", PredictionsRecord(predictions=[]))
+    assert main(["report", str(folder)]) == 0
+    html = (folder / "report" / "index.html").read_text()
+    evolution = re.search(r'id="evolution".*?</section>', html, re.S).group(0)
+    assert "Not trained by convscope" in evolution and "--evolution-epochs" not in evolution

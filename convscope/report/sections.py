@@ -46,6 +46,7 @@ class SectionSpec:
     subtitle: str = ""
     options: str = ""  # appended to the source's command in the missing note
     note: str = ""  # extra HTML in the missing note
+    training_only: bool = False  # made from training outputs (epoch snapshots): a --model has none to offer
 
     def command(self) -> str:
         return (self.source.command if self.source else TRAIN_COMMAND) + self.options
@@ -59,7 +60,7 @@ class SectionSpec:
             body = h.error_note(err.message(site.command_text(err.command)))
             return Section(self.id, self.title, body, present=False)
         if body is None:
-            if self.source in (CONFIG, METRICS) and site.optional(MODEL) is not None:
+            if (self.source in (CONFIG, METRICS) or self.training_only) and site.optional(MODEL) is not None:
                 return Section(self.id, self.title, '<p class="howto">Not trained by convscope (see model.json): '
                                'no training outputs to show.</p>', present=False)
             return Section(self.id, self.title, h.missing_note(self.missing, site.cmd(self.command()), self.note),
@@ -462,6 +463,7 @@ SECTIONS = (
     SectionSpec("evolution", "Feature evolution", INSPECT, evolution, "the feature-evolution strips",
                 options=" --evolution-epochs paper",
                 note="inspect draws them from the epoch snapshots RUN/epochs/epoch_*.pt (train --keep-epochs)",
+                training_only=True,
                 subtitle="ZF Fig. 4: for a few feature maps (rows), the strongest activation at each saved epoch "
                          "(columns), projected to pixels: lower layers settle early, higher ones keep changing."),
     SectionSpec("occlusion", "Occlusion sensitivity", OCCLUSION, occlusion, "occlusion maps",
