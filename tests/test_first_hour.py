@@ -236,3 +236,13 @@ def test_a_model_report_does_not_offer_a_command_for_the_evolution_strips(tmp_pa
     html = (folder / "report" / "index.html").read_text()
     evolution = re.search(r'id="evolution".*?</section>', html, re.S).group(0)
     assert "Not trained by convscope" in evolution and "--evolution-epochs" not in evolution
+
+
+def test_an_evolution_strip_is_wide_enough_for_its_title():
+    import torch
+
+    from convscope.report.images import evolution_strip, text_width
+
+    title = "conv1: strongest activation over 1000 val images per epoch"
+    strip, _ = evolution_strip(torch.rand(3, 4, 3, 7, 7), epochs=[1, 2, 24], labels=["m"] * 4, title=title)
+    assert strip.width >= text_width(title) + 4

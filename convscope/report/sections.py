@@ -316,10 +316,10 @@ def _source_thumb(site: Site, src: str, image_size: int, crop: int, made: int) -
 
 
 def evolution(site: Site, index: InspectRecord) -> str | None:
-    folder = site.run / "inspect"
+    folder = site.run / "inspect"  # the strips are shown at their size: their tiles are enlarged already
     figs = {name: f for name, f in index.figures.items() if f.kind == "evolution" and (folder / name).is_file()}
     return "".join(f'<h3>{h.text(f.layer)} <span class="meta">epochs {", ".join(map(str, f.epochs or []))}</span>'
-                   f'</h3>{_figure(site, INSPECT, folder / name, "evolution " + f.layer)}'
+                   f'</h3>{_figure(site, INSPECT, folder / name, "evolution " + f.layer, zoom=False)}'
                    for name, f in figs.items()) or None
 
 
