@@ -246,3 +246,15 @@ def test_an_evolution_strip_is_wide_enough_for_its_title():
     title = "conv1: strongest activation over 1000 val images per epoch"
     strip, _ = evolution_strip(torch.rand(3, 4, 3, 7, 7), epochs=[1, 2, 24], labels=["m"] * 4, title=title)
     assert strip.width >= text_width(title) + 4
+
+
+def test_a_top_k_figure_has_no_empty_row_of_tiles():
+    import torch
+
+    from convscope.report.images import top9_figure
+
+    tiles = torch.rand(1, 5, 3, 48, 48)
+    five, boxes = top9_figure(tiles, tiles, cols=1, labels=["map 0"], title="t")
+    nine, _ = top9_figure(torch.rand(1, 9, 3, 48, 48), torch.rand(1, 9, 3, 48, 48), cols=1, labels=["m"], title="t")
+    lowest = max(box[3] for pair in boxes for box in pair)
+    assert five.height - lowest <= 16 and five.height < nine.height  # 2 rows of 3 tiles, not 3

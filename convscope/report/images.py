@@ -126,7 +126,8 @@ def top9_figure(projections: torch.Tensor, patches: torch.Tensor, *, cols: int =
     pat = resize_tiles(patches.reshape(m * k, *patches.shape[2:]).float().clamp(0, 1), tile)
     gap, cell_gap, caption = 1, 4, 12
     block = side * tile + (side - 1) * gap
-    cell_w, cell_h = 2 * block + cell_gap, block + caption
+    block_rows = math.ceil(k / side) if k else 1  # k = 5: two rows of three, not a square of nine with one empty
+    cell_w, cell_h = 2 * block + cell_gap, block_rows * tile + (block_rows - 1) * gap + caption
     margin, top = 8, 18 if title else 4
     cols = max(1, min(cols, m))
     rows = math.ceil(m / cols) if m else 1
