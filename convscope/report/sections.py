@@ -468,7 +468,8 @@ SECTIONS = (
                          "(columns), projected to pixels: lower layers settle early, higher ones keep changing."),
     SectionSpec("occlusion", "Occlusion sensitivity", OCCLUSION, occlusion, "occlusion maps",
                 subtitle="ZF Fig. 7: a grey square slides over the image; the maps show, per position, the "
-                         "strongest layer-5 map's total activation, p(true class) and the most probable class."),
+                         "strongest layer-5 map's total activation, p(class measured: the true class where a label "
+                         "is given, else the predicted one, said so) and the most probable class."),
     SectionSpec("sanity", "Can the pictures be trusted?", SANITY, sanity, "the model-randomisation checks",
                 subtitle="Cascading and independent model randomisation of the deconvnet projections and occlusion "
                          "maps (similarity to the trained model's pictures: 1 = unchanged)."),
