@@ -215,8 +215,8 @@ def test_the_sanity_curves_stay_above_the_axis_bottom():
     cascade = {"occlusion": [row(1.0, 0.0), row(-0.3, 0.4)]}
     independent = {"occlusion": [row(-0.6, 0.1)]}
     fig = sanity_figure(["fc8"], cascade, independent, {"occlusion": [[torch.zeros(4, 4)], [torch.zeros(4, 4)]]})
-    bottom = fig.axes[-1].get_ylim()[0]
-    assert bottom < -0.7  # the lowest error bar is -0.3 - 0.4
+    bottom, top = fig.axes[-1].get_ylim()
+    assert bottom < -0.7 and top >= 1.05  # the lowest error bar reaches -0.3 - 0.4
 
 
 def test_a_model_report_does_not_offer_a_command_for_the_evolution_strips(tmp_path, capsys):
