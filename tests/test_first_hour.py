@@ -258,3 +258,26 @@ def test_a_top_k_figure_has_no_empty_row_of_tiles():
     nine, _ = top9_figure(torch.rand(1, 9, 3, 48, 48), torch.rand(1, 9, 3, 48, 48), cols=1, labels=["m"], title="t")
     lowest = max(box[3] for pair in boxes for box in pair)
     assert five.height - lowest <= 16 and five.height < nine.height  # 2 rows of 3 tiles, not 3
+
+
+def test_a_demo_run_again_redoes_a_step_that_was_stopped_half_way(tmp_path, monkeypatch):
+    import convscope.cli
+    from convscope.commands import demo
+
+    data = tmp_path / "imagenette2-160"
+    for split in ("train", "val"):
+        (data / split / "n01440764").mkdir(parents=True)
+        (data / split / "n01440764" / "a.JPEG").write_bytes(b"")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("{}\n" * 4)  # training finished (--quick: 4 epochs)
+    (out / "eval.json").write_text("{}")  # a finished step
+    for half_done in ("occlusion", "invariance", "correspondence", "retrieval"):  # a folder, no record yet
+        (out / half_done).mkdir()
+    calls = []
+    monkeypatch.setattr(convscope.cli, "main", lambda argv: calls.append(argv[0]) or 0)
+    args = convscope.cli.build_parser("demo").parse_args(["demo", "--quick", "--data-root", str(tmp_path),
+                                                           "--out", str(out), "--skip", "transfer"])
+    assert demo.run(args) == 0
+    assert calls == ["predict", "inspect", "occlusion", "sanity", "invariance", "correspondence", "retrieval",
+                     "report"]

@@ -146,16 +146,18 @@ def run_steps(args: argparse.Namespace) -> int:
     step("inspect", ["inspect", "--checkpoint", ckpt, "--data", str(data), "--out", str(out / "inspect"),
                      "--maps", "8" if q else "16", *(["--max-images", "500"] if q else [])],
          out / "inspect" / "index.json")
-    step("occlusion", ["occlusion", *samples[:3 if q else 5], "--checkpoint", ckpt, "--out", str(out / "occlusion"),
+    occluded = samples[:3 if q else 5]  # done when their records are written (at the end, all together)
+    step("occlusion", ["occlusion", *occluded, "--checkpoint", ckpt, "--out", str(out / "occlusion"),
                        "--atlas-data", str(data), "--atlas-images", "500" if q else "1000"],
-         out / "occlusion")
+         out / "occlusion" / f"{_inputs.unique_stems(occluded)[-1]}.json")
     step("sanity", ["sanity", *samples[:3 if q else 10], "--checkpoint", ckpt, "--out", str(out / "sanity")],
          out / "sanity" / "sanity.json")
     step("invariance", ["invariance", *samples[:3], "--checkpoint", ckpt, "--out", str(out / "invariance")],
-         out / "invariance")
+         out / "invariance" / "invariance.json")
     annotations = Path(__file__).resolve().parent.parent / "data" / "annotations" / "dogs.json"
     step("correspondence", ["correspondence", str(annotations), "--checkpoint", ckpt, "--data-root",
-                            str(data.parent), "--out", str(out / "correspondence")], out / "correspondence")
+                            str(data.parent), "--out", str(out / "correspondence")],
+         out / "correspondence" / "correspondence.json")
     cifar = data.parent / "cifar10-jpeg"
     if cifar.is_dir():
         step("transfer", ["transfer", "--checkpoint", ckpt, "--data", str(cifar), "--out", str(out / "transfer"),
@@ -163,10 +165,10 @@ def run_steps(args: argparse.Namespace) -> int:
                           *(["--n-per-class", "10", "--splits", "2", "--scratch-splits", "2", "--scratch-epochs", "5"]
                             if q else ["--n-per-class", "10", "50", "--splits", "3", "--scratch-splits", "3",
                                        "--scratch-epochs", "10"])],
-             out / "transfer")
+             out / "transfer" / "transfer.json")
     else:
         log.info("demo: transfer skipped (no cifar10-jpeg/ beside imagenette2-160/)")
     step("retrieval", ["retrieval", "--checkpoint", ckpt, "--data", str(data), "--out", str(out / "retrieval"),
                        *(["--gallery-per-class", "30", "--query-per-class", "5"] if q else [])],
-         out / "retrieval")
+         out / "retrieval" / "retrieval.json")
     return cli(["report", str(out)])
