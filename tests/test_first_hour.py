@@ -30,6 +30,19 @@ def test_a_wrong_path_fails_before_torch_is_imported(argv, tmp_path):
     assert "not found" in done.stderr and done.stderr.count("\n") == 1
 
 
+def test_no_command_imports_torch_to_parse_its_arguments():
+    code = ("import argparse, contextlib, io, sys\n"
+            "from convscope.cli import build_parser\n"
+            "sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))\n"
+            "for name, parser in sub.choices.items():\n"
+            "    with contextlib.redirect_stdout(io.StringIO()):\n"
+            "        parser.format_help()\n"
+            "print(len(sub.choices), 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    count, torch_loaded = done.stdout.split()
+    assert int(count) >= 15 and torch_loaded == "False", done.stderr
+
+
 def _command_parsers():
     import argparse
 

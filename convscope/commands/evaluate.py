@@ -27,20 +27,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..errors import UserError
+
+    if bool(args.checkpoints) + bool(args.model) + bool(args.checkpoint) != 1:  # before torch loads
+        raise UserError("give the model one way: checkpoints (several = an ensemble), or one --checkpoint, or "
+                        "--model with --weights")
+
     import torch
     from torch.utils.data import DataLoader
 
     from ..runs import load_run
     from ..data.loading import collate_for, open_split
-    from ..errors import UserError
     from ..evaluation import evaluate
     from ..runfolder import write_record
     from ..runfolder.records import EvalRecord, EvalRow
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    if bool(args.checkpoints) + bool(args.model) + bool(args.checkpoint) != 1:
-        raise UserError("give checkpoints (several = an ensemble), or one --checkpoint, or --model with --weights")
     args.checkpoints = args.checkpoints or ([args.checkpoint] if args.checkpoint else [])
     runs = [load_run(c, device) for c in args.checkpoints] or [_inputs.load_model(args, device)]
     sizes = {r.preprocess.image_size for r in runs}
