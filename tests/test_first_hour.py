@@ -81,7 +81,8 @@ def test_both_spellings_of_a_choice_are_accepted():
 def _run():
     from types import SimpleNamespace
 
-    return SimpleNamespace(classes=["tench", "golden retriever", "magpie"], wnids=["n01440764", "n02099601", "n01582220"])
+    return SimpleNamespace(classes=["tench", "golden retriever", "magpie"],
+                           wnids=["n01440764", "n02099601", "n01582220"])
 
 
 def _image(folder, name):

@@ -39,7 +39,8 @@ def _check(path: Path, kind: str, dest: str) -> None:
             raise WrongKindOfPath(f"image {path} is a folder, not a file; give image files")
     elif kind == "file":
         if not path.is_file():
-            raise UserError(f"--{dest.replace('_', '-')}: {'not a file' if path.exists() else 'file not found'}: {path}")
+            problem = "not a file" if path.exists() else "file not found"
+            raise UserError(f"--{dest.replace('_', '-')}: {problem}: {path}")
     elif kind == "data":
         if not path.exists():
             raise UserError(f"data folder not found: {path}")

@@ -16,7 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", required=True, help="dataset folder")
     p.add_argument("--split", default="val", help="split evaluated ('val' also finds a test/ folder)")
     p.add_argument("--views", choices=["center", "ten", "both"], default="both",
-                   type=_inputs.spellings(centre="center"), help="center (or centre) crop, AlexNet's 10 crops (4 corners + centre, and flips), or both")
+                   type=_inputs.spellings(centre="center"),
+                   help="center (or centre) crop, AlexNet's 10 crops (4 corners + centre, and flips), or both")
     p.add_argument("--batch-size", type=_inputs.positive, default=64, help="images per forward pass")
     p.add_argument("--subset", type=_inputs.count, default=0, help="evaluate N images spread over the split (0 = all)")
     p.add_argument("--workers", type=_inputs.count, default=2, help="data loader worker processes")

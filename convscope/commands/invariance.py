@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     _inputs.add_run_arguments(parser, out="invariance")
     parser.add_argument("--target", nargs="*", default=None,
-                        help="true class per image (index, name or wnid); default: each image's labels entry, class folder or "
-                             "wnid in its file name")
+                        help="true class per image (index, name or wnid); default: each image's labels entry, "
+                             "class folder or wnid in its file name")
     _inputs.add_labels_argument(parser)
     parser.add_argument("--kinds", nargs="+", choices=("translate", "scale", "rotate"),
                         default=["translate", "scale", "rotate"],

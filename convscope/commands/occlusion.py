@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch", type=_inputs.positive, default=32, help="occluder side in input pixels")
     parser.add_argument("--stride", type=_inputs.positive, default=8, help="occluder step in input pixels")
     parser.add_argument("--fill", choices=FILLS, default="grey", type=_inputs.spellings(gray="grey"),
-                        help="grey (or gray) = uniform pixel value 128 (ZF); mean-image = the training mean image (input 0); "
-                             "image-mean = the image's own mean colour")
+                        help="grey (or gray) = uniform pixel value 128 (ZF); mean-image = the training mean image "
+                             "(input 0); image-mean = the image's own mean colour")
     parser.add_argument("--chunk", type=_inputs.positive, default=64, help="occluded images per forward pass (memory bound)")
     parser.add_argument("--atlas-data", default=None, metavar="DATA",
                         help="ZF Fig. 7(c): also find the measured map's top images in DATA's val split and draw "
@@ -75,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
         name = (lambda c: run_.classes[c] if c < len(run_.classes) else str(c))
         low = int(occ.prob.argmin())
         record = OcclusionRecord(
-            image=str(path), target=target, target_name=name(target), target_source=label.source, layer=occ.layer, channel=occ.channel,
-            patch=occ.patch, stride=occ.stride, fill=args.fill, grid=list(occ.prob.shape),
+            image=str(path), target=target, target_name=name(target), target_source=label.source,
+            layer=occ.layer, channel=occ.channel, patch=occ.patch, stride=occ.stride, fill=args.fill,
+            grid=list(occ.prob.shape),
             clean_prob=occ.clean_prob, clean_label=name(occ.clean_label), clean_feature=occ.clean_feature,
             min_prob=float(occ.prob.min()), min_prob_origin=occ.origins.reshape(-1, 2)[low].tolist(),
             max_prob=float(occ.prob.max()), labels_seen=sorted({name(int(c)) for c in occ.label.unique()}))

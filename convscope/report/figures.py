@@ -57,7 +57,8 @@ def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (
     axes[0].imshow(_rgb(image))
     cy, cx = (occ.origins[occ.prob.shape[0] // 2, occ.prob.shape[1] // 2]).tolist()
     axes[0].add_patch(Rectangle((cx - 0.5, cy - 0.5), occ.patch, occ.patch, color="0.5", alpha=0.9))
-    axes[0].set_title(f"(a) input, {'true' if labelled else 'predicted (no label given)'}: {name(occ.target)}\np={occ.clean_prob:.2f}, "
+    which = "true" if labelled else "predicted (no label given)"
+    axes[0].set_title(f"(a) input, {which}: {name(occ.target)}\np={occ.clean_prob:.2f}, "
                       f"patch {occ.patch}/stride {occ.stride}", fontsize=8)
     k = 1
     _underlay(axes[k], image)

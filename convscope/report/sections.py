@@ -15,9 +15,10 @@ from typing import Callable
 
 from ..config import TrainConfig
 from ..runfolder import MalformedFile
-from ..runfolder.records import (NO_LABEL, TRAIN_COMMAND, CorrespondenceRecord, EvalRecord, InspectRecord,
-                                 InvarianceRecord, MetricsRow, ModelRecord, OcclusionRecord, PredictionsRecord, RetrievalRecord, SanityRecord,
+from ..runfolder.records import (TRAIN_COMMAND, CorrespondenceRecord, EvalRecord, InspectRecord, InvarianceRecord,
+                                 MetricsRow, ModelRecord, OcclusionRecord, PredictionsRecord, RetrievalRecord, SanityRecord,
                                  TransferRecord)
+from ..runfolder.records import NO_LABEL
 from . import html as h
 from .charts import Series, line_chart
 from .html import Section
@@ -329,7 +330,8 @@ def evolution(site: Site, index: InspectRecord) -> str | None:
 def occlusion(site: Site, items: list[tuple[Path, OcclusionRecord]]) -> str:
     rows, panels = [], []
     for f, d in items:
-        rows.append([h.name(d.image), h.text(_measured_class(d.target_name, d.target_source)), h.num(d.clean_prob, ".3f"), h.num(d.min_prob, ".3f"),
+        rows.append([h.name(d.image), h.text(_measured_class(d.target_name, d.target_source)),
+                     h.num(d.clean_prob, ".3f"), h.num(d.min_prob, ".3f"),
                      h.text(d.clean_label), h.text(", ".join(d.labels_seen)), f"{h.text(d.layer)} map {d.channel}"])
         png = f.with_suffix(".png")
         if png.is_file():
