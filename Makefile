@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 # torch/torchvision for the venv; override for your platform, e.g. make TORCH="torch torchvision" (pyproject needs >=2.4/>=0.19)
 TORCH ?= torch==2.14.1 torchvision==0.29.1
+# where they come from: without an NVIDIA GPU (no nvidia-smi) PyTorch's CPU wheel index, which leaves out the ~4 GB
+# of CUDA libraries that PyPI's Linux torch brings; empty = the default index (PyPI). make TORCH_INDEX= forces PyPI.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,$(TORCH_CPU_INDEX))
 # where the datasets live (imagenette2-160/, cifar10-jpeg/ ...); tests that need real data skip without it
 CONVSCOPE_DATA ?= $(abspath ../shared/data)
 export CONVSCOPE_DATA
@@ -11,7 +15,14 @@ export CONVSCOPE_DATA
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q $(TORCH)
+	@if [ -z "$(TORCH_INDEX)" ]; then $(VENV)/bin/pip install -q $(TORCH); \
+	elif $(VENV)/bin/python -c "import urllib.request as u; u.urlopen('$(TORCH_INDEX)/torch/', timeout=15)" 2>/dev/null; then \
+	  echo "no NVIDIA GPU (nvidia-smi not found): the CPU build of torch from $(TORCH_INDEX)"; \
+	  $(VENV)/bin/pip install -q --index-url $(TORCH_INDEX) $(TORCH); \
+	else \
+	  echo "no NVIDIA GPU, but $(TORCH_INDEX) is unreachable: torch from the default index instead (on Linux its CUDA build, ~6 GB installed)" >&2; \
+	  $(VENV)/bin/pip install -q $(TORCH); \
+	fi
 	$(VENV)/bin/pip install -q -e . pytest pytest-timeout playwright scikit-image
 	@# Captum is the tests' independent peer for deconvnet/occlusion; without it (offline) those checks skip
 	$(VENV)/bin/pip install -q captum || echo "warning: captum not installed; its cross-check tests will skip" >&2

@@ -42,6 +42,18 @@ _WRONG_KIND = {errno.EEXIST: "a file is in the way of a folder", errno.ENOTDIR: 
                errno.EISDIR: "a folder is in the way of a file"}
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions keep their line breaks (examples stay on lines of their own), and an option's default is shown
+    as ``(default: X)`` only where it says something: not None, empty or off, and not already told in words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text, default = action.help or "", action.default
+        if ("default" in text or default is None or default is False or default == "" or default == []
+                or default is argparse.SUPPRESS or not (action.option_strings or action.nargs in ("?", "*"))):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, or of ``command`` alone (with the same options) where that names one."""
     parser = _Parser(
@@ -55,9 +67,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for mod in _command_modules(command):
         name = mod.__name__.rsplit(".", 1)[-1]
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=_HelpFormatter)
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _paths=getattr(mod, "PATHS", None))
     return parser
 
 
@@ -69,9 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0
+    from .commands._checks import PATHS, check_paths
     from .errors import UserError
 
     try:
+        check_paths(args, PATHS if args._paths is None else args._paths)  # before the command imports torch
         return int(args._run(args) or 0)
     except UserError as err:
         print(f"convscope {args.command}: error: {err}", file=sys.stderr)

@@ -34,6 +34,7 @@ from .data.transforms import Preprocess, TrainAugment
 from .dist import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
 from .errors import UserError
 from .evaluation import evaluate
+from .guide import SpeedCheck, resume_command
 from .metrics import MetricsLog, layer_smoothness, topk_correct
 from .models import UnknownModelError, get_model, list_models, model_accepts, renorm_filters_
 from .optim import PaperSGD
@@ -164,10 +165,12 @@ def train_one_epoch(run: "Session", epoch: int, sigterm: threading.Event) -> dic
             bar.set_postfix(loss=f"{sums[0] / sums[2]:.3f}", err=f"{sums[1] / sums[2]:.3f}",
                             img_s=f"{(step - first) * cfg.batch_size / (time.perf_counter() - t0):.0f}",
                             refresh=False)
+            run.speed.tick(step - first, cfg.batch_size, torch.get_num_threads(),
+                           ((cfg.epochs - epoch) * steps - step) * cfg.batch_size)
             if stop:
                 run.save("step", sums)
                 raise Stop("sigterm", f"SIGTERM: saved {out}/last.pt at epoch {epoch + 1}, step {step}; "
-                                      f"continue with: convscope train --out-dir {out} --resume")
+                                      f"continue with: {resume_command(out)}")
             if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0:
                 run.save("step", sums)
             if cfg.max_steps and state.global_step >= cfg.max_steps:
@@ -266,6 +269,7 @@ class Session:
     scaler: torch.amp.GradScaler
     saved: Checkpointed  # what every checkpoint holds besides the state
     state: TrainState
+    speed: SpeedCheck = field(default_factory=SpeedCheck)  # says once when far slower than its caller expects
 
     def save(self, kind: str, sums: torch.Tensor, metrics: dict | None = None) -> None:
         """Every rank joins (the epoch's partial sums are reduced into ``state.partial``); rank 0 writes last.pt,
@@ -356,7 +360,7 @@ def start(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> Session:
     saved = Checkpointed(cfg, model, model_options, list(train_ds.classes),
                          list(getattr(train_ds, "wnids", train_ds.classes)), pre, stats, optimizer, scheduler, scaler)
     return Session(cfg, dist, out, train_ds, val_ds, train_workers, augment, train_model, optimizer, scheduler,
-                   scaler, saved, state)
+                   scaler, saved, state, SpeedCheck(enabled=dist.is_main and dist.device.type == "cpu"))
 
 
 def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:

@@ -261,7 +261,9 @@ def plain_words(kind: str, cascade: list[dict], threshold: float = 0.5) -> str:
     last = cascade[-1]
     text = (f"{kind}: after every layer is randomised, rank correlation with the trained model's pictures is "
             f"{last['spearman_mean']:.2f} ± {last['spearman_std']:.2f} (SSIM {last['ssim_mean']:.2f}).")
-    if "alive" in last and last["alive"] < last["n"]:
+    if "alive" in last and last["alive"] == 0:
+        text += f" All {last['n']} pictures are blank then (their units no longer fire, counted as 0)."
+    elif "alive" in last and last["alive"] < last["n"]:
         text += (f" {last['n'] - last['alive']} of {last['n']} pictures are blank then (their unit no longer fires, "
                  f"counted as 0); the {last['alive']} others keep {last['spearman_alive_mean']:.2f}.")
     if below is None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from ..errors import UserError
 from ..locks import claim_for_life
 
@@ -29,6 +27,11 @@ def _int_at_least(text: str, low: int) -> int:
     if value < low:
         raise argparse.ArgumentTypeError(f"must be {'positive' if low == 1 else '>= ' + str(low)}, not {value}")
     return value
+
+
+def spellings(**aliases: str):
+    """argparse type: a choice in either spelling, as the canonical one (``spellings(centre="center")``)."""
+    return lambda text: aliases.get(text, text)
 
 
 def unique_stems(paths) -> list[str]:
@@ -126,6 +129,8 @@ def load_model(args: argparse.Namespace, device: str | None = None):
 def load(args: argparse.Namespace):
     """The model of ``--checkpoint`` or ``--model`` on ``--device``, and the output folder (created)."""
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
     run = load_model(args)
     if args.out:
@@ -153,6 +158,8 @@ def write_model_record(folder: Path, run) -> None:
 
 def read_inputs(run, paths) -> torch.Tensor:
     """Image files -> (N, 3, crop, crop) model inputs (centre view), on the model's device."""
+    import torch
+
     from ..data.images import read_image
 
     images = torch.stack([read_image(p, run.preprocess.image_size) for p in paths])
@@ -160,28 +167,30 @@ def read_inputs(run, paths) -> torch.Tensor:
 
 
 def class_index(run, name: str | int | None, path: str | Path | None = None) -> int | None:
-    """A class given by index, name or wnid; else the image's parent folder if it names a class; else None."""
-    from ..data.datasets import IMAGENETTE_WORDS
+    """A class given by index, name or wnid; else the image's parent folder if it names a class; else None
+    (:func:`convscope.commands._labels.image_target` also reads labels files and file names)."""
+    from ._labels import lookup
 
     classes = list(run.classes)
-    wnids = list(getattr(run, "wnids", []))  # the training folders' names (the checkpoint's "wnids")
-
-    def lookup(key: str) -> int | None:
-        for names in (classes, wnids):
-            if key in names:
-                return names.index(key)
-        word = IMAGENETTE_WORDS.get(key)
-        return classes.index(word) if word in classes else None
-
     if name is not None:
         if str(name).isdigit() and int(name) < max(len(classes), 1):
             return int(name)
-        hit = lookup(str(name))
+        hit = lookup(run, str(name))
         if hit is None:
             shown = ", ".join(classes[:12]) + (" ..." if len(classes) > 12 else "")
             raise UserError(f"unknown class '{name}'; the model's classes: {shown}")
         return hit
-    return lookup(Path(path).parent.name) if path is not None else None
+    return lookup(run, Path(path).parent.name) if path is not None else None
+
+
+def add_labels_argument(parser: argparse.ArgumentParser) -> None:
+    """``--labels FILE``: the true class of each image by file name (see :mod:`convscope.commands._labels`)."""
+    parser.add_argument("--labels", default=None, metavar="FILE",
+                        help="CSV with a header naming each image's file (column filename, file, image or path) "
+                             "and its class (wnid, class_name, class or label); default: a labels.csv beside the "
+                             "image. Without a label (no --target, no labels entry, no class folder, no wnid in "
+                             "the file name) the prediction is measured and called 'predicted class (no label "
+                             "given)'")
 
 
 def subset(root: str | Path, split: str, *, image_size: int, per_class: int | None, seed: int = 0,
@@ -190,6 +199,8 @@ def subset(root: str | Path, split: str, *, image_size: int, per_class: int | No
 
     Unreadable images are skipped. ``per_class=None`` takes every image.
     """
+    import torch
+
     from ..data import build_dataset
 
     data = build_dataset(root, split, image_size=image_size, classes=classes)
@@ -211,5 +222,7 @@ def subset(root: str | Path, split: str, *, image_size: int, per_class: int | No
 
 def preprocess_batches(run, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """uint8 (N, 3, S, S) -> (N, 3, crop, crop) float model inputs on CPU, in batches."""
+    import torch
+
     return torch.cat([run.preprocess(images[s:s + batch_size]) for s in range(0, images.shape[0], batch_size)])
 

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", nargs="+", default=None,
                         help="ZF layer numbers or layer names (default: 5 and 7, or the nearest lower layers the model has)")
     parser.add_argument("--draws", type=_inputs.positive, default=10, help="random-mask draws")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random masks")
     parser.add_argument("--data-root", default=None,
                         help="folder the annotation's relative image paths start from (default: $CONVSCOPE_DATA for files that say so, else the file's folder)")
 

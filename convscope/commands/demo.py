@@ -6,8 +6,10 @@ occlusion, randomisation sanity checks, invariance, correspondence, transfer, re
 the report. Then it looks inside a network that learned ImageNet with the same tools (``RUN/real-network/``, its
 own report linked from the demo's): torchvision's ImageNet AlexNet with ``--download`` and the internet (the
 network ZF §4.1 turned their tools on), else the staged ImageNet SqueezeNet under ``$CONVSCOPE_DATA/models/``, else
-it says why it skipped. Interrupted? Run it again: training resumes from its last checkpoint and finished steps
-are skipped.
+it says why it skipped.
+Interrupted? Run it again (`make demo`, or `convscope demo --out RUN`): training resumes from its last
+checkpoint and finished steps are skipped. On a busy machine training can run far below its idle speed; after its
+first steps the demo says so in one line, with the likely cause and the options (`make demo-quick`, ...).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from . import _inputs
 HELP = "train a small ZFNet on Imagenette-160, inspect it and build the report (the whole system, on a CPU)"
 DESCRIPTION = __doc__
 ORDER = 5
+PATHS: dict[str, str] = {}  # its paths are checked by the command itself (see commands._checks)
 log = logging.getLogger("convscope.demo")
 
 
@@ -84,6 +87,20 @@ def real_network(data_root: str, download: bool) -> tuple[list[str], str] | str:
             + " (torchvision's AlexNet weights need --download and the internet)")
 
 
+# ZF Fig. 7's three photos first (a Pomeranian, a car wheel, an Afghan hound), then five more, from the shared
+# data's 116 labelled ImageNet photos (labels.csv gives their true classes)
+ZF_PHOTOS = ("n02112018_Pomeranian", "n02974003_car_wheel", "n02088094_Afghan_hound", "n02099601_golden_retriever",
+             "n04146614_school_bus", "n02007558_flamingo", "n02129604_tiger", "n02504458_African_elephant")
+
+
+def real_photos(data: Path, samples: list[str]) -> list[str]:
+    """The photos the real network's occlusion and sanity look at: ZF Fig. 7's where imagenet-samples/ has them
+    (beside imagenette2-160/), else the Imagenette val photos."""
+    folder = data.parent / "imagenet-samples"
+    found = [str(folder / f"{name}.JPEG") for name in ZF_PHOTOS if (folder / f"{name}.JPEG").is_file()]
+    return found or samples
+
+
 def real_network_part(args: argparse.Namespace, data: Path, out: Path, samples: list[str], cli) -> int:
     """Inspect, occlusion, sanity and transfer on an ImageNet-trained network into ``out``, and its report."""
     found = real_network(args.data_root, args.download)
@@ -93,17 +110,20 @@ def real_network_part(args: argparse.Namespace, data: Path, out: Path, samples: 
     model, what = found
     log.info("demo: looking inside %s -> %s", what, out)
     q = args.quick
+    photos = real_photos(data, samples)
+    occluded = photos[:2 if q else 3]
     steps = [
         ("inspect", ["inspect", *model, "--data", str(data), "--split", "val", "--maps", "8" if q else "16",
                      "--max-images", "300" if q else "1500"], out / "inspect" / "index.json"),
-        ("occlusion", ["occlusion", *samples[:2 if q else 5], *model, "--stride", "16"], out / "occlusion"),
-        ("sanity", ["sanity", *samples[:2 if q else 8], *model], out / "sanity" / "sanity.json"),
+        ("occlusion", ["occlusion", *occluded, *model, "--stride", "16"],
+         out / "occlusion" / f"{_inputs.unique_stems(occluded)[-1]}.json"),
+        ("sanity", ["sanity", *photos[:2 if q else 8], *model], out / "sanity" / "sanity.json"),
     ]
     cifar = data.parent / "cifar10-jpeg"
     if cifar.is_dir():
         steps.append(("transfer", ["transfer", *model, "--data", str(cifar), "--n-per-class", "10", "50",
                                    "--splits", "1" if q else "3", "--test-per-class", "20" if q else "100",
-                                   "--scratch-epochs", "0"], out / "transfer"))
+                                   "--scratch-epochs", "0"], out / "transfer" / "transfer.json"))
     for name, argv, done in steps:
         if done.exists():
             log.info("demo: real network %s already done (%s)", name, done)
@@ -115,7 +135,52 @@ def real_network_part(args: argparse.Namespace, data: Path, out: Path, samples: 
     return cli(["report", str(out)])
 
 
+# the imagenette recipe's training speed on 2 idle cores (README's table: 400-470 img/s measured)
+IDLE_IMAGES_PER_S, IDLE_CORES = 400.0, 2
+# exit codes of a stopped step: Ctrl-C (130), SIGTERM (143, the position saved)
+STOPPED = (130, 143)
+
+
+def continue_command(args: argparse.Namespace) -> str:
+    """How to continue this demo where it stopped."""
+    quick = args.quick
+    return (f"`make demo{'-quick' if quick else ''}` (or `convscope demo{' --quick' if quick else ''} --out "
+            f"{args.out}` with the same options)")
+
+
+def guide(args: argparse.Namespace):
+    """What the demo's training says when stopped or far slower than on an idle machine (convscope.guide)."""
+    from ..guide import Guide
+
+    return Guide(resume=continue_command(args), images_per_s=IDLE_IMAGES_PER_S, cores=IDLE_CORES,
+                 measured_on=f"this recipe on {IDLE_CORES} idle cores",
+                 faster="" if args.quick else "`make demo-quick` (the same in a few hundred steps)")
+
+
+def stopped_message(args: argparse.Namespace) -> str:
+    return (f"convscope demo: stopped; continue with {continue_command(args)}: training resumes from its last "
+            f"checkpoint and finished steps are skipped")
+
+
 def run(args: argparse.Namespace) -> int:
+    """The demo (:func:`run_steps`); when a step is stopped, one line on how to continue it."""
+    import sys
+
+    from ..guide import guided
+
+    try:
+        with guided(guide(args)):
+            rc = run_steps(args)
+    except KeyboardInterrupt:
+        rc = 130
+    except SystemExit as stop:  # a step's exit code
+        rc = stop.code if isinstance(stop.code, int) else 1
+    if rc in STOPPED:
+        print(stopped_message(args), file=sys.stderr)
+    return rc
+
+
+def run_steps(args: argparse.Namespace) -> int:
     from ..cli import main as cli
 
     data = find_imagenette(args.data_root, args.download)
@@ -170,16 +235,18 @@ def trained_part(args: argparse.Namespace, data: Path, out: Path, skip: set[str]
     step("inspect", ["inspect", "--checkpoint", ckpt, "--data", str(data), "--out", str(out / "inspect"),
                      "--maps", "8" if q else "16", *(["--max-images", "500"] if q else [])],
          out / "inspect" / "index.json")
-    step("occlusion", ["occlusion", *samples[:3 if q else 5], "--checkpoint", ckpt, "--out", str(out / "occlusion"),
+    occluded = samples[:3 if q else 5]  # done when their records are written (at the end, all together)
+    step("occlusion", ["occlusion", *occluded, "--checkpoint", ckpt, "--out", str(out / "occlusion"),
                        "--atlas-data", str(data), "--atlas-images", "500" if q else "1000"],
-         out / "occlusion")
+         out / "occlusion" / f"{_inputs.unique_stems(occluded)[-1]}.json")
     step("sanity", ["sanity", *samples[:3 if q else 10], "--checkpoint", ckpt, "--out", str(out / "sanity")],
          out / "sanity" / "sanity.json")
     step("invariance", ["invariance", *samples[:3], "--checkpoint", ckpt, "--out", str(out / "invariance")],
-         out / "invariance")
+         out / "invariance" / "invariance.json")
     annotations = Path(__file__).resolve().parent.parent / "data" / "annotations" / "dogs.json"
     step("correspondence", ["correspondence", str(annotations), "--checkpoint", ckpt, "--data-root",
-                            str(data.parent), "--out", str(out / "correspondence")], out / "correspondence")
+                            str(data.parent), "--out", str(out / "correspondence")],
+         out / "correspondence" / "correspondence.json")
     cifar = data.parent / "cifar10-jpeg"
     if cifar.is_dir():
         step("transfer", ["transfer", "--checkpoint", ckpt, "--data", str(cifar), "--out", str(out / "transfer"),
@@ -187,10 +254,10 @@ def trained_part(args: argparse.Namespace, data: Path, out: Path, skip: set[str]
                           *(["--n-per-class", "10", "--splits", "2", "--scratch-splits", "2", "--scratch-epochs", "5"]
                             if q else ["--n-per-class", "10", "50", "--splits", "3", "--scratch-splits", "3",
                                        "--scratch-epochs", "10"])],
-             out / "transfer")
+             out / "transfer" / "transfer.json")
     else:
         log.info("demo: transfer skipped (no cifar10-jpeg/ beside imagenette2-160/)")
     step("retrieval", ["retrieval", "--checkpoint", ckpt, "--data", str(data), "--out", str(out / "retrieval"),
                        *(["--gallery-per-class", "30", "--query-per-class", "5"] if q else [])],
-         out / "retrieval")
+         out / "retrieval" / "retrieval.json")
     return 0

@@ -10,36 +10,41 @@ ORDER = 30
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoints", nargs="*", help="checkpoint files or run folders; several = an ensemble")
+    p.add_argument("checkpoints", nargs="*", help="checkpoint files or run folders; several = an ensemble. Give "
+                   "the model one way only: these, or one --checkpoint, or --model (two ways at once are refused)")
     _inputs.add_model_arguments(p, required=False)  # or one model convscope did not train
     p.add_argument("--data-root", required=True, help="dataset folder")
-    p.add_argument("--split", default="val")
+    p.add_argument("--split", default="val", help="split evaluated ('val' also finds a test/ folder)")
     p.add_argument("--views", choices=["center", "ten", "both"], default="both",
-                   help="centre crop, AlexNet's 10 crops (4 corners + centre, and flips), or both")
-    p.add_argument("--batch-size", type=_inputs.positive, default=64)
+                   type=_inputs.spellings(centre="center"),
+                   help="center (or centre) crop, AlexNet's 10 crops (4 corners + centre, and flips), or both")
+    p.add_argument("--batch-size", type=_inputs.positive, default=64, help="images per forward pass")
     p.add_argument("--subset", type=_inputs.count, default=0, help="evaluate N images spread over the split (0 = all)")
-    p.add_argument("--workers", type=_inputs.count, default=2)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=_inputs.count, default=2, help="data loader worker processes")
+    p.add_argument("--device", default="auto", help="torch device; auto = cuda when available, else cpu")
     p.add_argument("--out", default="", help="JSON file (default: eval.json in the first checkpoint's run folder)")
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..errors import UserError
+
+    if bool(args.checkpoints) + bool(args.model) + bool(args.checkpoint) != 1:  # before torch loads
+        raise UserError("give the model one way: checkpoints (several = an ensemble), or one --checkpoint, or "
+                        "--model with --weights")
+
     import torch
     from torch.utils.data import DataLoader
 
     from ..runs import load_run
     from ..data.loading import collate_for, open_split
-    from ..errors import UserError
     from ..evaluation import evaluate
     from ..runfolder import write_record
     from ..runfolder.records import EvalRecord, EvalRow
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    if bool(args.checkpoints) + bool(args.model) + bool(args.checkpoint) != 1:
-        raise UserError("give checkpoints (several = an ensemble), or one --checkpoint, or --model with --weights")
     args.checkpoints = args.checkpoints or ([args.checkpoint] if args.checkpoint else [])
     runs = [load_run(c, device) for c in args.checkpoints] or [_inputs.load_model(args, device)]
     sizes = {r.preprocess.image_size for r in runs}

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 from ..errors import UserError
-from ..metrics import SMOOTHNESS
 from ..runfolder import as_record, write_record
 from ..runfolder.records import (CompareSide, Diagnostics, FilterInfo, FiltersCompare, Figure, InspectRecord,
                                  LayerInfo, ReceptiveField, Smoothness, SmoothnessRow, Tile)
@@ -142,7 +141,7 @@ def _sample_info(dataset, index: int) -> dict:
 def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) -> Smoothness:
     """Per-layer filter smoothness of the random init (rebuilt from the run's seed), every saved epoch and the
     inspected checkpoint: learned structure versus initial noise at a glance."""
-    from ..metrics import layer_smoothness
+    from ..metrics import SMOOTHNESS, layer_smoothness
     from ..runs import initial_model, load_run
 
     rows = []
@@ -258,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
                          diagnostics=as_record(Diagnostics, filter_diagnostics(model, rel_rms=args.dead_rms)))
     spectra = [(run_.model_name, model)]
     smoothness = _smoothness_table(run_, snapshots, args.device)
-    print("filter smoothness (" + SMOOTHNESS.split(":")[0] + "): " + "; ".join(
+    print("filter smoothness (" + smoothness.statistic.split(":")[0] + "): " + "; ".join(
         f"{row.label}: " + " ".join(f"{k} {v:.2f}" for k, v in row.layers.items()) for row in smoothness.rows))
     compared = None
     if args.compare:

@@ -8,6 +8,7 @@ from ..errors import UserError
 from ..runfolder import write_record
 from ..runfolder.records import Curve, InvarianceRecord
 from . import _inputs
+from ._labels import image_target
 
 HELP = "feature distance and p(true class) vs translation, scale, rotation (ZF Fig. 5)"
 ORDER = 51
@@ -17,9 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     _inputs.add_run_arguments(parser, out="invariance")
     parser.add_argument("--target", nargs="*", default=None,
-                        help="true class per image (index, name or wnid); default: each image's folder name")
+                        help="true class per image (index, name or wnid); default: each image's labels entry, "
+                             "class folder or wnid in its file name")
+    _inputs.add_labels_argument(parser)
     parser.add_argument("--kinds", nargs="+", choices=("translate", "scale", "rotate"),
-                        default=["translate", "scale", "rotate"])
+                        default=["translate", "scale", "rotate"],
+                        help="transformations measured (default: all three, ZF Fig. 5 rows)")
     parser.add_argument("--translate", nargs="+", type=float, default=None,
                         help="vertical shifts in pixels (default: ZF's -60..60 of 224, scaled to the input size)")
     parser.add_argument("--scale", nargs="+", type=float, default=None, help="scale factors (default 1..1.8)")
@@ -41,10 +45,11 @@ def run(args: argparse.Namespace) -> int:
     targets = []
     for i, path in enumerate(args.images):
         name = args.target[min(i, len(args.target) - 1)] if args.target else None
-        t = _inputs.class_index(run_, name, path)
+        t = image_target(run_, name, path, args.labels)
         if t is None:
-            raise UserError(f"no true class for {path}: its folder is not a class name; pass --target")
-        targets.append(t)
+            raise UserError(f"no true class for {path}: no labels entry, class folder or wnid in its name; pass "
+                            f"--target or --labels FILE")
+        targets.append(t.index)
     result, curves = {}, []
     for kind in args.kinds:
         amounts = getattr(args, kind)  # None: the paper's range (shifts scaled to the input size)

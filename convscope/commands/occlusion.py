@@ -4,12 +4,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import UserError
 from ..runfolder import write_record
 from ..runfolder.records import MapTopImage, OcclusionRecord
 from . import _inputs
+from ._labels import PREDICTED, Target, image_target
 
 HELP = "occlusion sensitivity maps over occluder positions (ZF Fig. 7)"
 ORDER = 50
@@ -20,15 +19,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     _inputs.add_run_arguments(parser, out="occlusion")
     parser.add_argument("--target", default=None,
-                        help="true class (index, name or wnid); default: the image's folder name if it is a class, "
-                             "else the predicted class")
+                        help="true class (index, name or wnid); default: the image's labels entry, class folder or "
+                             "wnid in its file name, else the predicted class (said so)")
+    _inputs.add_labels_argument(parser)
     parser.add_argument("--layer", default=None, help="layer whose strongest map is summed (paper: layer 5; default "
                         "relu5, or the last conv stage of a --model)")
     parser.add_argument("--patch", type=_inputs.positive, default=32, help="occluder side in input pixels")
     parser.add_argument("--stride", type=_inputs.positive, default=8, help="occluder step in input pixels")
-    parser.add_argument("--fill", choices=FILLS, default="grey",
-                        help="grey = uniform pixel value 128 (ZF); mean-image = the training mean image (input 0); "
-                             "image-mean = the image's own mean colour")
+    parser.add_argument("--fill", choices=FILLS, default="grey", type=_inputs.spellings(gray="grey"),
+                        help="grey (or gray) = uniform pixel value 128 (ZF); mean-image = the training mean image "
+                             "(input 0); image-mean = the image's own mean colour")
     parser.add_argument("--chunk", type=_inputs.positive, default=64, help="occluded images per forward pass (memory bound)")
     parser.add_argument("--atlas-data", default=None, metavar="DATA",
                         help="ZF Fig. 7(c): also find the measured map's top images in DATA's val split and draw "
@@ -39,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
     import torch
 
     from ..analysis import occlusion_is_incremental, occlusion_layer, occlusion_map
@@ -59,10 +60,11 @@ def run(args: argparse.Namespace) -> int:
     fill = {"grey": "grey", "mean-image": 0.0, "image-mean": "mean"}[args.fill]  # grey: ZF's, through `pre`
     done = []
     for path, stem, x in zip(args.images, _inputs.unique_stems(args.images), inputs):
-        target = _inputs.class_index(run_, args.target, path)
-        if target is None:
+        label = image_target(run_, args.target, path, args.labels)
+        if label is None:
             with torch.no_grad():
-                target = int(model(x[None]).argmax())
+                label = Target(int(model(x[None]).argmax()), PREDICTED)
+        target = label.index
         occ = occlusion_map(model, x, target=target, layer=args.layer, patch=args.patch, stride=args.stride,
                             fill=fill, chunk=args.chunk, preprocess=pre)
         projection = _projection(model, x, occ)
@@ -73,15 +75,16 @@ def run(args: argparse.Namespace) -> int:
         name = (lambda c: run_.classes[c] if c < len(run_.classes) else str(c))
         low = int(occ.prob.argmin())
         record = OcclusionRecord(
-            image=str(path), target=target, target_name=name(target), layer=occ.layer, channel=occ.channel,
-            patch=occ.patch, stride=occ.stride, fill=args.fill, grid=list(occ.prob.shape),
+            image=str(path), target=target, target_name=name(target), target_source=label.source,
+            layer=occ.layer, channel=occ.channel, patch=occ.patch, stride=occ.stride, fill=args.fill,
+            grid=list(occ.prob.shape),
             clean_prob=occ.clean_prob, clean_label=name(occ.clean_label), clean_feature=occ.clean_feature,
             min_prob=float(occ.prob.min()), min_prob_origin=occ.origins.reshape(-1, 2)[low].tolist(),
             max_prob=float(occ.prob.max()), labels_seen=sorted({name(int(c)) for c in occ.label.unique()}))
         fig = occlusion_figure(pre.to_pixels(x).cpu(), occ, class_names=run_.classes, projection=projection,
-                               title=f"{Path(path).name}: occlusion sensitivity (ZF Fig. 7)")
+                               labelled=label.labelled, title=f"{Path(path).name}: occlusion sensitivity (ZF Fig. 7)")
         fig.savefig(out / f"{stem}.png", dpi=110)
-        print(f"{path}: p({name(target)}) clean {occ.clean_prob:.3f}, min {occ.prob.min():.3f} "
+        print(f"{path}: {label.describe(run_.classes)}: p clean {occ.clean_prob:.3f}, min {occ.prob.min():.3f} "
               f"over {occ.prob.numel()} positions -> {out / (stem + '.png')}")
         done.append((stem, occ, record))
     if args.atlas_data:

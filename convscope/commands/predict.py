@@ -12,7 +12,7 @@ ORDER = 35
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", help="image files")
     _inputs.add_model_arguments(p)
-    p.add_argument("--top", type=_inputs.positive, default=5)
+    p.add_argument("--top", type=_inputs.positive, default=5, help="classes listed per image")
     p.add_argument("--ten-crop", action="store_true", help="average the softmax over AlexNet's 10 crops")
     p.add_argument("--json", default="", help="also write the predictions to this JSON file")
 

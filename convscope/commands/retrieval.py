@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ..runfolder import write_record
 from ..runfolder.records import RetrievalExample, RetrievalRecord
 from . import _inputs
@@ -17,23 +15,29 @@ ORDER = 54
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _inputs.add_run_arguments(parser, out="retrieval")
     parser.add_argument("--data", required=True, help="labelled dataset folder (e.g. imagenette2-160)")
-    parser.add_argument("--gallery-split", default="train")
-    parser.add_argument("--query-split", default="val")
-    parser.add_argument("--gallery-per-class", type=_inputs.count, default=100, help="0 = all")
-    parser.add_argument("--query-per-class", type=_inputs.count, default=20, help="0 = all")
+    parser.add_argument("--gallery-split", default="train", help="split searched for neighbours")
+    parser.add_argument("--query-split", default="val", help="split the query images come from")
+    parser.add_argument("--gallery-per-class", type=_inputs.count, default=100,
+                        help="gallery images per class (0 = all)")
+    parser.add_argument("--query-per-class", type=_inputs.count, default=20,
+                        help="query images per class (0 = all)")
     parser.add_argument("--layer", default=None,
                         help="feature layer, a ZF number or a name (default: 7 = fc7 on AlexNet, or the model's "
                              "nearest lower layer: its last feature layer)")
     parser.add_argument("--k", type=_inputs.positive, default=10, help="neighbours for precision@k")
     parser.add_argument("--bits", type=_inputs.count, default=64,
                         help="binary code length of the auto-encoder (0 = skip)")
-    parser.add_argument("--ae-epochs", type=_inputs.count, default=60)
+    parser.add_argument("--ae-epochs", type=_inputs.count, default=60,
+                        help="training epochs of the binary-code auto-encoder (with --bits)")
     parser.add_argument("--show", type=_inputs.positive, default=5, help="queries drawn in retrieval.png")
     parser.add_argument("--show-k", type=_inputs.positive, default=6, help="neighbours drawn per query")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the image draws, the auto-encoder and the queries shown")
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..analysis import (binary_codes, extract_features, hamming_neighbours, nearest_neighbours, precision_at_k,
                             train_binary_autoencoder, zf_layers)
     from ..report.figures import retrieval_figure

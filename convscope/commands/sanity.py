@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import UserError
 from ..runfolder import write_record
 from ..runfolder.records import SanityRecord, SanityStep
 from . import _inputs
+from ._labels import target_or_prediction
 
 HELP = "randomisation sanity checks of deconvnet projections and occlusion maps (Adebayo et al. 2018)"
 DESCRIPTION = """Re-initialise the model's layers from the top down (cascading: fc8, then fc7 too, ... conv1) and
@@ -23,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _inputs.add_run_arguments(parser, out="sanity")
     parser.add_argument("--layers", default=None, help="layers whose projections are tracked (default conv2,conv5; "
                         "for a --model its ZF layers 2 and 5 by meaning: an early and the last conv stage)")
+    _inputs.add_labels_argument(parser)
     parser.add_argument("--no-occlusion", action="store_true", help="skip the occlusion maps (faster)")
     parser.add_argument("--patch", type=_inputs.positive, default=32, help="occluder size in input pixels")
     parser.add_argument("--stride", type=_inputs.positive, default=16, help="occluder step in input pixels")
@@ -43,12 +46,12 @@ def run(args: argparse.Namespace) -> int:
     if args.patch > run_.preprocess.crop:
         raise UserError(f"--patch {args.patch} is larger than the model's {run_.preprocess.crop}-px input")
     inputs = _inputs.read_inputs(run_, args.images)
-    targets = None
+    targets = labels = None
     if not args.no_occlusion:
         with torch.no_grad():
             predicted = run_.model(inputs).argmax(1).tolist()
-        targets = [t if (t := _inputs.class_index(run_, None, p)) is not None else q
-                   for p, q in zip(args.images, predicted)]
+        labels = [target_or_prediction(run_, None, p, args.labels, q) for p, q in zip(args.images, predicted)]
+        targets = [t.index for t in labels]
     occlusion = dict(patch=args.patch, stride=args.stride, fill="grey", preprocess=run_.preprocess, layer=top_conv)
     result = randomization_checks(run_.model, inputs, projection_layers=layers, occlusion_targets=targets,
                                   occlusion=occlusion,
@@ -58,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     steps = (lambda table: {kind: [SanityStep(**row) for row in rows] for kind, rows in table.items()})
     write_record(out / "sanity.json", SanityRecord(
         checkpoint=str(args.checkpoint or args.model), images=args.images, order=result.order,
+        occlusion_classes=[f"{Path(p).name}: {t.describe(run_.classes)}" for p, t in zip(args.images, labels)]
+        if labels else None,
         cascade=steps(result.cascade),
         independent=steps(result.independent), summary=words, seed=args.seed,
         method="Adebayo et al. 2018 §4.1; similarity = Spearman rank correlation of |picture| and SSIM of |picture| "

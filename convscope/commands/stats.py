@@ -11,11 +11,11 @@ ORDER = 10
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data_root", help="dataset folder")
-    p.add_argument("--split", default="train")
+    p.add_argument("--split", default="train", help="split the statistics are computed on")
     p.add_argument("--image-size", type=_inputs.positive, default=256, help="shorter side -> S, centre crop S x S")
     p.add_argument("--out", default="", help="also write the statistics to this .pt file")
     p.add_argument("--cache-dir", default="", help="decoded-data cache (default $CONVSCOPE_CACHE or ~/.cache/convscope)")
-    p.add_argument("--workers", type=_inputs.count, default=2)
+    p.add_argument("--workers", type=_inputs.count, default=2, help="data loader worker processes")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ Exit codes: 0 done, 2 a user error, 3 the loss stopped being finite (nothing of 
 (position saved).
 Multi-GPU / multi-node: torchrun --nproc-per-node N -m convscope train --recipe ... (same flags)."""
 ORDER = 20
+PATHS: dict[str, str] = {}  # its paths are checked by the command itself (see commands._checks)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

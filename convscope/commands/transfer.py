@@ -16,7 +16,7 @@ ORDER = 53
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _inputs.add_run_arguments(parser, out="transfer")
     parser.add_argument("--data", required=True, help="dataset folder of the new task (e.g. cifar10-jpeg)")
-    parser.add_argument("--train-split", default="train")
+    parser.add_argument("--train-split", default="train", help="split the training images per class are drawn from")
     parser.add_argument("--test-split", default="val", help="'val' also finds a test/ folder")
     parser.add_argument("--n-per-class", nargs="+", type=_inputs.positive, default=[10, 50, 100], help="training images per class")
     parser.add_argument("--splits", type=_inputs.positive, default=3, help="random draws of the N images per class")
@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scratch-splits", type=_inputs.positive, default=1, help="random splits for the scratch baseline")
     parser.add_argument("--scratch-only", action="store_true",
                         help="only the from-scratch baseline (it does not depend on the checkpoint's weights)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the splits and the classifiers' init")
 
 
 def run(args: argparse.Namespace) -> int:

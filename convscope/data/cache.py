@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -41,20 +42,32 @@ def cache_key(root: str | Path, split: str, image_size: int) -> str:
 
 
 def fingerprint(dataset: Dataset) -> str:
-    """A hash of what a decoded split depends on: the reader version, image size, each sample's path and label,
-    and the size and modification time of each sample file (and of ``dataset.source_files()`` where samples live
-inside bigger files, as CIFAR-10's batches)."""
+    """A hash of what a decoded split depends on: the reader version, image size, each sample's real path (the
+    same files reached by a relative path, an absolute one or a symlinked folder give one fingerprint, as they give
+    one :func:`cache_key`) and label, and the size and modification time of each sample file (and of
+    ``dataset.source_files()`` where samples live inside bigger files, as CIFAR-10's batches)."""
     h = hashlib.sha1(f"reader {READER_VERSION} size {dataset.image_size}\n".encode())
     for path, label in dataset.samples:
         try:
             st = os.stat(path)
-            h.update(f"{path}\t{label}\t{st.st_size} {st.st_mtime_ns}\n".encode())
+            h.update(f"{_real_path(path)}\t{label}\t{st.st_size} {st.st_mtime_ns}\n".encode())
         except OSError:  # not a file of its own (e.g. "cifar/train[7]"): see source_files
             h.update(f"{path}\t{label}\n".encode())
     for name in sorted(getattr(dataset, "source_files", lambda: [])()):
         st = os.stat(name)
-        h.update(f"{name} {st.st_size} {st.st_mtime_ns}\n".encode())
+        h.update(f"{_real_path(name)} {st.st_size} {st.st_mtime_ns}\n".encode())
     return h.hexdigest()
+
+
+@lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
+def _real_path(path: str | os.PathLike) -> str:
+    """``path`` with its folder resolved (links, ``..``, relative); one resolution per folder, not per file."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(_real_folder(folder), name)
 
 
 class CacheTooLarge(UserError):

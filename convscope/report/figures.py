@@ -34,7 +34,7 @@ def _map_extent(origins: torch.Tensor, patch: int, stride: int) -> list[float]:
 
 
 def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (),
-                     projection: torch.Tensor | None = None, title: str = "") -> Figure:
+                     projection: torch.Tensor | None = None, title: str = "", labelled: bool = True) -> Figure:
     """ZF Fig. 7 for one image: (a) input with one occluder, (b) total activation of the strongest layer-5 map vs
     occluder position, (b') that map's deconvnet projection, (c) p(true class), (d) most probable class.
 
@@ -43,6 +43,7 @@ def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (
         occ: an :class:`~convscope.analysis.OcclusionMap` of the same image.
         class_names: names of the classes, for titles and the label legend.
         projection: optional (3, H, W) deconv projection of map ``occ.channel`` (model-input space).
+        labelled: False when ``occ.target`` is the model's prediction, not a given label (said so in the title).
     """
     name = (lambda c: class_names[c] if c < len(class_names) else str(c))
     h, w = image.shape[-2:]
@@ -56,7 +57,8 @@ def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (
     axes[0].imshow(_rgb(image))
     cy, cx = (occ.origins[occ.prob.shape[0] // 2, occ.prob.shape[1] // 2]).tolist()
     axes[0].add_patch(Rectangle((cx - 0.5, cy - 0.5), occ.patch, occ.patch, color="0.5", alpha=0.9))
-    axes[0].set_title(f"(a) input, true: {name(occ.target)}\np={occ.clean_prob:.2f}, "
+    which = "true" if labelled else "predicted (no label given)"
+    axes[0].set_title(f"(a) input, {which}: {name(occ.target)}\np={occ.clean_prob:.2f}, "
                       f"patch {occ.patch}/stride {occ.stride}", fontsize=8)
     k = 1
     _underlay(axes[k], image)
@@ -211,14 +213,17 @@ def sanity_figure(order: Sequence[str], cascade: dict[str, list[dict]], independ
                 ax.set_ylabel(kind, fontsize=7)
         ax = fig.add_subplot(grid[2 * r + 1, :])
         x = np.arange(ncol)
+        low, high = -0.2, 1.0  # the axis holds every error bar (a negative rank correlation stays in view)
         for key, colour in (("spearman", "tab:blue"), ("ssim", "tab:orange")):
             m = np.array([row[f"{key}_mean"] for row in cascade[kind]])
             s = np.array([row[f"{key}_std"] for row in cascade[kind]])
             ax.errorbar(x, m, yerr=s, color=colour, marker="o", ms=3, capsize=2, label=f"{key} (cascading)")
             ind = np.array([row[f"{key}_mean"] for row in independent[kind]])
             ax.plot(x[1:], ind, color=colour, ls="--", marker="x", ms=4, label=f"{key} (only this layer)")
+            low = float(np.nanmin(np.concatenate([[low], m - s, ind])))
+            high = float(np.nanmax(np.concatenate([[high], m + s, ind])))
         ax.set_xticks(x, ["trained"] + list(order), fontsize=7)
-        ax.set_ylim(-0.2, 1.05)
+        ax.set_ylim(low - 0.05 if low < -0.2 else low, high + 0.05)
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_ylabel("similarity to trained", fontsize=8)
         ax.set_title(f"{kind}: randomising layers from the top down (x: last layer randomised)", fontsize=8)

@@ -78,6 +78,11 @@ def save_png(image: Image.Image | torch.Tensor, path: str | Path) -> Path:
     return Path(path)
 
 
+def text_width(text: str) -> int:
+    """Pixels that ``text`` takes in the figures' font."""
+    return math.ceil(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(text, font=_font()))
+
+
 def _font():
     return ImageFont.load_default()
 
@@ -121,7 +126,8 @@ def top9_figure(projections: torch.Tensor, patches: torch.Tensor, *, cols: int =
     pat = resize_tiles(patches.reshape(m * k, *patches.shape[2:]).float().clamp(0, 1), tile)
     gap, cell_gap, caption = 1, 4, 12
     block = side * tile + (side - 1) * gap
-    cell_w, cell_h = 2 * block + cell_gap, block + caption
+    block_rows = math.ceil(k / side) if k else 1  # k = 5: two rows of three, not a square of nine with one empty
+    cell_w, cell_h = 2 * block + cell_gap, block_rows * tile + (block_rows - 1) * gap + caption
     margin, top = 8, 18 if title else 4
     cols = max(1, min(cols, m))
     rows = math.ceil(m / cols) if m else 1
@@ -206,7 +212,8 @@ def evolution_strip(projections: torch.Tensor, *, epochs: Sequence[int], labels:
     tile = tile or display_size(s)
     tiles = resize_tiles(contrast_normalize(projections.transpose(0, 1).reshape(m * e, *projections.shape[2:])), tile)
     left, top, pad = 48 if labels else 4, 16 + (16 if title else 0), 2
-    canvas = Image.new("RGB", (left + e * (tile + pad) + pad, top + m * (tile + pad) + pad), BACKGROUND)
+    width = max(left + e * (tile + pad) + pad, text_width(title) + 8 if title else 0)  # the whole title in view
+    canvas = Image.new("RGB", (width, top + m * (tile + pad) + pad), BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     if title:
         draw.text((4, 2), title, fill=(0, 0, 0), font=_font())

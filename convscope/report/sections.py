@@ -19,6 +19,7 @@ from ..runfolder import MalformedFile
 from ..runfolder.records import (TRAIN_COMMAND, CorrespondenceRecord, EvalRecord, InspectRecord, InvarianceRecord,
                                  MetricsRow, ModelRecord, OcclusionRecord, PredictionsRecord, RetrievalRecord, SanityRecord,
                                  TransferRecord)
+from ..runfolder.records import NO_LABEL
 from . import html as h
 from .charts import Series, line_chart
 from .html import Section
@@ -323,10 +324,10 @@ def _source_thumb(site: Site, src: str, image_size: int, crop: int, made: int) -
 
 
 def evolution(site: Site, index: InspectRecord) -> str | None:
-    folder = site.run / "inspect"
+    folder = site.run / "inspect"  # the strips are shown at their size: their tiles are enlarged already
     figs = {name: f for name, f in index.figures.items() if f.kind == "evolution" and (folder / name).is_file()}
     return "".join(f'<h3>{h.text(f.layer)} <span class="meta">epochs {", ".join(map(str, f.epochs or []))}</span>'
-                   f'</h3>{_figure(site, INSPECT, folder / name, "evolution " + f.layer)}'
+                   f'</h3>{_figure(site, INSPECT, folder / name, "evolution " + f.layer, zoom=False)}'
                    for name, f in figs.items()) or None
 
 
@@ -336,7 +337,8 @@ def evolution(site: Site, index: InspectRecord) -> str | None:
 def occlusion(site: Site, items: list[tuple[Path, OcclusionRecord]]) -> str:
     rows, panels = [], []
     for f, d in items:
-        rows.append([h.name(d.image), h.text(d.target_name), h.num(d.clean_prob, ".3f"), h.num(d.min_prob, ".3f"),
+        rows.append([h.name(d.image), h.text(_measured_class(d.target_name, d.target_source)),
+                     h.num(d.clean_prob, ".3f"), h.num(d.min_prob, ".3f"),
                      h.text(d.clean_label), h.text(", ".join(d.labels_seen)), f"{h.text(d.layer)} map {d.channel}"])
         png = f.with_suffix(".png")
         if png.is_file():
@@ -347,8 +349,16 @@ def occlusion(site: Site, items: list[tuple[Path, OcclusionRecord]]) -> str:
                        if beside else "")
             panels.append(f'<figure>{_figure(site, OCCLUSION, png, "occlusion " + f.stem, zoom=False)}{beside}'
                           f'<figcaption>{h.name(d.image)}{caption}</figcaption></figure>')
-    return h.table(["image", "true class", "p(true), clean", "lowest p(true)", "predicted, clean",
+    return h.table(["image", "class measured", "p(class), clean", "lowest p(class)", "predicted, clean",
                     "classes seen while occluding", "strongest map"], rows) + "".join(panels)
+
+
+def _measured_class(name: str, source: str | None) -> str:
+    """The class an occlusion map measures, and whether it is a label (``source``: where it came from) or the
+    model's prediction; records written before sources were kept say only the name."""
+    if source == "predicted":
+        return f"{name} — {NO_LABEL}"
+    return f"{name} (true class, from {source})" if source else name
 
 
 def sanity(site: Site, d: SanityRecord) -> str:
@@ -367,6 +377,8 @@ def sanity(site: Site, d: SanityRecord) -> str:
             f"(Adebayo et al. 2018). A picture that stays similar once the weights it should reflect are random "
             f"shows the architecture or the image, not what was learned. {h.text(d.method)}.</p>"
             f"<ul>{words}</ul>"
+            + (f"<p>The occlusion maps measure: {h.text('; '.join(d.occlusion_classes))}.</p>"
+               if d.occlusion_classes else "")
             + (_figure(site, SANITY, png, "sanity checks") if png.is_file() else "")
             + "<details><summary>all steps</summary>"
             + h.table(["pictures", "randomised down to", "Spearman (cascade)", "SSIM (cascade)",
@@ -464,7 +476,8 @@ SECTIONS = (
                          "(columns), projected to pixels: lower layers settle early, higher ones keep changing."),
     SectionSpec("occlusion", "Occlusion sensitivity", OCCLUSION, occlusion, "occlusion maps",
                 subtitle="ZF Fig. 7: a grey square slides over the image; the maps show, per position, the "
-                         "strongest layer-5 map's total activation, p(true class) and the most probable class."),
+                         "strongest layer-5 map's total activation, p(class measured: the true class where a label "
+                         "is given, else the predicted one, said so) and the most probable class."),
     SectionSpec("sanity", "Can the pictures be trusted?", SANITY, sanity, "the model-randomisation checks",
                 subtitle="Cascading and independent model randomisation of the deconvnet projections and occlusion "
                          "maps (similarity to the trained model's pictures: 1 = unchanged)."),

@@ -261,12 +261,18 @@ class MapTopImage:
     activation: float
 
 
+# how the records and the report name a class that is the model's prediction, not a label (target_source "predicted")
+NO_LABEL = "predicted class (no label given)"
+
+
 @record("occlusion", "occlusion/*.json",
         "convscope occlusion IMAGE... --checkpoint RUN --out RUN/occlusion")
 class OcclusionRecord:
     image: str
     target: int
     target_name: str
+    # where the target came from: --target, a labels file, "class folder", "file name"; "predicted": no label given
+    target_source: str | None = optional()
     layer: str
     channel: int
     patch: int
@@ -313,6 +319,8 @@ class SanityRecord:
     summary: dict[str, str]
     seed: int
     method: str
+    # per image: the class its occlusion maps measure and whether it is a label ("predicted class (no label given)")
+    occlusion_classes: list[str] | None = optional()
 
     def check(self) -> None:
         for name in ("independent", "summary"):
