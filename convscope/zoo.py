@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -325,7 +326,14 @@ def load_model(spec_text: str, weights: str | None, *, device="cpu", download: b
     classes = classes or [f"class {i}" for i in range(n or 0)]
     model.to(device).eval()
     return LoadedRun(model=model, preprocess=pre, classes=classes, model_name=str(spec), path=path, wnids=wnids,
-                     source=dict(model=str(spec), weights=str(weights), preprocess=pre_source, class_names=source))
+                     source=dict(model=str(spec), weights=str(weights), preprocess=pre_source, class_names=source,
+                                 **_onnx_options(opts)))
+
+
+def _onnx_options(opts: InputOptions) -> dict:
+    """The flags besides --model that name an ONNX model (for the report's commands), if any."""
+    flags = (["--caffe-input"] if opts.caffe else []) + ([f"--into {shlex.quote(opts.into)}"] if opts.into else [])
+    return dict(options=" ".join(flags)) if flags else {}
 
 
 def _num_classes(model: nn.Module) -> int | None:

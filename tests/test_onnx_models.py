@@ -6,6 +6,7 @@ errors. Nothing is downloaded."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,10 @@ SQUEEZENET = DATA / "models" / "squeezenet1_0-deepcompression" / "squeezenet1_0_
 
 
 def _export(model: nn.Module, path: Path, size: int = 224) -> Path:
-    torch.onnx.export(model.eval(), torch.zeros(1, 3, size, size), str(path), dynamo=False, input_names=["data"])
+    """torch's TorchScript exporter (no onnxscript needed); its deprecation and tracer warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), torch.zeros(1, 3, size, size), str(path), dynamo=False, input_names=["data"])
     return path
 
 
@@ -86,6 +90,28 @@ def test_alexnet_export_loads_into_alexnet_by_name(alexnet_onnx):
     assert run.preprocess.crop == 224 and run.classes[0] == "tench"  # 1000 outputs: ImageNet's class order
 
 
+def test_caffes_alexnet_layout_loads_into_alexnet_taking_its_geometry(alexnet_onnx, tmp_path):
+    """BVLC AlexNet's layout (conv1 unpadded, pools rounding up, LRN k=1 and alpha 1e-4 / 5) with alexnet's weight
+    shapes: --into alexnet gives convscope's model with the file's geometry, the same logits, and says what moved."""
+    import copy
+
+    model = copy.deepcopy(alexnet_onnx[0])
+    model.features.conv1.padding = (0, 0)
+    for name in ("pool1", "pool2"):
+        model.features.get_submodule(name).ceil_mode = True
+    for name in ("norm1", "norm2"):
+        norm = model.features.get_submodule(name)
+        norm.k, norm.alpha, norm.paper_alpha = 1.0, 1e-4, 2e-5
+    path = _export(model, tmp_path / "bvlc_layout.onnx")
+    into = load_into(load_onnx(path), "alexnet", where=str(path))
+    assert into.features.conv1.padding == (0, 0) and into.features.pool1.ceil_mode
+    assert any("features.norm1: k 2.0 -> 1.0" in n for n in into.onnx_notes), into.onnx_notes
+    x = _photos(2)
+    with torch.no_grad():
+        torch.testing.assert_close(into(x), model(x), atol=1e-5, rtol=1e-5)
+    assert [i["size"] for i in into.feature_info if i["name"].startswith("pool")] == [27, 13, 6]
+
+
 def test_squeezenet_export_gives_the_same_logits_and_deconv(squeezenet_onnx):
     model, path = squeezenet_onnx
     converted = load_onnx(path)
@@ -116,7 +142,8 @@ def test_inspect_and_report_on_an_onnx_squeezenet(squeezenet_onnx, tmp_path, cap
     rc = main(["report", str(folder)])
     assert rc == 0, capsys.readouterr().err
     html = (folder / "report" / "index.html").read_text()
-    assert "onnx:" in html
+    assert f"--model onnx:{path} --data" in html.replace("&#x27;", "'")  # commands name the file, no --weights
+    assert "--weights" not in html
 
 
 # --- a Caffe layout, as the ONNX zoo's bvlcalexnet has it ---

@@ -109,7 +109,9 @@ def default_out(checkpoint: str | Path, name: str) -> Path:
 def model_folder(args: argparse.Namespace) -> Path:
     """Where the analyses of a ``--model`` go by default: ``analysis/<model>-<weights>/`` (one report each)."""
     weights = Path(args.weights).stem if args.weights and Path(args.weights).is_file() else (args.weights or "")
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{args.model}-{weights}".replace(":", "_"))
+    model = "onnx:" + Path(args.model[5:]).name if args.model.startswith("onnx:") else args.model
+    named = f"{model}-{weights}" if weights else model  # an ONNX file carries its weights
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in named.replace(":", "_"))
     return Path("analysis") / slug
 
 

@@ -402,6 +402,7 @@ class ModelRecord:
     input_size: int
     image_size: int
     class_names: str | None = optional()  # where the class names came from, in words
+    options: str | None = optional()  # other flags that name the model (onnx: --caffe-input, --into NAME)
 
 
 RECORDS = (EvalRecord, PredictionsRecord, InspectRecord, OcclusionRecord, SanityRecord, InvarianceRecord,
