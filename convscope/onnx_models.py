@@ -167,7 +167,8 @@ def _attrs(node) -> dict:
 
 def _scope_path(node) -> str:
     """A torch export's scope as a dotted module path (``/features/features.3/squeeze/Conv`` ->
-    ``features.3.squeeze``); a Caffe2/zoo node's output blob without its ``_N`` suffix (``conv1_1`` -> ``conv1``)."""
+    ``features.3.squeeze``); a Caffe2/zoo node's output blob without its device prefix and ``_N`` suffix
+    (``conv1_1``, ``gpu_0/conv1_1`` -> ``conv1``)."""
     if node.name.startswith("/"):
         path: list[str] = []
         for part in node.name.strip("/").split("/")[:-1]:
@@ -175,7 +176,7 @@ def _scope_path(node) -> str:
             path.extend(sub[1:] if path and len(sub) > 1 and sub[0] == path[-1] else sub)
         return ".".join(path)
     blob = node.output[0] if node.output and node.output[0] else node.name
-    return re.sub(r"_\d+$", "", blob)
+    return re.sub(r"_\d+$", "", blob.rsplit("/", 1)[-1])  # zfnet512's blobs: gpu_0/conv1_1
 
 
 def _module_name(st: _State, node, source: str | None) -> str:
@@ -498,6 +499,22 @@ def bgr_to_rgb_(model: nn.Module) -> str:
     with torch.no_grad():
         conv.weight.copy_(conv.weight.flip(1))
     return convs[0].target
+
+
+def reinitialised(model: nn.Module, num_classes: int) -> nn.Module:
+    """The converted architecture with torch's default initialisation and a ``num_classes``-way last layer (a
+    Linear, or SqueezeNet's 1x1 conv): the from-scratch baseline that ``convscope transfer`` trains."""
+    name, last = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))][-1]
+    if isinstance(last, nn.Linear):
+        new = nn.Linear(last.in_features, num_classes, bias=last.bias is not None)
+    else:
+        new = nn.Conv2d(last.in_channels, num_classes, last.kernel_size, last.stride, last.padding)
+    head, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(head) if head else model, leaf, new)
+    for mod in model.modules():
+        if mod is not new and hasattr(mod, "reset_parameters"):
+            mod.reset_parameters()
+    return model
 
 
 def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -95,10 +95,10 @@ def _unknown(kind: str, name: str, names: list[str]) -> UserError:
 def build(spec: ModelSpec, num_classes: int | None = None) -> nn.Module:
     """The architecture with random weights (``num_classes`` None: its default head)."""
     extra = {} if num_classes is None else dict(num_classes=num_classes)
-    if spec.source == "onnx":  # the file's network with its weights (its class count is the file's)
-        from .onnx_models import load_onnx
+    if spec.source == "onnx":  # the file's network with its weights; with num_classes re-initialised, a new head
+        from .onnx_models import load_onnx, reinitialised
 
-        return load_onnx(spec.name)
+        return load_onnx(spec.name) if num_classes is None else reinitialised(load_onnx(spec.name), num_classes)
     if spec.source == "torchvision":
         import torchvision
 
@@ -284,7 +284,8 @@ def load_model(spec_text: str, weights: str | None, *, device="cpu", download: b
         from .onnx_models import onnx_model
 
         model, path = onnx_model(spec.name, weights, caffe=opts.caffe, into=opts.into), Path(spec.name)
-        weights = "in the ONNX file" + (f", loaded into convscope's {opts.into}" if opts.into else "")
+        weights = "in the ONNX file" + (f", loaded into convscope's {opts.into}" if opts.into else "") + (
+            f" ({'; '.join(model.onnx_notes)})" if getattr(model, "onnx_notes", None) else "")
     elif not weights:
         raise UserError(f"--model {spec} needs --weights: a file, "
                         + ("a torchvision weights name (e.g. IMAGENET1K_V1, with --download), " if spec.source ==

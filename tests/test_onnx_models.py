@@ -146,6 +146,16 @@ def test_inspect_and_report_on_an_onnx_squeezenet(squeezenet_onnx, tmp_path, cap
     assert "--weights" not in html
 
 
+def test_transfers_scratch_baseline_is_the_architecture_reinitialised(squeezenet_onnx):
+    from convscope.zoo import build, parse_spec
+
+    _, path = squeezenet_onnx
+    trained, fresh = load_onnx(path), build(parse_spec(f"onnx:{path}"), num_classes=5)
+    with torch.no_grad():
+        assert fresh(torch.zeros(2, 3, 224, 224)).shape == (2, 5)
+    assert not torch.equal(fresh.get_submodule("features.0").weight, trained.get_submodule("features.0").weight)
+
+
 # --- a Caffe layout, as the ONNX zoo's bvlcalexnet has it ---
 
 def _caffe_alexnet_onnx(path: Path) -> tuple[nn.Module, Path]:
@@ -162,8 +172,8 @@ def _caffe_alexnet_onnx(path: Path) -> tuple[nn.Module, Path]:
               (torch.tensor([1, 16 * 6 * 6]), "shape"))]
     pool = dict(kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1])
     nodes = [
-        helper.make_node("Conv", ["data_0", "w1", "b1"], ["conv1_1"], kernel_shape=[11, 11], strides=[4, 4]),
-        helper.make_node("Relu", ["conv1_1"], ["conv1_2"]),
+        helper.make_node("Conv", ["data_0", "w1", "b1"], ["gpu_0/conv1_1"], kernel_shape=[11, 11], strides=[4, 4]),
+        helper.make_node("Relu", ["gpu_0/conv1_1"], ["conv1_2"]),  # zfnet512's blobs carry a device prefix
         helper.make_node("LRN", ["conv1_2"], ["norm1_1"], size=5, alpha=1e-4, beta=0.75, bias=1.0),
         helper.make_node("MaxPool", ["norm1_1"], ["pool1_1"], **pool),  # 54 -> 27 (Caffe rounds up)
         helper.make_node("Conv", ["pool1_1", "w2", "b2"], ["conv2_1"], kernel_shape=[5, 5], pads=[2, 2, 2, 2],
