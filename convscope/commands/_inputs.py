@@ -111,6 +111,7 @@ def model_folder(args: argparse.Namespace) -> Path:
     weights = Path(args.weights).stem if args.weights and Path(args.weights).is_file() else (args.weights or "")
     model = "onnx:" + Path(args.model[5:]).name if args.model.startswith("onnx:") else args.model
     named = f"{model}-{weights}" if weights else model  # an ONNX file carries its weights
+    named += f"-{args.into}" if getattr(args, "into", None) else ""  # onnx: in convscope's model NAME
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in named.replace(":", "_"))
     return Path("analysis") / slug
 
