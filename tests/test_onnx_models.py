@@ -14,7 +14,7 @@ import torch
 import torchvision
 from torch import nn
 
-from convscope.analysis import deconv_project
+from convscope.analysis import deconv_project, receptive_field
 from convscope.cli import main
 from convscope.errors import UserError
 from convscope.models import LRN, get_model
@@ -74,6 +74,8 @@ def test_alexnet_export_gives_the_same_logits_and_deconv(alexnet_onnx):
     x = _photos(2)
     with torch.no_grad():
         torch.testing.assert_close(converted(x), model(x), atol=1e-5, rtol=1e-5)
+    for layer in ("conv1", "conv2", "conv5"):  # receptive fields from the traced graph vs alexnet's own geometry
+        assert receptive_field(converted, layer) == receptive_field(model, layer)
     for layer in ("conv2", "conv5"):  # through grouped convs, LRN (skipped, as ZF) and the pools' switches
         want = deconv_project(model, x, layer=layer, channel=7)
         got = deconv_project(converted, x, layer=layer, channel=7)
@@ -125,7 +127,7 @@ def test_squeezenet_export_gives_the_same_logits_and_deconv(squeezenet_onnx):
                                atol=1e-5, rtol=1e-4)
 
 
-def test_inspect_and_report_on_an_onnx_squeezenet(squeezenet_onnx, tmp_path, capsys, monkeypatch):
+def test_inspect_occlusion_sanity_and_report_on_an_onnx_squeezenet(squeezenet_onnx, tmp_path, capsys, monkeypatch):
     _, path = squeezenet_onnx
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -139,6 +141,12 @@ def test_inspect_and_report_on_an_onnx_squeezenet(squeezenet_onnx, tmp_path, cap
     assert rc == 0, err
     folder = next((tmp_path / "analysis").iterdir())
     assert list((folder / "inspect").glob("*.png"))
+    image = str(sorted(photos.iterdir())[0])
+    for argv in (["occlusion", image, *model, "--patch", "64", "--stride", "40"],
+                 ["sanity", image, *model, "--no-occlusion", "--layers", "features.0,features.12.expand3x3"]):
+        rc = main(argv)
+        assert rc == 0, (argv[0], capsys.readouterr().err)
+    assert list((folder / "occlusion").glob("*.png")) and list((folder / "sanity").glob("*.json"))
     rc = main(["report", str(folder)])
     assert rc == 0, capsys.readouterr().err
     html = (folder / "report" / "index.html").read_text()
