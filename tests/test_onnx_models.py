@@ -238,6 +238,62 @@ def test_layouts_that_differ_are_refused_by_into(tmp_path):
     assert "\n" not in str(err.value)
 
 
+def _every_operator_onnx(path: Path) -> Path:
+    """A small graph with every supported operator (and folded shape arithmetic)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = torch.Generator().manual_seed(2)
+    const = {"w1": torch.randn(8, 3, 3, 3, generator=g) * 0.3, "b1": torch.randn(8, generator=g),
+             "bn_s": torch.rand(8, generator=g) + 0.5, "bn_b": torch.randn(8, generator=g),
+             "bn_m": torch.randn(8, generator=g), "bn_v": torch.rand(8, generator=g) + 0.5,
+             "wa": torch.randn(4, 8, 1, 1, generator=g) * 0.3, "wb": torch.randn(4, 4, 3, 3, generator=g) * 0.3,
+             "fc": torch.randn(128, 10, generator=g) * 0.1, "fcb": torch.randn(10, generator=g),
+             "mm": torch.randn(8, 10, generator=g) * 0.1, "zero": torch.tensor([0]), "minus1": torch.tensor([-1]),
+             "ratio": torch.tensor(0.5)}
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        n("BatchNormalization", ["c1", "bn_s", "bn_b", "bn_m", "bn_v"], ["bn"], epsilon=1e-3),
+        n("Relu", ["bn"], ["r1"]),
+        n("MaxPool", ["r1"], ["p1"], kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1]),  # 17 -> 8, rounding up
+        n("LRN", ["p1"], ["lrn"], size=3, alpha=1e-2, beta=0.75, bias=2.0),
+        n("Conv", ["lrn", "wa"], ["ca"], kernel_shape=[1, 1]), n("Relu", ["ca"], ["ra"]),
+        n("Conv", ["lrn", "wb"], ["cb"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=2), n("Relu", ["cb"], ["rb"]),
+        n("Concat", ["ra", "rb"], ["cat"], axis=1),
+        n("Identity", ["cat"], ["cat2"]),
+        n("Sum", ["cat2", "lrn", "p1"], ["sum"]),
+        n("AveragePool", ["sum"], ["avg"], kernel_shape=[2, 2], strides=[2, 2]),  # (N, 8, 4, 4)
+        n("Shape", ["avg"], ["shape"]), n("Gather", ["shape", "zero"], ["batch"]),
+        n("Concat", ["batch", "minus1"], ["target"], axis=0),  # [1, -1]: folded, batch made free
+        n("Reshape", ["avg", "target"], ["flat"]),
+        n("Gemm", ["flat", "fc", "fcb"], ["gemm"], alpha=0.5, beta=2.0),  # transB=0
+        n("Dropout", ["gemm", "ratio"], ["drop"]),
+        n("GlobalAveragePool", ["lrn"], ["gap"]), n("Flatten", ["gap"], ["gapf"], axis=1),
+        n("MatMul", ["gapf", "mm"], ["side"]),
+        n("Add", ["drop", "side"], ["logits"]),
+        n("Softmax", ["logits"], ["prob"], axis=1),
+    ]
+    graph = helper.make_graph(nodes, "every_op", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                ["N", 3, 17, 17])],
+                              [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", 10])],
+                              [numpy_helper.from_array(v.numpy(), k) for k, v in const.items()])
+    # opset 15: onnx's reference evaluator runs opset 9-14 BatchNormalization with batch statistics
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)]), str(path))
+    return path
+
+
+def test_every_supported_operator_against_onnxs_reference_evaluator(tmp_path):
+    from onnx.reference import ReferenceEvaluator
+
+    path = _every_operator_onnx(tmp_path / "every.onnx")
+    # a batch of 8 = the LRN's channels: onnx 1.23's reference LRN loops its channel index over the batch size
+    x = torch.randn(8, 3, 17, 17, generator=torch.Generator().manual_seed(3))
+    want = torch.from_numpy(ReferenceEvaluator(str(path)).run(None, {"x": x.numpy()})[0])
+    model = load_onnx(path)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.softmax(model(x), dim=1), want, atol=1e-5, rtol=1e-4)
+
+
 # --- files that are not (convertible) ONNX ---
 
 def test_an_unsupported_operator_is_named_in_one_line(tmp_path):
