@@ -106,6 +106,10 @@ def convert(proto, *, where: str = "the ONNX model") -> fx.GraphModule:
             convert_node(st, node, notes)
         except OnnxError as err:
             raise OnnxError(f"{where}: {err}") from None
+        except Exception as err:  # attributes or weights of an unexpected shape (an old opset's form, a damaged file)
+            first = str(err).splitlines()[0] if str(err) else ""
+            raise OnnxError(f"{where}: cannot convert {node.op_type} ({node.name or node.output[0]}): "
+                            f"{type(err).__name__}: {first}") from None
     out_name = proto.graph.output[0].name
     out_name = _drop_softmax(proto, out_name, notes)
     if out_name not in st.values:

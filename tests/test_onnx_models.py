@@ -310,6 +310,19 @@ def test_an_unsupported_operator_is_named_in_one_line(tmp_path):
     assert "\n" not in str(err.value)
 
 
+def test_weights_of_the_wrong_shape_are_one_line_errors(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(torch.ones(4, 8, 8).numpy(), n) for n in ("s", "b", "m", "v")]  # spatial BN
+    graph = helper.make_graph([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    onnx.save(helper.make_model(graph), str(tmp_path / "bn.onnx"))
+    with pytest.raises(OnnxError, match="cannot convert BatchNormalization") as err:
+        load_onnx(tmp_path / "bn.onnx")
+    assert "\n" not in str(err.value)
+
+
 def test_truncated_and_foreign_files_are_one_line_errors(alexnet_onnx, tmp_path, capsys):
     _, path = alexnet_onnx
     data = path.read_bytes()
