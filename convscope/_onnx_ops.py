@@ -160,14 +160,15 @@ def _module(st: State, node, mod: nn.Module) -> None:
     _record(st, node.output[0], st.graph.call_module(name, (st.values[inp],)), example, name)
 
 
-def _function(st: State, node, fn, args: tuple, kwargs: dict | None = None) -> None:
-    """Add a call of ``fn``; ``args`` may hold ONNX value names (as ``_Value``) for computed inputs."""
+def _function(st: State, node, fn, args: tuple, kwargs: dict | None = None, out: str | None = None) -> None:
+    """Add a call of ``fn`` computing ``out`` (default: the node's output); ``args`` may hold ONNX value names (as
+    ``_Value``) for computed inputs."""
     kwargs = kwargs or {}
     fx_args = _map(args, lambda v: st.values[v.name])
     ex_args = _map(args, lambda v: st.examples[v.name])
     with torch.no_grad():
         example = fn(*ex_args, **kwargs)
-    _record(st, node.output[0], st.graph.call_function(fn, fx_args, kwargs), example, None)
+    _record(st, out or node.output[0], st.graph.call_function(fn, fx_args, kwargs), example, None)
 
 
 @dataclass(frozen=True)
@@ -299,27 +300,19 @@ def _softmax(st: State, node, attrs: dict, notes: list[str]) -> None:
 
 
 def _add(st: State, node, attrs: dict, notes: list[str]) -> None:
+    """``Add`` or a variadic ``Sum`` of computed tensors (and scalar constants) as a chain of ``+``."""
     names = [i for i in node.input if i]
     consts = [st.consts[i] for i in names if i not in st.values]
     if any(c.numel() != 1 for c in consts) or len(consts) == len(names):
         raise OnnxError(f"{node.op_type} ({node.name or node.output[0]}): adding a constant tensor is not supported")
     terms = [_Value(i) for i in names if i in st.values] + [float(c) for c in consts]
-    first = terms[0]
+    if len(terms) == 1:  # a Sum of one tensor
+        _record(st, node.output[0], st.values[names[0]], st.examples[names[0]], st.producer.get(names[0]))
+    total = terms[0]
     for k, term in enumerate(terms[1:]):
         out = node.output[0] if k == len(terms) - 2 else f"{node.output[0]}__sum{k}"
-        _function(st, _Renamed(node, out), operator.add, (first, term))
-        first = _Value(out)
-
-
-@dataclass(frozen=True)
-class _Renamed:
-    """A node seen with another output name (the partial sums of a variadic Sum)."""
-
-    node: object
-    out: str
-
-    def __getattr__(self, key):
-        return [self.out] if key == "output" else getattr(self.node, key)
+        _function(st, node, operator.add, (total, term), out=out)
+        total = _Value(out)
 
 
 def _concat(st: State, node, attrs: dict, notes: list[str]) -> None:
@@ -335,7 +328,8 @@ def _flatten(st: State, node, attrs: dict, notes: list[str]) -> None:
 
 def _reshape(st: State, node, attrs: dict, notes: list[str]) -> None:
     inp = _dynamic(st, node)
-    x, target = st.examples[inp], [int(v) for v in _const(st, node, 1).tolist()]
+    given = _const(st, node, 1)  # opset < 5 (the zoo's oldest files): the shape is an attribute
+    x, target = st.examples[inp], [int(v) for v in (given.tolist() if given is not None else attrs["shape"])]
     shape = [x.shape[i] if v == 0 and not attrs.get("allowzero", 0) else v for i, v in enumerate(target)]
     out = x.reshape(shape).shape
     if out[0] != x.shape[0]:
