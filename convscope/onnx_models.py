@@ -20,10 +20,12 @@ suffix (``conv1_1`` -> ``conv1``), and a ReLU the name of the layer it rectifies
 
 Why our own converter and not ``onnx2torch``: the deconvnet, receptive fields and hooks (``convscope.analysis``)
 know standard modules and a few tensor functions; ``onnx2torch`` maps Conv and LRN to torch modules too, but it
-puts several operators these networks use (Reshape, some Gemm forms, asymmetric pooling pads) into its own
-``Onnx*`` modules, each of which would need a deconvnet rule, and names modules by ONNX node names. The operator
-set of the Caffe-era networks is small; ``onnx`` (the reference parser) reads the file. The last ``onnx2torch``
-release (2024) also predates the torch and onnx versions used here.
+puts operators these networks use into its own ``Onnx*`` modules, each of which would need a deconvnet rule: its
+``OnnxReshape`` branches on the shape tensor's values (``torch.any(shape == 0)``), which ``torch.fx`` cannot trace
+symbolically, and asymmetric pads (Caffe's round-up pooling) become an ``OnnxPadStatic`` module in front of the
+pool. It also names modules by ONNX node names. The operator set of the Caffe-era networks is small; ``onnx``
+(the reference parser) reads the file. The last ``onnx2torch`` release (2024) predates the torch and onnx
+versions used here.
 """
 from __future__ import annotations
 
