@@ -50,7 +50,8 @@ def attrs(node) -> dict:
 def _scope_path(node) -> str:
     """A torch export's scope as a dotted module path (``/features/features.3/squeeze/Conv`` ->
     ``features.3.squeeze``); a Caffe2/zoo node's output blob without its device prefix and ``_N`` suffix
-    (``conv1_1``, ``gpu_0/conv1_1`` -> ``conv1``)."""
+    (``conv1_1``, ``gpu_0/conv1_1`` -> ``conv1``), its ``/`` as dots (``inception_3a/1x1_1`` ->
+    ``inception_3a.1x1``)."""
     if node.name.startswith("/"):
         path: list[str] = []
         for part in node.name.strip("/").split("/")[:-1]:
@@ -58,7 +59,8 @@ def _scope_path(node) -> str:
             path.extend(sub[1:] if path and len(sub) > 1 and sub[0] == path[-1] else sub)
         return ".".join(path)
     blob = node.output[0] if node.output and node.output[0] else node.name
-    return re.sub(r"_\d+$", "", blob.rsplit("/", 1)[-1])  # zfnet512's blobs: gpu_0/conv1_1
+    blob = re.sub(r"_\d+$", "", re.sub(r"^gpu_\d+/", "", blob))  # zfnet512's blobs: gpu_0/conv1_1
+    return blob.replace("/", ".")  # GoogLeNet's inception_3a/1x1 -> inception_3a.1x1
 
 
 def _module_name(st: State, node, source: str | None) -> str:

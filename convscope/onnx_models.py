@@ -15,7 +15,8 @@ module returns logits as every convscope model does. Any other operator is refus
 
 Module names come from the file: a torch export's scopes give back the original dotted names
 (``/features/conv1/Conv`` -> ``features.conv1``), a Caffe2/zoo node its output blob without Caffe2's ``_1``
-suffix (``conv1_1`` -> ``conv1``), and a ReLU the name of the layer it rectifies (``relu1`` after ``conv1``,
+suffix and ``gpu_0/`` prefix (``conv1_1`` -> ``conv1``; GoogLeNet's ``inception_3a/1x1_1`` -> ``inception_3a.1x1``),
+and a ReLU the name of the layer it rectifies (``relu1`` after ``conv1``,
 ``relu6`` after ``fc6``), so ZF's and AlexNet's layer names work on zoo files.
 
 Why our own converter and not ``onnx2torch``: the deconvnet, receptive fields and hooks (``convscope.analysis``)

@@ -219,6 +219,20 @@ def test_a_caffe_layout_converts_with_zoo_names_and_logits(tmp_path):
         torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=1e-5)  # logits: Softmax dropped
 
 
+def test_googlenet_blob_names_become_module_paths(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(torch.randn(4, 3, 1, 1).numpy(), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["data_0", "w"], ["inception_3a/1x1_1"], kernel_shape=[1, 1]),
+                               helper.make_node("Relu", ["inception_3a/1x1_1"], ["inception_3a/1x1_2"])], "g",
+                              [helper.make_tensor_value_info("data_0", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("inception_3a/1x1_2", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [w])
+    onnx.save(helper.make_model(graph), str(tmp_path / "g.onnx"))
+    names = [n for n, m in load_onnx(tmp_path / "g.onnx").named_modules() if not list(m.children())]
+    assert names == ["inception_3a.1x1", "inception_3a.1x1_relu"]
+
+
 def test_caffe_input_takes_rgb_and_subtracts_caffes_mean(tmp_path):
     reference, path = _caffe_alexnet_onnx(tmp_path / "caffe.onnx")
     run = load_model(f"onnx:{path}", None, inputs=InputOptions(caffe=True))
