@@ -28,6 +28,8 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q captum || echo "warning: captum not installed; its cross-check tests will skip" >&2
 	@# timm: the tests also load one timm convnet (--model timm:NAME); without it that test skips
 	$(VENV)/bin/pip install -q timm || echo "warning: timm not installed; its --model test will skip" >&2
+	@# onnx: reads --model onnx:FILE.onnx (ONNX zoo AlexNet/CaffeNet/ZFNet); without it those tests skip
+	$(VENV)/bin/pip install -q onnx || echo "warning: onnx not installed; the --model onnx: tests will skip" >&2
 	@# pytest-xdist: make test runs on 2 processes (2 cores); without it the tests run in one
 	$(VENV)/bin/pip install -q pytest-xdist || echo "warning: pytest-xdist not installed; tests run in one process" >&2
 	touch $@

@@ -5,6 +5,7 @@ preprocessing and class names, as a :class:`~convscope.runs.LoadedRun` that ever
     --model torchvision:vgg16 --weights vgg16.pth                    # a state_dict (or checkpoint) file
     --model timm:resnet50 --weights resnet50.pth
     --model mypackage.nets:build --weights run/best.pth --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5
+    --model onnx:bvlcalexnet-12.onnx --caffe-input [--into alexnet]  # an ONNX file (convscope.onnx_models)
 
 Preprocessing comes from the weights where they carry it (torchvision's ``weights.transforms()``: resize, crop,
 mean/std; timm's pretrained config), else from ``--image-size/--crop/--mean/--std`` (default: the ImageNet
@@ -17,6 +18,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +32,14 @@ from .errors import UserError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SOURCES = ("torchvision", "timm")
-SPEC_HELP = "torchvision:NAME, timm:NAME or package.module:factory"
+SPEC_HELP = "torchvision:NAME, timm:NAME, onnx:FILE.onnx or package.module:factory"
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """A parsed ``--model``: where the architecture comes from and its name there."""
 
-    source: str  # "torchvision", "timm" or "python"
+    source: str  # "torchvision", "timm", "onnx" (name: the file) or "python"
     name: str  # architecture name, or "package.module:factory"
 
     def __str__(self) -> str:
@@ -54,6 +56,8 @@ class InputOptions:
     std: tuple[float, ...] | None = None
     classes: str | None = None  # a file
     data: str | None = None  # the command's dataset folder: class names from its class folders when none are known
+    caffe: bool = False  # onnx: Caffe's input convention (BGR, 0..255, mean subtracted)
+    into: str | None = None  # onnx: load the file's weights into this convscope model
 
 
 def parse_spec(text: str) -> ModelSpec:
@@ -61,6 +65,8 @@ def parse_spec(text: str) -> ModelSpec:
     source, sep, name = text.partition(":")
     if not sep or not source or not name:
         raise UserError(f"--model must be {SPEC_HELP}, not '{text}'")
+    if source == "onnx":
+        return ModelSpec("onnx", name)
     if source in SOURCES:
         if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
             raise UserError(f"--model: '{name}' is not a {source} model name")
@@ -89,6 +95,10 @@ def _unknown(kind: str, name: str, names: list[str]) -> UserError:
 def build(spec: ModelSpec, num_classes: int | None = None) -> nn.Module:
     """The architecture with random weights (``num_classes`` None: its default head)."""
     extra = {} if num_classes is None else dict(num_classes=num_classes)
+    if spec.source == "onnx":  # the file's network with its weights; with num_classes re-initialised, a new head
+        from .onnx_models import load_onnx, reinitialised
+
+        return load_onnx(spec.name) if num_classes is None else reinitialised(load_onnx(spec.name), num_classes)
     if spec.source == "torchvision":
         import torchvision
 
@@ -262,6 +272,10 @@ def _preprocess(spec: ModelSpec, model: nn.Module, weights, opts: InputOptions) 
         t = weights.transforms()
         size, crop = int(t.resize_size[0]), int(t.crop_size[0])
         mean, std, source = tuple(t.mean), tuple(t.std), f"{type(weights).__name__}.{weights.name}.transforms()"
+    elif spec.source == "onnx":
+        from .onnx_models import input_convention
+
+        size, crop, mean, std, source = input_convention(model, opts.caffe)
     elif spec.source == "timm":
         from timm.data import resolve_data_config
 
@@ -289,12 +303,20 @@ def load_model(spec_text: str, weights: str | None, *, device="cpu", download: b
 
     spec = parse_spec(spec_text)
     opts = inputs or InputOptions()
-    if not weights:
+    if (opts.caffe or opts.into) and spec.source != "onnx":
+        raise UserError("--caffe-input and --into apply to --model onnx:FILE.onnx only")
+    enum, path = None, None
+    if spec.source == "onnx":
+        from .onnx_models import onnx_model
+
+        model, path = onnx_model(spec.name, weights, caffe=opts.caffe, into=opts.into), Path(spec.name)
+        weights = "in the ONNX file" + (f", loaded into convscope's {opts.into}" if opts.into else "") + (
+            f" ({'; '.join(model.onnx_notes)})" if getattr(model, "onnx_notes", None) else "")
+    elif not weights:
         raise UserError(f"--model {spec} needs --weights: a file, "
                         + ("a torchvision weights name (e.g. IMAGENET1K_V1, with --download), " if spec.source ==
                            "torchvision" else "") + "or 'random' for an untrained baseline")
-    enum, path = None, None
-    if weights == "random":
+    elif weights == "random":
         torch.manual_seed(0)
         model = build(spec)
     elif Path(weights).is_file():
@@ -315,6 +337,10 @@ def load_model(spec_text: str, weights: str | None, *, device="cpu", download: b
     classes, wnids = read_classes(opts.classes) if opts.classes else ([], [])
     if not classes and enum is not None and len(enum.meta.get("categories", [])) == n:
         classes = list(enum.meta["categories"])
+    if not classes and spec.source == "onnx" and n == 1000:  # Caffe's and torchvision's ImageNet order (sorted wnids)
+        import torchvision
+
+        classes = list(torchvision.models.AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
     if classes and n and len(classes) != n:
         raise UserError(f"--classes names {len(classes)} classes but the model has {n} outputs")
     found = folder_classes(opts.data) if not classes and opts.data and Path(opts.data).is_dir() else None
@@ -322,10 +348,19 @@ def load_model(spec_text: str, weights: str | None, *, device="cpu", download: b
         (classes, wnids), source = found, f"the class folders of {opts.data}"
     else:
         source = "the weights' categories" if classes and not opts.classes else (opts.classes or "numbered")
+        if classes and not opts.classes and spec.source == "onnx":
+            source = "ImageNet's 1000 classes in the usual (sorted wnid) order: the model has 1000 outputs"
     classes = classes or [f"class {i}" for i in range(n or 0)]
     model.to(device).eval()
     return LoadedRun(model=model, preprocess=pre, classes=classes, model_name=str(spec), path=path, wnids=wnids,
-                     source=dict(model=str(spec), weights=str(weights), preprocess=pre_source, class_names=source))
+                     source=dict(model=str(spec), weights=str(weights), preprocess=pre_source, class_names=source,
+                                 **_onnx_options(opts)))
+
+
+def _onnx_options(opts: InputOptions) -> dict:
+    """The flags besides --model that name an ONNX model (for the report's commands), if any."""
+    flags = (["--caffe-input"] if opts.caffe else []) + ([f"--into {shlex.quote(opts.into)}"] if opts.into else [])
+    return dict(options=" ".join(flags)) if flags else {}
 
 
 def _num_classes(model: nn.Module) -> int | None:

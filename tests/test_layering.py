@@ -7,6 +7,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "convscope"
 LEAVES = {"errors", "progress", "locks", "metrics", "checkpoint", "runfolder", "dist"}
 LAYERS = {"data": 1, "models": 2, "config": 3, "optim": 3, "train": 3, "evaluation": 3, "runs": 3, "zoo": 3,
+          "onnx_models": 3, "_onnx_ops": 3,
           "analysis": 4,
           "report": 5, "commands": 6, "cli": 6, "__main__": 6, "__init__": 6}
 

@@ -52,7 +52,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
     which.add_argument("--checkpoint", help="convscope checkpoint (.pt) or run folder")
     which.add_argument("--model", metavar="SOURCE:NAME",
                        help="a model convscope did not train: torchvision:NAME (e.g. torchvision:alexnet), "
-                            "timm:NAME, or package.module:factory (with --weights)")
+                            "timm:NAME, or package.module:factory (with --weights); onnx:FILE.onnx (weights "
+                            "included)")
     g = parser.add_argument_group("with --model")
     g.add_argument("--weights", metavar="NAME|FILE",
                    help="a state_dict or checkpoint file; for torchvision also a weights name such as IMAGENET1K_V1 "
@@ -67,6 +68,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool = Tru
                    help="per-channel mean in 0..1 (default: from the weights, else ImageNet's 0.485,0.456,0.406)")
     g.add_argument("--std", type=_triple, default=None, metavar="R,G,B",
                    help="per-channel std in 0..1 (default: from the weights, else ImageNet's 0.229,0.224,0.225)")
+    g.add_argument("--caffe-input", action="store_true",
+                   help="onnx: the network was trained the Caffe way (BGR, 0..255 minus Caffe's ImageNet channel "
+                        "means), as the ONNX zoo's bvlcalexnet, caffenet, zfnet512 and googlenet")
+    g.add_argument("--into", default=None, metavar="NAME",
+                   help="onnx: load the file's weights into convscope's model NAME (e.g. alexnet), checked to give "
+                        "the same logits, for its paper layer names")
     g.add_argument("--classes", default=None, metavar="FILE",
                    help="class names: ImageNet's LOC_synset_mapping.txt or one name per line (default: from the "
                         "weights, else numbered)")
@@ -105,7 +112,10 @@ def default_out(checkpoint: str | Path, name: str) -> Path:
 def model_folder(args: argparse.Namespace) -> Path:
     """Where the analyses of a ``--model`` go by default: ``analysis/<model>-<weights>/`` (one report each)."""
     weights = Path(args.weights).stem if args.weights and Path(args.weights).is_file() else (args.weights or "")
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{args.model}-{weights}".replace(":", "_"))
+    model = "onnx:" + Path(args.model[5:]).name if args.model.startswith("onnx:") else args.model
+    named = f"{model}-{weights}" if weights else model  # an ONNX file carries its weights
+    named += f"-{args.into}" if getattr(args, "into", None) else ""  # onnx: in convscope's model NAME
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in named.replace(":", "_"))
     return Path("analysis") / slug
 
 
@@ -117,10 +127,12 @@ def load_model(args: argparse.Namespace, device: str | None = None):
     device = device or getattr(args, "device", "cpu")
     if getattr(args, "model", None):
         data = getattr(args, "data", None) or getattr(args, "data_root", None) or getattr(args, "atlas_data", None)
-        inputs = InputOptions(args.image_size, args.crop, args.mean, args.std, args.classes, data)
+        inputs = InputOptions(args.image_size, args.crop, args.mean, args.std, args.classes, data,
+                              caffe=getattr(args, "caffe_input", False), into=getattr(args, "into", None))
         return load_external(args.model, args.weights, device=device, download=args.download, inputs=inputs)
     given = [f"--{k.replace('_', '-')}" for k in ("weights", "image_size", "crop", "mean", "std", "classes")
              if getattr(args, k, None) is not None] + (["--download"] if getattr(args, "download", False) else [])
+    given += [flag for flag, k in (("--caffe-input", "caffe_input"), ("--into", "into")) if getattr(args, k, None)]
     if given:
         raise UserError(f"{', '.join(given)} only apply with --model (a checkpoint carries its own)")
     return load_run(args.checkpoint, device=device)

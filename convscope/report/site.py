@@ -238,7 +238,9 @@ class Site:
         data = (config.data_root if config else "") or "DATA"
         model = self.optional(MODEL)
         if model is not None:  # a model convscope did not train: name it as its analyses did
-            named = f"--model {shlex.quote(model.model)} --weights {shlex.quote(model.weights)}"
+            named = f"--model {shlex.quote(model.model)}" + ("" if model.model.startswith("onnx:") else
+                                                              f" --weights {shlex.quote(model.weights)}")
+            named += f" {model.options}" if model.options else ""
             text = text.replace("--checkpoint RUN", named).replace("RUN/best.pt", named)
         return text.replace("RUN", shlex.quote(str(self.run))).replace("DATA", shlex.quote(str(data)))
 

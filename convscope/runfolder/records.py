@@ -440,6 +440,7 @@ class ModelRecord:
     input_size: int
     image_size: int
     class_names: str | None = optional()  # where the class names came from, in words
+    options: str | None = optional()  # other flags that name the model (onnx: --caffe-input, --into NAME)
 
     def check(self) -> None:
         at_least(1, classes=self.classes, input_size=self.input_size, image_size=self.image_size)
