@@ -16,6 +16,7 @@ holding inspect/ (a run folder, an analysis/<model>-<weights>/ folder). Two epoc
   convscope inspect --checkpoint RUN/epochs/epoch_005.pt --data DATA --out e5/inspect
   convscope report RUN --compare e5"""
 ORDER = 70
+PATHS: dict[str, str] = {}  # RUN_DIR and --compare are folders it checks itself (see commands._checks)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
