@@ -5,7 +5,8 @@
     python -m experiments.real_network --data $CONVSCOPE_DATA --only occlusion
 
 Writes under experiments/real-network/: ``transfer/`` (ZF Tables 4-6 on CIFAR-10 (JPEG): per-layer softmax probes of
-the trained network and a from-scratch baseline), ``random/transfer/`` (the same probes on the same architecture
+the trained network), ``scratch/transfer/`` (the same architecture trained from scratch on the same N images per
+class, 10 epochs), ``random/transfer/`` (the same probes on the same architecture
 with random weights), ``correspondence/`` (ZF Table 1 on the shipped dog faces), ``retrieval/`` (AlexNet Fig. 4 on
 Imagenette val: last feature layer vs pixels) and ``occlusion_116.json`` (ZF Fig. 7 over all 116 labelled ImageNet
 photos, see :func:`occlusion_summary`). Every step is skipped when its output exists (rerun after an interruption).
@@ -47,8 +48,10 @@ def steps(data: Path) -> dict[str, tuple[list[str], Path]]:
                        "--out", str(OUT / "retrieval")], OUT / "retrieval" / "retrieval.json"),
         "random": (["transfer", "--model", MODEL, "--weights", "random", *probes, "--scratch-epochs", "0",
                     "--out", str(OUT / "random" / "transfer")], OUT / "random" / "transfer" / "transfer.json"),
-        "transfer": (["transfer", *model, *probes, "--scratch-epochs", "10", "--scratch-splits", "1",
-                      "--out", str(OUT / "transfer")], OUT / "transfer" / "transfer.json"),
+        "transfer": (["transfer", *model, *probes, "--scratch-epochs", "0", "--out", str(OUT / "transfer")],
+                     OUT / "transfer" / "transfer.json"),
+        "scratch": (["transfer", *model, *probes, "--scratch-only", "--scratch-epochs", "10", "--scratch-splits", "1",
+                     "--out", str(OUT / "scratch" / "transfer")], OUT / "scratch" / "transfer" / "transfer.json"),
     }
 
 
@@ -104,7 +107,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="$CONVSCOPE_DATA (models/, cifar10-jpeg/, ...)")
     parser.add_argument("--only", nargs="+", default=None,
-                        help="steps to run: transfer random correspondence retrieval occlusion")
+                        help="steps to run: correspondence occlusion retrieval random transfer scratch")
     args = parser.parse_args(argv)
     if not (args.data / WEIGHTS).is_file():
         print(f"error: the staged SqueezeNet is not under {args.data} ({WEIGHTS})", file=sys.stderr)

@@ -628,7 +628,9 @@ def _eval_row() -> tuple[str, str]:
     return text + " (top-1 / top-5, Imagenette val)", "not comparable: 10 classes, not ImageNet's 1000"
 
 
-def _transfer_rows(folder: Path | None = None) -> tuple[str, str, str, str]:
+def _transfer_rows(folder: Path | None = None, scratch_folder: Path | None = None) -> tuple[str, str, str, str]:
+    """The transfer rows from ``folder``'s transfer record (the demo's by default); the from-scratch baseline from
+    the same record or ``scratch_folder``'s (a ``transfer --scratch-only`` run)."""
     t = _demo(TransferRecord, folder)
     if not t:
         return ("not run yet",) * 2 + ("–",) * 2
@@ -641,6 +643,8 @@ def _transfer_rows(folder: Path | None = None) -> tuple[str, str, str, str]:
     best = max(range(len(rows)), key=lambda i: soft.mean[i][j])
     m, e = soft.mean[best][j], soft.std[best][j]
     scratch = t.tables.get("scratch")
+    if scratch is None and scratch_folder is not None and (other := _demo(TransferRecord, scratch_folder)):
+        scratch = other.tables.get("scratch")
     if scratch:
         ms, es = scratch.mean[0][j], scratch.std[0][j]
         runs = len(scratch.acc[0][j])
@@ -705,7 +709,7 @@ def _real_transfer_row() -> tuple[str, str]:
     t, r = _demo(TransferRecord, REAL), _demo(TransferRecord, REAL / "random")
     if not t:
         return "not run yet", "–"
-    text, _, word, _ = _transfer_rows(REAL)
+    text, _, word, _ = _transfer_rows(REAL, REAL / "scratch")
     if r:
         soft = r.tables["softmax"]
         j = len(soft.n_per_class) - 1
@@ -770,7 +774,7 @@ OBSERVED = [
      "`convscope correspondence convscope/data/annotations/dogs.json --checkpoint runs/demo/best.pt`"),
     ("Transfer on an ImageNet-trained network: pretrained vs random weights vs from scratch (ZF §5)",
      "86.5 vs 46.5% (Caltech-101)", _real_transfer_row,
-     "`python -m experiments.real_network --data $CONVSCOPE_DATA --only transfer random`", REAL_SCALE),
+     "`python -m experiments.real_network --data $CONVSCOPE_DATA --only transfer random scratch`", REAL_SCALE),
     ("Per-layer linear classifiers on an ImageNet-trained network (ZF Table 6)",
      "44.8, 66.2, 72.3, 76.6, 86.2, 85.5%", lambda: _transfer_rows(REAL)[1::2],
      "`python -m experiments.real_network --data $CONVSCOPE_DATA --only transfer`", REAL_SCALE),
