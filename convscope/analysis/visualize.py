@@ -164,7 +164,7 @@ def _optimise(model, layer, param: FourierImage, score: Callable[[torch.Tensor],
         opt.step()
         if step % trace_every == 0 or step == steps - 1:
             trace.append(values.detach().float().cpu())
-    return torch.stack(trace, 1)
+    return torch.stack(trace, 1) if trace else torch.zeros(param.spectrum.shape[0], 0)
 
 
 def visualize_maps(model: nn.Module, layer: str | None, maps: Sequence[int], *,
