@@ -243,3 +243,59 @@ class _frozen:
     def __exit__(self, *exc):
         for p in self.params:
             p.requires_grad_(True)
+
+
+def map_count(model: nn.Module, layer: str | None, *, to_input: Callable[[torch.Tensor], torch.Tensor],
+              size: int) -> int:
+    """How many maps (or units) ``layer`` (None: the model's output) has at ``size`` x ``size`` input. Raises
+    ValueError when its output is neither (B, C, H, W) nor (B, C), or the model does not take that size."""
+    device = model_device(model)
+    with torch.no_grad(), eval_mode(model):
+        try:
+            acts = _layer_output(model, layer, to_input(torch.full((1, 3, size, size), 0.5, device=device)))
+        except RuntimeError as err:
+            raise ValueError(f"the model does not take {size}x{size} images ({str(err).splitlines()[0]})") from None
+    if acts.dim() not in (2, 4):
+        raise ValueError(f"layer {layer} gives {acts.dim()}-D outputs; pick a conv map (B, C, H, W) or logits")
+    return acts.shape[1]
+
+
+@dataclass(frozen=True)
+class VisualizationSanity:
+    """The same maps optimised on a randomised network: its ``images`` (M, 3, S, S), their Spearman and SSIM
+    against the trained network's (M,) and the chance level: the trained images of two different maps."""
+
+    images: torch.Tensor
+    spearman: torch.Tensor
+    ssim: torch.Tensor
+    chance_spearman: float
+    chance_ssim: float
+
+
+def visualization_sanity(model: nn.Module, vis: FeatureVisualization, *,
+                         to_input: Callable[[torch.Tensor], torch.Tensor], reinit: Callable[[str, nn.Module], None],
+                         lr: float = 0.05, color: torch.Tensor | None = None, batch: int = 8) -> VisualizationSanity:
+    """Adebayo et al. 2018's model randomisation applied to feature visualisation: every conv and linear layer of
+    a copy of ``model`` re-initialised by ``reinit`` (seeded by ``vis.seed``), the same maps optimised on it with
+    ``vis``'s settings from another seed's start (the same seed would share its initial noise and views), and each
+    image compared with its trained twin (:func:`convscope.analysis.sanity.compare` on grey levels). Similarity
+    near the chance level (two trained images of different maps) = the picture shows what was learned.
+
+    Example:
+        >>> check = visualization_sanity(model, vis, to_input=normalize, reinit=default_reinit(model))
+    """
+    from .sanity import compare, parametrized_layers, randomized_copy
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(vis.seed)
+        random_net = randomized_copy(model, parametrized_layers(model), reinit)
+    images = torch.cat([visualize_maps(random_net, vis.layer, vis.maps[s:s + batch], to_input=to_input,
+                                       size=vis.images.shape[-1], steps=vis.steps, lr=lr, objective=vis.objective,
+                                       seed=vis.seed + 1, color=color).images
+                        for s in range(0, len(vis.maps), batch)])
+    pairs = torch.tensor([compare(vis.images[i], images[i]) for i in range(len(vis.maps))]).view(-1, 2)
+    chance = torch.tensor([compare(vis.images[i], vis.images[j]) for i in range(len(vis.maps))
+                           for j in range(i + 1, len(vis.maps))]).view(-1, 2)
+    chance = chance.mean(0) if len(chance) else torch.full((2,), math.nan)
+    return VisualizationSanity(images=images, spearman=pairs[:, 0], ssim=pairs[:, 1],
+                               chance_spearman=float(chance[0]), chance_ssim=float(chance[1]))

@@ -23,6 +23,10 @@ optimisation on a randomised copy of the network and measures how similar the im
 (DeepDream; dream_<image>.png). The same seed gives the same images at the same --threads."""
 ORDER = 45
 LOGITS = "logits"  # --layer value for the model's output
+METHOD = ("Adam on a Fourier-basis image (1/f-scaled coefficients, colours decorrelated by the square root of an "
+          "RGB covariance, sigmoid to 0..1), each step through a random view (12 px grey pad, jitter up to 8 px, "
+          "scale 0.9-1.1, rotation up to 10 degrees), maximising the map's mean or centre unit, or a logit "
+          "(Olah et al. 2017; Simonyan et al. 2013)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", required=True,
                         help="layer (module name, alias or ZF's layer number 1-7), or 'logits' for class scores")
     parser.add_argument("--maps", default=None,
-                        help="comma-separated maps (class indices or names for logits); a single number N = maps "
-                             "0..N-1; default: the maps `convscope inspect` drew for the layer, else 0..15")
+                        help="comma-separated maps and ranges (0,5,9 or 0-15; class indices or names for logits); "
+                             "default: the maps `convscope inspect` drew for the layer, else 0-15")
     parser.add_argument("--objective", choices=("mean", "centre"), default="mean",
                         help="what of a map is maximised: its mean over positions, or its centre unit")
     parser.add_argument("--steps", type=_inputs.positive, default=None,
@@ -74,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dream:
         return _dream(args, run_, layer, slug, out, to_input, colour, colour_name)
     maps = _maps(args, run_, layer, out)
-    _check_maps(model, layer, maps, to_input, size, device)
+    _check_maps(model, layer, maps, to_input, size)
     record = _start_record(args, run_, slug, size, colour_name, out / f"{slug}.json")
     done = {m.map for m in record.maps}
     todo = [m for m in maps if m not in done]
@@ -86,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         record.maps += _visualize_chunk(args, run_, layer, slug, chunk, out, to_input, colour, size, atlas)
         write_record(out / f"{slug}.json", record)
     if args.sanity:
-        _sanity(args, run_, layer, slug, record, out, to_input, colour, size)
+        _sanity(args, run_, layer, record, out, to_input, colour, size)
         write_record(out / f"{slug}.json", record)
     print(f"{len(record.maps)} map(s) of {slug} -> {out} ({torch.get_num_threads()} threads)")
     return 0
@@ -106,7 +110,7 @@ def _normalizer(pre, size: int, device):
 
 def _colour(args, run_):
     """The colour basis (:func:`~convscope.analysis.visualize.color_basis`) and its name for the record."""
-    from ..analysis.visualize import color_basis
+    from ..analysis import color_basis
     from ..data.stats import DataStats
 
     if args.colour == "imagenet":
@@ -126,43 +130,38 @@ def _maps(args, run_, layer: str | None, out: Path) -> list[int]:
     items = [m.strip() for m in args.maps.split(",") if m.strip()]
     if not items:
         raise UserError("--maps is empty")
-    if len(items) == 1 and items[0].isdigit() and layer is not None:
-        return list(range(int(items[0])))
     if layer is None:
         return [_inputs.class_index(run_, m) for m in items]
-    if not all(m.isdigit() for m in items):
-        raise UserError(f"--maps takes map numbers, not '{args.maps}'")
-    return [int(m) for m in items]
+    maps = []
+    for item in items:
+        first, _, last = item.partition("-")
+        if not (first.isdigit() and (last.isdigit() or not _)):
+            raise UserError(f"--maps takes map numbers and ranges (0,5,9 or 0-15), not '{args.maps}'")
+        maps += list(range(int(first), int(last or first) + 1))
+    return list(dict.fromkeys(maps))
 
 
-def _check_maps(model, layer, maps, to_input, size, device) -> None:
-    """A one-line error for maps the layer does not have, or a layer too small for the image size."""
-    import torch
+def _check_maps(model, layer, maps, to_input, size) -> None:
+    """A one-line error for maps the layer does not have, or a layer or size the optimisation cannot use."""
+    from ..analysis import map_count
 
-    from ..analysis.visualize import _layer_output
-
-    with torch.no_grad():
-        try:
-            acts = _layer_output(model, layer, to_input(torch.full((1, 3, size, size), 0.5, device=device)))
-        except RuntimeError as err:
-            raise UserError(f"the model does not take {size}x{size} images ({str(err).splitlines()[0]})") from None
-    if acts.dim() not in (2, 4):
-        raise UserError(f"layer {layer} gives {acts.dim()}-D outputs; pick a conv map (B, C, H, W) or logits")
-    bad = [m for m in maps if not 0 <= m < acts.shape[1]]
+    try:
+        n = map_count(model, layer, to_input=to_input, size=size)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    bad = [m for m in maps if not 0 <= m < n]
     if bad:
-        raise UserError(f"{layer or LOGITS} has {acts.shape[1]} maps (0..{acts.shape[1] - 1}), not {bad}")
+        raise UserError(f"{layer or LOGITS} has {n} maps (0..{n - 1}), not {bad}")
 
 
 def _start_record(args, run_, slug: str, size: int, colour_name: str, path: Path) -> VisualizeRecord:
     """A fresh record for these settings, or with --resume the one at ``path`` when its settings are these."""
     import torch
 
-    from ..analysis.visualize import __doc__ as method
-
     objective = args.objective if slug != LOGITS else "unit"
     record = VisualizeRecord(model=run_.model_name, layer=slug, objective=objective, steps=args.steps, size=size,
                              seed=args.seed, lr=args.lr, colour=colour_name, threads=torch.get_num_threads(),
-                             method=" ".join(method.split("\n\n")[1].split()), maps=[])
+                             method=METHOD, maps=[])
     if not (args.resume and path.is_file()):
         return record
     try:
@@ -178,7 +177,7 @@ def _start_record(args, run_, slug: str, size: int, colour_name: str, path: Path
 
 
 def _visualize_chunk(args, run_, layer, slug, chunk, out, to_input, colour, size, atlas) -> list[VisualizedMap]:
-    from ..analysis.visualize import visualize_maps
+    from ..analysis import visualize_maps
     from ..report.images import save_png
 
     vis = visualize_maps(run_.model, layer, chunk, to_input=to_input, size=size, steps=args.steps, lr=args.lr,
@@ -225,48 +224,39 @@ def _atlas_best(out: Path, layer: str) -> dict[int, tuple[float, str | None]]:
             if t.layer == layer and t.rank == 1 and index.figures[t.figure].kind == "top9"}
 
 
-def _sanity(args, run_, layer, slug, record, out, to_input, colour, size) -> None:
-    """The same maps optimised on a randomised copy of the network (every conv and linear layer re-initialised,
-    seeded), from another seed's initial image and views (the same seed would share its noise): Spearman/SSIM of
-    each image against its trained twin, and the chance level (the trained images of two different maps, whose
-    initial images differ too)."""
+def _sanity(args, run_, layer, record, out, to_input, colour, size) -> None:
+    """--sanity: :func:`~convscope.analysis.visualization_sanity` on the record's maps (re-read from their PNGs)."""
     import torch
 
-    from ..analysis import default_reinit
-    from ..analysis.sanity import compare, parametrized_layers, randomized_copy
-    from ..analysis.visualize import visualize_maps
+    from ..analysis import FeatureVisualization, default_reinit, visualization_sanity
     from ..data.images import read_image
     from ..report.images import save_png
 
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(args.seed)
-        model = randomized_copy(run_.model, parametrized_layers(run_.model), default_reinit(run_.model, run_.config))
     maps = [m.map for m in record.maps]
     trained = torch.stack([read_image(out / m.file, size).float() / 255 for m in record.maps])
-    rnd = torch.cat([visualize_maps(model, layer, maps[s:s + args.batch], to_input=to_input, size=size,
-                                    steps=args.steps, lr=args.lr, objective=args.objective, seed=args.seed + 1,
-                                    color=colour).images for s in range(0, len(maps), args.batch)])
+    vis = FeatureVisualization(layer=layer, maps=maps, objective=args.objective, steps=args.steps, seed=args.seed,
+                               images=trained, activation=torch.zeros(len(maps)), peak=torch.zeros(len(maps)),
+                               trace=torch.zeros(len(maps), 0))
+    check = visualization_sanity(run_.model, vis, to_input=to_input, lr=args.lr, color=colour, batch=args.batch,
+                                 reinit=default_reinit(run_.model, run_.config))
     with torch.no_grad():
-        top1 = run_.model(to_input(rnd.to(next(run_.model.parameters()).device))).argmax(1)
+        top1 = run_.model(to_input(check.images.to(next(run_.model.parameters()).device))).argmax(1).tolist()
     for i, m in enumerate(record.maps):
-        m.random_file = f"{slug}_map{m.map}_random.png"
-        save_png(rnd[i], out / m.random_file)
-        m.random_spearman, m.random_ssim = compare(trained[i], rnd[i])
-        m.random_top1 = run_.classes[int(top1[i])] if layer is None and int(top1[i]) < len(run_.classes) else None
-    pairs = [compare(trained[i], trained[j]) for i in range(len(maps)) for j in range(i + 1, len(maps))]
-    if pairs:
-        record.chance_spearman = sum(p[0] for p in pairs) / len(pairs)
-        record.chance_ssim = sum(p[1] for p in pairs) / len(pairs)
-    mean = sum(m.random_spearman for m in record.maps) / len(maps)
-    print(f"sanity: trained vs randomised network, Spearman {mean:.3f} (chance, two different maps: "
-          f"{record.chance_spearman if pairs else float('nan'):.3f})")
+        m.random_file = f"{record.layer}_map{m.map}_random.png"
+        save_png(check.images[i], out / m.random_file)
+        m.random_spearman, m.random_ssim = float(check.spearman[i]), float(check.ssim[i])
+        m.random_top1 = _class_name(run_, layer, top1[i])
+    record.chance_spearman, record.chance_ssim = check.chance_spearman, check.chance_ssim
+    print(f"sanity: trained vs randomised network, Spearman {float(check.spearman.mean()):.3f} (chance, two "
+          f"different maps: {check.chance_spearman:.3f}), SSIM {float(check.ssim.mean()):.3f} (chance "
+          f"{check.chance_ssim:.3f})")
 
 
 def _dream(args, run_, layer, slug, out, to_input, colour, colour_name) -> int:
     """DeepDream each --dream photo at the layer: ``dream_<image>_<layer>.png`` (photo | dreamt) and a record."""
     import torch
 
-    from ..analysis.visualize import deep_dream
+    from ..analysis import deep_dream
     from ..report.images import save_png, side_by_side, to_image
 
     inputs = _inputs.read_inputs(run_, args.dream)
