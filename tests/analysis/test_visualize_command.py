@@ -85,3 +85,15 @@ def test_user_mistakes_are_one_line(run, capsys, extra, message):
     assert main(["visualize", "--checkpoint", str(run), *extra, *FAST]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err and "Traceback" not in err
+
+
+def test_colour_from_the_runs_own_pca(run):
+    import torch
+
+    from convscope.data.stats import DataStats
+
+    stats = DataStats(torch.full((3, 72, 72), 120.0), torch.tensor([900.0, 100.0, 25.0]), torch.eye(3), 10)
+    torch.save(stats.state(), run.parent / "stats.pt")
+    assert main(["visualize", "--checkpoint", str(run), "--layer", "conv1", "--maps", "0", "--colour", "run",
+                 *FAST]) == 0
+    assert _record(run, "conv1").colour.startswith("run (")
