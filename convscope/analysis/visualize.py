@@ -8,7 +8,9 @@ coefficients are scaled by 1/f (so that gradient steps do not favour high freque
 with the square root of an RGB covariance (ImageNet's, or a run's own PCA), and a sigmoid to the valid pixel range;
 each step sees a randomly padded, jittered, scaled and slightly rotated view (transformation robustness). The
 objective is a map's centre unit, the map's mean (both as in Lucid's ``channel``/``neuron``), or, on a 2-D output
-such as logits, the unit itself. DeepDream maximises the mean squared activation of the whole layer.
+such as logits, the unit itself. DeepDream maximises the mean squared activation of the whole layer. While
+optimising, every ReLU module passes a rescue gradient to an image whose true ReLU gradient is all zero (Lucid's
+redirected ReLU gradient), so that a map silent on the grey start still gets one.
 
 Deviations: the views are drawn in one affine resampling per image (Lucid/Lucent chain pad, jitter, scale,
 rotate, jitter), with a fixed output size. Each map has its own random stream (seeded from ``seed`` and the map
@@ -16,6 +18,7 @@ index), so a map's image does not depend on which maps share its batch.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -150,9 +153,53 @@ class FeatureVisualization:
     trace: torch.Tensor
 
 
+class _RedirectedReLU(torch.autograd.Function):
+    """ReLU whose gradient, for an image through which the true ReLU gradient is all zero (a map not yet firing
+    anywhere), lets through the part that would raise negative inputs (Lucid's ``redirected_relu_grad``): the
+    optimisation can start from a grey image on a map that is silent on it."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        relu_grad = grad * (x > 0)
+        redirected = grad.masked_fill((x < 0) & (grad > 0), 0)  # we minimise: grad > 0 would push x lower
+        alive = relu_grad.flatten(1).abs().amax(1) > 0 if grad.dim() > 1 else relu_grad.abs() > 0
+        return torch.where(alive.view(-1, *([1] * (grad.dim() - 1))), relu_grad, redirected)
+
+
+@contextlib.contextmanager
+def _redirected_relus(model: nn.Module):
+    """Every ``nn.ReLU`` module of ``model`` computes :class:`_RedirectedReLU` in the block (an in-place one from a
+    copy of its input taken before it runs); hooks removed on exit, also on error."""
+    handles = []
+    try:
+        for module in model.modules():
+            if isinstance(module, nn.ReLU):
+                kept = {}
+                handles.append(module.register_forward_pre_hook(
+                    lambda m, inp, kept=kept: kept.__setitem__("x", inp[0].clone() if m.inplace else inp[0])))
+                handles.append(module.register_forward_hook(
+                    lambda m, inp, out, kept=kept: _RedirectedReLU.apply(kept.pop("x"))))
+        yield model
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _optimise(model, layer, param: FourierImage, score: Callable[[torch.Tensor], torch.Tensor], *, to_input,
               steps: int, lr: float, generators, transforms: bool, trace_every: int) -> torch.Tensor:
     """Adam on ``param`` maximising ``score(layer output of a random view)`` (B,) summed; -> trace (B, T)."""
+    with _redirected_relus(model):
+        return _adam(model, layer, param, score, to_input=to_input, steps=steps, lr=lr, generators=generators,
+                     transforms=transforms, trace_every=trace_every)
+
+
+def _adam(model, layer, param, score, *, to_input, steps, lr, generators, transforms, trace_every) -> torch.Tensor:
     opt = torch.optim.Adam(param.parameters(), lr=lr)
     trace = []
     for step in range(steps):

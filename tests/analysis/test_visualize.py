@@ -122,8 +122,20 @@ def test_hooks_removed_and_gradients_restored_also_after_an_error():
     visualize_maps(net, "1", [0], to_input=lambda p: p, size=24, steps=2)
     with pytest.raises(IndexError):
         visualize_maps(net, "1", [7], to_input=lambda p: p, size=24, steps=2)
-    assert all(not m._forward_hooks for m in net.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
     assert all(p.requires_grad for p in net.parameters()) and net[0].weight.grad is None
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_a_map_silent_on_the_grey_start_still_gets_a_gradient(inplace):
+    """The redirected ReLU gradient: conv with bias -2 is negative everywhere on grey; the true ReLU gradient is
+    zero, so without the rescue the image would never change."""
+    net = _edge_net()
+    net[1].inplace = inplace
+    net[0].bias = nn.Parameter(torch.full((len(ANGLES),), -2.0))
+    vis = visualize_maps(net, "1", [0, 2], to_input=lambda p: p - 0.5, size=40, steps=48, seed=0)
+    assert (vis.trace[:, 0] == 0).all() and (vis.activation > 0.5).all()
+    assert _angle_gap(_orientation(vis.images[1, :, 6:-6, 6:-6]), 90) < 10
 
 
 def test_deep_dream_amplifies_the_layer_and_starts_from_the_photo():
