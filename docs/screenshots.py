@@ -46,7 +46,7 @@ def _optimised_shot(page, layer: str, map_: str) -> None:
     explorer.locator(".ex-jump input").fill(map_)
     explorer.locator(".ex-jump input").press("Enter")
     page.wait_for_load_state("networkidle")
-    explorer.locator(".ex-title").scroll_into_view_if_needed()
+    explorer.evaluate("e => e.scrollIntoView({block: 'start'})")
     page.screenshot(path=str(HERE / "report-optimised.png"))
     print(f"wrote {HERE}/report-optimised.png")
 

@@ -97,3 +97,13 @@ def test_colour_from_the_runs_own_pca(run):
     assert main(["visualize", "--checkpoint", str(run), "--layer", "conv1", "--maps", "0", "--colour", "run",
                  *FAST]) == 0
     assert _record(run, "conv1").colour.startswith("run (")
+
+
+def test_paths_of_the_wrong_kind_are_one_line(run, tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for extra in (["--out", str(a_file)], ["--dream", str(tmp_path)], ["--dream", str(tmp_path / "missing.jpg")]):
+        assert main(["visualize", "--checkpoint", str(run), "--layer", "conv1", *extra, *FAST]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err and err.count("\n") == 0 and "error" in err, (extra, err)
+    assert a_file.read_text() == "x"
