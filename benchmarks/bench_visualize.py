@@ -36,8 +36,10 @@ def main() -> None:
     std = torch.tensor([0.229, 0.224, 0.225], device=args.device).view(1, 3, 1, 1)
     layer = None if args.layer == "logits" else args.layer
     for batch in args.batches:
-        run = lambda steps: visualize_maps(model, layer, list(range(batch)), to_input=lambda p: (p - mean) / std,  # noqa: E731
-                                           size=args.size, steps=steps)
+        def run(steps, batch=batch):
+            return visualize_maps(model, layer, list(range(batch)), to_input=lambda p: (p - mean) / std,
+                                  size=args.size, steps=steps)
+
         run(1)
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()

@@ -20,7 +20,7 @@ scale and rotation each step, a sigmoid to the pixel range; Adam). --layer logit
 batch, so --resume after a kill skips the maps already done with the same settings. --sanity repeats the
 optimisation on a randomised copy of the network and measures how similar the images stay, against a chance level
 (two different maps' images). --dream IMAGE... instead changes photos to amplify what the layer sees in them
-(DeepDream; dream_<image>.png). The same seed gives the same images at the same --threads."""
+(DeepDream; dream_<image>_<layer>.png, photo | dream). The same seed gives the same images at the same --threads."""
 ORDER = 45
 LOGITS = "logits"  # --layer value for the model's output
 METHOD = ("Adam on a Fourier-basis image (1/f-scaled coefficients, colours decorrelated by the square root of an "
@@ -59,13 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..analysis import resolve_layer, stage_layer
+    from ..analysis import stage_layer
 
     run_, out = _inputs.load(args)
     model, pre = run_.model, run_.preprocess
-    layer = None if args.layer == LOGITS else stage_layer(model, args.layer, pre.crop)
-    if layer is not None:
-        resolve_layer(model, layer)
+    layer = None if args.layer == LOGITS else stage_layer(model, args.layer, pre.crop)  # checks the name
     size = args.size or pre.crop
     args.steps = args.steps or (64 if args.dream else 256)
     args.lr = args.lr if args.lr is not None else (0.02 if args.dream else 0.05)
@@ -268,8 +266,7 @@ def _dream(args, run_, layer, slug, out, to_input, colour, colour_name) -> int:
     dreams = []
     for path, stem, photo in zip(args.dream, _inputs.unique_stems(args.dream), pixels):
         dreamt, (before, after) = deep_dream(run_.model, layer, photo[None], to_input=to_input, steps=args.steps,
-                                             lr=args.lr,
-                                             seed=args.seed, color=colour)
+                                             lr=args.lr, seed=args.seed, color=colour)
         name = f"dream_{stem}_{slug}.png"
         save_png(side_by_side([to_image(photo), to_image(dreamt[0])])[0], out / name)
         dreams.append(Dream(image=str(path), file=name, before=float(before[0]), after=float(after[0])))

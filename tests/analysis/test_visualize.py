@@ -110,7 +110,10 @@ def test_oriented_edge_unit_gets_an_image_of_its_orientation():
 
 def test_same_seed_same_images_and_each_map_independent_of_its_batch():
     net = _edge_net()
-    run = lambda maps, seed=0: visualize_maps(net, "1", maps, to_input=lambda p: p, size=24, steps=6, seed=seed)  # noqa: E731
+
+    def run(maps, seed=0):
+        return visualize_maps(net, "1", maps, to_input=lambda p: p, size=24, steps=6, seed=seed)
+
     a, b = run([0, 2]), run([0, 2])
     assert torch.equal(a.images, b.images)
     assert torch.allclose(run([2]).images[0], a.images[1], atol=1e-5)

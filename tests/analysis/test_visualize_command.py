@@ -27,7 +27,8 @@ def _record(run, layer="conv2") -> VisualizeRecord:
 
 
 def test_writes_one_png_per_map_and_a_record_in_the_run_folder(run):
-    assert main(["visualize", "--checkpoint", str(run), "--layer", "conv2", "--maps", "0,3", "--batch", "1", *FAST]) == 0
+    argv = ["visualize", "--checkpoint", str(run), "--layer", "conv2", "--maps", "0,3", "--batch", "1", *FAST]
+    assert main(argv) == 0
     rec = _record(run)
     assert [m.map for m in rec.maps] == [0, 3] and rec.steps == 3 and rec.size == 64 and rec.objective == "mean"
     for m in rec.maps:
