@@ -24,6 +24,8 @@ from .retrieval import (BinaryAutoencoder, Neighbours, binary_codes, hamming_nei
 from .sanity import SanityResult, default_reinit, plain_words, randomization_checks, sanity_layers
 from .top_activations import TopActivations, TopProjections, live_maps, project_top, top_activations, top_images
 from .transfer import ProbeTable, extract_features, linear_probes, scratch_baseline
+from .visualize import (FeatureVisualization, VisualizationSanity, color_basis, deep_dream, map_count,
+                        visualization_sanity, visualize_maps)
 
 __all__ = [
     # finding layers and their outputs; the layers looked at by default
@@ -42,4 +44,7 @@ __all__ = [
     "train_binary_autoencoder",
     # can the pictures be trusted? (Adebayo et al. 2018)
     "SanityResult", "randomization_checks", "sanity_layers", "default_reinit", "plain_words",
+    # feature visualisation by optimisation (Olah et al. 2017), DeepDream, and its randomisation check
+    "FeatureVisualization", "VisualizationSanity", "visualize_maps", "deep_dream", "color_basis", "map_count",
+    "visualization_sanity",
 ]

@@ -18,7 +18,7 @@ from ..config import TrainConfig
 from ..runfolder import MalformedFile
 from ..runfolder.records import (TRAIN_COMMAND, CorrespondenceRecord, EvalRecord, InspectRecord, InvarianceRecord,
                                  MetricsRow, ModelRecord, OcclusionRecord, PredictionsRecord, RetrievalRecord, SanityRecord,
-                                 TransferRecord)
+                                 TransferRecord, VisualizeRecord)
 from ..runfolder.records import NO_LABEL
 from . import html as h
 from .charts import Series, line_chart
@@ -32,6 +32,7 @@ MODEL = Source.of(ModelRecord)  # a --model's analysis folder
 EVAL, PREDICTIONS, INSPECT, OCCLUSION, SANITY, INVARIANCE, CORRESPONDENCE, TRANSFER, RETRIEVAL = map(Source.of, (
     EvalRecord, PredictionsRecord, InspectRecord, OcclusionRecord, SanityRecord, InvarianceRecord,
     CorrespondenceRecord, TransferRecord, RetrievalRecord))
+VISUALIZE = Source.of(VisualizeRecord)
 MAX_SOURCE_THUMBS = 1500  # source-image thumbnails for the atlas explorer (about 3 kB each)
 
 
@@ -272,6 +273,7 @@ def atlas(site: Site, index: InspectRecord) -> str:
         layers.append(dict(layer=layer, maps=maps, total=meta and meta.maps,
                            never_active=meta and meta.never_active, rf=rf and rf.size, stride=rf and rf.stride,
                            map_size=meta and meta.map_size))
+    optimised = _optimised_images(site, layers)
     site.data["atlas"] = dict(layers=layers, crop=crop, k=index.k)
     when = "pretrained (not trained by convscope)" if site.optional(MODEL) is not None else f"epoch {index.epoch}"
     return (f'<p class="meta">{h.text(index.model)}, {when}: for each feature map, the {index.k} images '
@@ -280,7 +282,37 @@ def atlas(site: Site, index: InspectRecord) -> str:
             '<div id="explorer" class="explorer"><noscript>The explorer needs JavaScript; the full figures are in '
             'the run folder.</noscript></div>'
             f'<p class="meta">The full figures, one per layer, are in the run folder: '
-            + ", ".join(f"<code>inspect/{h.text(n)}</code>" for n in figures) + ".</p>") if layers else None
+            + ", ".join(f"<code>inspect/{h.text(n)}</code>" for n in figures) + ".</p>" + optimised) if layers else None
+
+
+def _optimised_images(site: Site, layers: list[dict]) -> str:
+    """Each atlas map's optimised image (``convscope visualize``: visualize/<layer>.json) into its explorer entry
+    (``optimised``), with the randomised network's (``--sanity``) where there is one; a line saying how they were
+    made, or "" when none were."""
+    records = {rec.layer: (f, rec) for f, rec in site.optional(VISUALIZE) or [] if not rec.dreams}
+    made = []
+    for layer in layers:
+        f, rec = records.get(layer["layer"], (None, None))
+        done = {m.map: m for m in rec.maps} if rec else {}
+        for entry in layer["maps"]:
+            m = done.get(entry["map"])
+            if m is None or not (f.parent / m.file).is_file():
+                continue
+            entry["optimised"] = dict(src=site.copy(f.parent / m.file, "optimised", VISUALIZE.command)[0],
+                                      activation=m.peak, atlas=m.atlas_activation, objective=rec.objective,
+                                      size=rec.size, steps=rec.steps)
+            if m.random_file and (f.parent / m.random_file).is_file():
+                entry["optimised"].update(random=site.copy(f.parent / m.random_file, "optimised",
+                                                           VISUALIZE.command)[0],
+                                          spearman=m.random_spearman, chance=rec.chance_spearman)
+            made.append(rec)
+    if not made:
+        return ""
+    rec = made[0]
+    return (f'<p class="meta">Beside each map of {", ".join(sorted({h.text(r.layer) for r in made}))}: an image '
+            f'optimised to excite it ({h.text(rec.objective)} of the map, {rec.steps} Adam steps at {rec.size} px, '
+            f'seed {rec.seed}; <code>convscope visualize</code>). Its activation is the map\'s strongest unit on '
+            f'it, comparable with the photos\' activations. {h.text(rec.method)}.</p>')
 
 
 def top9_figures(index: InspectRecord) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ experiment runner) that read them back.
       correspondence/correspondence.json           CorrespondenceRecord
       transfer/transfer.json          transfer     TransferRecord
       retrieval/retrieval.json        retrieval    RetrievalRecord
+      visualize/<layer>.json + .png   visualize    VisualizeRecord (one per layer; dream_<layer>.json: --dream)
       report/                         report       the static site (only its own img/ and static/ are replaced)
 
 Every record (:mod:`.records`) is a dataclass with nested dataclasses, written as a JSON object

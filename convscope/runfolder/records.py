@@ -446,5 +446,55 @@ class ModelRecord:
         at_least(1, classes=self.classes, input_size=self.input_size, image_size=self.image_size)
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# visualize: feature visualisation by optimisation (one record per layer) and DeepDream
+
+@dataclass(kw_only=True)
+class VisualizedMap:
+    """One map's optimised image ``file`` (beside the record) and what it reaches; ``atlas_*``: the map's best
+    data-set image in the top-9 atlas (inspect/index.json), when there is one, for comparison."""
+
+    map: int
+    file: str
+    name: str | None = optional()  # the class, when the map is a class logit
+    activation: float  # the objective on the final image
+    peak: float  # the map's strongest unit on the final image (comparable with the atlas's activations)
+    trace: list[float]  # the objective during the optimisation (every steps/32 steps)
+    atlas_activation: float | None = optional()
+    atlas_image: str | None = optional()
+    # --sanity: the same optimisation on a randomised copy of the network
+    random_file: str | None = optional()
+    random_spearman: float | None = optional()
+    random_ssim: float | None = optional()
+    random_top1: str | None = optional()  # a class logit: what the trained network calls the randomised image
+
+
+@dataclass(kw_only=True)
+class Dream:
+    image: str
+    file: str
+    before: float  # the layer's mean squared activation on the photo
+    after: float  # ... and on the dreamt image
+
+
+@record("visualize", "visualize/*.json",
+        "convscope visualize --checkpoint RUN --layer LAYER")
+class VisualizeRecord:
+    model: str
+    layer: str  # as given; "logits" = the model's output
+    objective: str  # mean / centre (the map), or unit (a 2-D output: the logit itself)
+    steps: int
+    size: int
+    seed: int
+    lr: float
+    colour: str  # the colour covariance that decorrelates the image's colours
+    threads: int  # torch's intra-op threads: results repeat bit for bit at the same count
+    method: str
+    maps: list[VisualizedMap]
+    dreams: list[Dream] | None = optional()
+    chance_spearman: float | None = optional()  # --sanity: two trained images of different maps, on average
+    chance_ssim: float | None = optional()
+
+
 RECORDS = (EvalRecord, PredictionsRecord, InspectRecord, OcclusionRecord, SanityRecord, InvarianceRecord,
-           CorrespondenceRecord, TransferRecord, RetrievalRecord)
+           CorrespondenceRecord, TransferRecord, RetrievalRecord, VisualizeRecord)

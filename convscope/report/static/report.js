@@ -79,6 +79,7 @@
   // the overview is opened, and then only the thumbnails near the screen (loading="lazy").
   var parts = {};
   var overviewOpen = false;
+  var showOptimised = false;
 
   function go(i) { state.map = i; renderMap(); }
 
@@ -95,6 +96,17 @@
     box.appendChild(el("summary", "", "layer overview: " + layer.maps.length +
                        " maps drawn, the top-1 patch of each (click one to show it)"));
     var grid = el("div", "ex-thumbs");
+    var withOpt = layer.maps.some(function (m) { return m.optimised; });
+    if (withOpt) {
+      var label = el("label", "ex-opt-toggle");
+      var check = el("input");
+      check.type = "checkbox";
+      check.checked = showOptimised;
+      check.addEventListener("change", function () { showOptimised = check.checked; grid.textContent = ""; fill(); });
+      label.appendChild(check);
+      label.appendChild(document.createTextNode(" optimised images instead of top-1 patches"));
+      box.appendChild(label);
+    }
     box.appendChild(grid);
     function fill() {
       if (grid.childNodes.length) { return; }
@@ -108,7 +120,7 @@
         img.width = 48;
         img.height = 48;
         img.alt = "map " + m.map;
-        img.src = m.thumb;
+        img.src = showOptimised && m.optimised ? m.optimised.src : m.thumb;
         b.appendChild(img);
         b.appendChild(el("span", "", String(m.map)));
         b.addEventListener("click", function () { go(i); });
@@ -179,6 +191,29 @@
     renderMap();
   }
 
+  // the map's optimised image (convscope visualize), and the randomised network's where --sanity made one
+  function optimised(o) {
+    var box = el("div", "ex-opt");
+    function picture(src, caption) {
+      var img = el("img");
+      img.src = src;
+      img.alt = caption;
+      return labelled(img, caption);
+    }
+    box.appendChild(picture(o.src, "optimised to excite it"));
+    if (o.random) { box.appendChild(picture(o.random, "same, randomised network")); }
+    var words = el("div", "ex-meta");
+    words.appendChild(el("div", "", "Optimised image (" + o.objective + " of the map, " + o.steps + " steps, " +
+                         o.size + " px): activation " + fmt(o.activation) +
+                         (o.atlas !== null && o.atlas !== undefined ? "; its best photo below: " + fmt(o.atlas) : "")));
+    if (o.random) {
+      words.appendChild(el("div", "", "A randomised network's image for the same map: Spearman " + fmt(o.spearman) +
+                           " with this one (two different maps' images: " + fmt(o.chance) + ")"));
+    }
+    box.appendChild(words);
+    return box;
+  }
+
   // the parts that depend on the map: its title, numbers and tiles (the only atlas images fetched)
   function renderMap() {
     var layer = atlas.layers[state.layer];
@@ -201,6 +236,7 @@
     if (layer.map_size) { info.push("map " + layer.map_size.join("\u00d7")); }
     view.appendChild(el("div", "ex-info", info.join("; ")));
 
+    if (map && map.optimised) { view.appendChild(optimised(map.optimised)); }
     var grid = el("div", "ex-grid");
     (map ? map.tiles : []).forEach(function (t) {
       var card = el("div", "ex-tile");
