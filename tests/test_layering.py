@@ -5,7 +5,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "convscope"
-LEAVES = {"errors", "progress", "locks", "metrics", "checkpoint", "runfolder", "dist"}
+LEAVES = {"errors", "progress", "locks", "metrics", "checkpoint", "runfolder", "dist", "guide"}
 LAYERS = {"data": 1, "models": 2, "config": 3, "optim": 3, "train": 3, "evaluation": 3, "runs": 3, "zoo": 3,
           "onnx_models": 3, "_onnx_ops": 3,
           "analysis": 4,
@@ -92,3 +92,57 @@ def test_the_public_analysis_names_exist():
     import convscope.analysis as analysis
 
     assert sorted(n for n in _public_analysis_names() if not hasattr(analysis, n)) == []
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """convscope's modules -> the convscope modules each imports (function-level imports included; ``from . import
+    x`` counts as the module ``x``)."""
+    mods = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        mods[".".join(rel.parts).removesuffix(".__init__") if path.name == "__init__.py" else ".".join(rel.parts)] = path
+    graph = {}
+    for module, path in mods.items():
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        out = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                for target in _imports_of(node, module, package):
+                    subs = {f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in mods}
+                    out |= subs or {target}
+            elif isinstance(node, ast.Import):
+                out |= {a.name for a in node.names if a.name in mods}
+        graph[module] = {t for t in out if t in mods and t != module}
+    return graph
+
+
+def test_no_import_circle_anywhere():
+    """Not between layers (above) and not inside one either (report/site <-> sections <-> compare was one, hidden by
+    function-level imports): every strongly connected component of the import graph is a single module."""
+    graph, index, low, stack, on, circles = _module_graph(), {}, {}, [], set(), []
+
+    def visit(v):  # Tarjan
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                circles.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert not circles, circles

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..locks import claim_for_life
+from ._labels import class_index  # noqa: F401 - the commands reach it as _inputs.class_index
 
 
 def positive(text: str) -> int:
@@ -176,23 +177,6 @@ def read_inputs(run, paths) -> torch.Tensor:
 
     images = torch.stack([read_image(p, run.preprocess.image_size) for p in paths])
     return run.preprocess(images).to(next(run.model.parameters()).device)
-
-
-def class_index(run, name: str | int | None, path: str | Path | None = None) -> int | None:
-    """A class given by index, name or wnid; else the image's parent folder if it names a class; else None
-    (:func:`convscope.commands._labels.image_target` also reads labels files and file names)."""
-    from ._labels import lookup
-
-    classes = list(run.classes)
-    if name is not None:
-        if str(name).isdigit() and int(name) < max(len(classes), 1):
-            return int(name)
-        hit = lookup(run, str(name))
-        if hit is None:
-            shown = ", ".join(classes[:12]) + (" ..." if len(classes) > 12 else "")
-            raise UserError(f"unknown class '{name}'; the model's classes: {shown}")
-        return hit
-    return lookup(run, Path(path).parent.name) if path is not None else None
 
 
 def add_labels_argument(parser: argparse.ArgumentParser) -> None:

@@ -51,11 +51,24 @@ def lookup(run, key: str) -> int | None:
     return folded.get(key.lower().replace("_", " "))
 
 
+def class_index(run, name: str | int | None, path: str | Path | None = None) -> int | None:
+    """A class given by index, name or wnid; else the image's parent folder if it names a class; else None
+    (:func:`convscope.commands._labels.image_target` also reads labels files and file names)."""
+    classes = list(run.classes)
+    if name is not None:
+        if str(name).isdigit() and int(name) < max(len(classes), 1):
+            return int(name)
+        hit = lookup(run, str(name))
+        if hit is None:
+            shown = ", ".join(classes[:12]) + (" ..." if len(classes) > 12 else "")
+            raise UserError(f"unknown class '{name}'; the model's classes: {shown}")
+        return hit
+    return lookup(run, Path(path).parent.name) if path is not None else None
+
+
 def image_target(run, given: str | None, path: str | Path, labels: str | None = None) -> Target | None:
     """The labelled class of the image at ``path`` (see the module), or None when nothing names one of the
     model's classes. ``given`` (``--target``) that names no class is a :class:`~convscope.errors.UserError`."""
-    from ._inputs import class_index
-
     if given is not None:
         return Target(class_index(run, given), "--target")
     path = Path(path)

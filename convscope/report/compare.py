@@ -23,7 +23,9 @@ from ..runfolder import MalformedFile
 from ..runfolder.records import InspectRecord
 from . import html as h
 from .html import Section
+from .sections import SHEET_QUALITY, top9_figures
 from .site import Site
+from .sources import INSPECT, METRICS
 
 CELL = 48  # px: a projection or a patch in a mosaic
 COLUMNS = 8  # maps per mosaic row
@@ -33,7 +35,6 @@ GAP = 2
 def compare_section(site: Site, other: Site) -> Section:
     """The "Side by side" section of ``site``'s report against ``other`` (a :class:`Site` of the compared folder
     writing into the same report). A malformed file on either side turns the section into its note."""
-    from .sections import INSPECT
 
     sides = []
     for s in (site, other):
@@ -64,7 +65,6 @@ def label(site: Site, index: InspectRecord) -> str:
 
 
 def _who(sides) -> str:
-    from .sections import METRICS
 
     cells = []
     for s, index in sides:
@@ -86,7 +86,6 @@ def _pair(figures: list, url_alt) -> str:
 
 
 def _filters(sides) -> str:
-    from .sections import INSPECT
 
     def grid(s: Site, index: InspectRecord) -> str:
         png = s.run / "inspect" / "filters_conv1.png"
@@ -121,7 +120,6 @@ def _diagnostics(sides) -> str:
 
 def paired_layers(a: InspectRecord, b: InspectRecord) -> list[tuple[tuple[str, str] | None, tuple[str, str] | None]]:
     """The layers of two atlases side by side: by name when every layer of one is in the other, else by order."""
-    from .sections import top9_figures
 
     la, lb = top9_figures(a), top9_figures(b)
     if {n for n, _ in la} == {n for n, _ in lb}:
@@ -155,7 +153,6 @@ def _mosaic(site: Site, index: InspectRecord, layer: str, figure: str) -> tuple[
     number; the relative URL and the number of maps."""
     from PIL import Image, ImageDraw
 
-    from .sections import INSPECT, SHEET_QUALITY
 
     path = site.run / "inspect" / figure
     if not path.is_file():

@@ -16,23 +16,17 @@ from typing import Callable
 
 from ..config import TrainConfig
 from ..runfolder import MalformedFile
-from ..runfolder.records import (TRAIN_COMMAND, CorrespondenceRecord, EvalRecord, InspectRecord, InvarianceRecord,
-                                 MetricsRow, ModelRecord, OcclusionRecord, PredictionsRecord, RetrievalRecord, SanityRecord,
-                                 TransferRecord, VisualizeRecord)
-from ..runfolder.records import NO_LABEL
+from ..runfolder.records import (NO_LABEL, TRAIN_COMMAND, CorrespondenceRecord, EvalRecord, InspectRecord,
+                                 InvarianceRecord, MetricsRow, OcclusionRecord, PredictionsRecord, RetrievalRecord,
+                                 SanityRecord, TransferRecord)
 from . import html as h
 from .charts import Series, line_chart
 from .html import Section
 from .images import thumbnail
-from .site import Site, Source
+from .site import Site
+from .sources import (CONFIG, CORRESPONDENCE, EVAL, INSPECT, INVARIANCE, METRICS, MODEL, OCCLUSION, PREDICTIONS,
+                      RETRIEVAL, SANITY, TRANSFER, VISUALIZE, Source)
 
-CONFIG = Source("config.json", TrainConfig, TRAIN_COMMAND)
-METRICS = Source("metrics.jsonl", MetricsRow, TRAIN_COMMAND, lines=True)
-MODEL = Source.of(ModelRecord)  # a --model's analysis folder
-EVAL, PREDICTIONS, INSPECT, OCCLUSION, SANITY, INVARIANCE, CORRESPONDENCE, TRANSFER, RETRIEVAL = map(Source.of, (
-    EvalRecord, PredictionsRecord, InspectRecord, OcclusionRecord, SanityRecord, InvarianceRecord,
-    CorrespondenceRecord, TransferRecord, RetrievalRecord))
-VISUALIZE = Source.of(VisualizeRecord)
 MAX_SOURCE_THUMBS = 1500  # source-image thumbnails for the atlas explorer (about 3 kB each)
 
 
