@@ -273,6 +273,12 @@ class SanityStep:
     n: int
     alive: int
     spearman_alive_mean: float
+    # the chance level (mean similarity to the pictures of other images) and the score above it, mean and spread
+    # over the living pictures; absent from files written before it existed
+    spearman_chance: float | None = optional()
+    above_chance_mean: float | None = optional()
+    above_chance_std: float | None = optional()
+    ssim_chance: float | None = optional()
 
 
 @record("sanity", "sanity/sanity.json",
@@ -286,6 +292,7 @@ class SanityRecord:
     summary: dict[str, str]
     seed: int
     method: str
+    methods: list[str] | None = optional()  # how the units were projected (deconvnet, guided, gradient)
 
     def check(self) -> None:
         for name in ("independent", "summary"):

@@ -1,5 +1,7 @@
 """Model-randomisation sanity checks (Adebayo et al. 2018): the similarity measures by hand, and the cascade's
 structure (layers above a picture cannot change it; the trained model is never modified)."""
+import math
+
 import pytest
 import torch
 
@@ -75,3 +77,65 @@ def test_default_layers_follow_the_models_stage_names():
     vgg = torchvision.models.vgg11(num_classes=3)
     projected, top = sanity_layers(vgg, 64)
     assert projected[-1] == top == occlusion_layer(vgg, 64) and top.startswith("features.")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the chance level: synthetic pictures where the answer is known
+
+def _footprint_maps(n: int, seed: int, size: int = 24) -> list[torch.Tensor]:
+    """``n`` (3, size, size) pictures sharing one footprint (zero border, centre-weighted support) with their own
+    multiplicative detail: what projections of different images look like to a rank correlation."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    footprint = torch.exp(-((yy - size / 2) ** 2 + (xx - size / 2) ** 2) / (2 * (size / 5) ** 2))
+    footprint[:3], footprint[:, :3] = 0, 0  # a receptive field clipped by the image edge
+    return [footprint * (0.2 + torch.rand(3, size, size, generator=g)) for _ in range(n)]
+
+
+def test_chance_level_on_identical_shuffled_and_footprint_pictures():
+    from convscope.analysis.sanity import similarity
+
+    trained = _footprint_maps(8, seed=0)
+    same = similarity("same", [], trained, trained).summary()
+    assert same["spearman_mean"] == pytest.approx(1.0)
+    assert same["spearman_chance"] > 0.9  # the shared footprint alone: as high as the issue's 0.95 on SqueezeNet
+    assert same["above_chance_mean"] == pytest.approx(1.0 - same["spearman_chance"], abs=1e-6)
+    assert same["above_chance_mean"] > 0.03 and same["above_chance_std"] < 0.01
+    # independent pictures with the same footprint: as high a raw correlation, nothing above chance
+    other = similarity("other", [], trained, _footprint_maps(8, seed=1)).summary()
+    assert other["spearman_mean"] > 0.9
+    assert abs(other["above_chance_mean"]) < 0.005
+    # shuffled: each image's picture is another image's (the next one: never among its own chance partners)
+    shuffled = similarity("shuffled", [], trained, trained[1:] + trained[:1]).summary()
+    assert abs(shuffled["above_chance_mean"]) < 0.005 and shuffled["spearman_mean"] > 0.9
+
+
+def test_dead_pictures_are_counted_not_scored():
+    from convscope.analysis.sanity import similarity
+
+    trained = _footprint_maps(8, seed=0)
+    now = [p if i % 2 else torch.zeros_like(p) for i, p in enumerate(trained)]
+    row = similarity("half dead", [], trained, now).summary()
+    assert (row["n"], row["alive"]) == (8, 4)
+    assert row["spearman_mean"] == pytest.approx(1.0)  # the living ones are unchanged: no zeros averaged in
+    nothing = similarity("all dead", [], trained, [torch.zeros_like(p) for p in trained]).summary()
+    assert nothing["alive"] == 0 and math.isnan(nothing["above_chance_mean"])
+
+
+def test_rank_correlation_ignores_the_shared_zero_padding():
+    """Two unrelated pictures clipped by the same image edge: the zeros they share are not agreement."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 32, 32, generator=g), torch.rand(3, 32, 32, generator=g)
+    a[:, :, :24], b[:, :, :24] = 0, 0  # three quarters of the box outside the image
+    assert abs(compare(a, b)[0]) < 0.2
+
+
+def test_plain_words_speak_of_the_chance_level():
+    trained = dict(spearman_mean=1.0, spearman_chance=0.6, above_chance_mean=0.4, above_chance_std=0.1, alive=8,
+                   n=8, randomized=[], ssim_mean=1.0)
+    kept = dict(trained, spearman_mean=0.9, above_chance_mean=0.3, randomized=["fc8"])
+    gone = dict(trained, spearman_mean=0.62, above_chance_mean=0.01, alive=6, randomized=["fc8", "conv5"])
+    text = plain_words("conv5 projections", [trained, kept, gone])
+    assert "0.40 above chance" in text and "+0.01" in text and "2 of 8 are blank" in text
+    assert "at chance" in text and "down to conv5" in text
+    assert "never fall to chance" in plain_words("conv5 projections", [trained, kept])
