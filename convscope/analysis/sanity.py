@@ -8,14 +8,17 @@ same image and class) and compared with the trained model's by Spearman rank cor
 SSIM (scikit-image) of the maps scaled to [0, 1]. A picture that stays the same once the weights it should
 reflect are random shows the architecture or the input, not the learned features.
 
-**Chance level.** A raw similarity is not evidence by itself: two projections of *different* images share the
-box's footprint (zero padding where the receptive field leaves the image, a centre-weighted support) and score
-0.5-0.95 on a real network whatever the weights. So each picture is also compared with the randomised model's
-pictures of *other* images (up to four mismatched partners per picture, the same kind and box size), and the score
-is the matched similarity minus that mismatched mean, ``above chance``, with its spread over the images; 0 means
-the randomised picture of an image is no more like the trained one of the same image than of another. The rank
-correlation of projections is also taken only where either projection is non-zero, so that the zero padding of
-clipped boxes is not counted as agreement (the remaining shared footprint is what the chance level removes).
+**Chance level.** A raw similarity is not evidence by itself: two projections of one unit in *different* images
+share the unit's footprint (its box clipped by the image edge, a centre-weighted support) and correlate 0.8-0.95 on
+a real network whatever the weights. So each picture is also compared with the same model's projection of the
+*same unit* (layer, map, position) in ``partners`` other images, and the score is the matched similarity minus that
+mismatched mean, ``above chance``, with its spread over the images. It asks the question the check is about: is
+the randomised model's picture of this image more like the trained one's picture of this image than its pictures
+of other images are? 0 means no: what is left is footprint. (Pictures of other units at other positions would be
+a laxer baseline: their boxes are clipped differently, and that difference alone scored +0.5 on SqueezeNet.) The
+rank correlation of projections is taken only where either projection is non-zero, so that the zero padding of a
+clipped box is not agreement. Occlusion maps cover the whole image: their chance level is their similarity to the
+maps of other images.
 
 A picture whose unit no longer fires after a step (its projection is all zeros) is *dead*: it is counted
 separately (``alive`` of ``n``) and left out of the scores, instead of being scored 0.
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
 
 import torch
@@ -164,17 +167,20 @@ def alive(picture: torch.Tensor) -> bool:
 
 
 def similarity(step: str, randomized: Sequence[str], trained: Sequence[torch.Tensor],
-               now: Sequence[torch.Tensor], partners: int = 4) -> Similarity:
+               now: Sequence[torch.Tensor], others: Sequence[Sequence[torch.Tensor]] | None = None,
+               partners: int = 4) -> Similarity:
     """Each living picture of ``now`` against the trained picture of the same item, and its chance level: the
-    mean similarity of that trained picture to ``now``'s living pictures of up to ``partners`` other items (the
-    next ones, cyclically). Dead pictures of ``now`` are counted in ``n`` only."""
+    mean similarity of that trained picture to ``others[i]``, the same model's pictures of the same unit in other
+    images (default: ``now``'s living pictures of up to ``partners`` other items, the next ones cyclically).
+    Dead pictures (of ``now``, and among the others) are counted in ``n`` only / left out."""
     living = [i for i, p in enumerate(now) if alive(p)]
+    if others is None:
+        others = {i: [now[living[(pos + k) % len(living)]] for k in range(1, min(partners, len(living) - 1) + 1)]
+                  for pos, i in enumerate(living)}
     s = Similarity(step, list(randomized), n=len(now))
-    for pos, i in enumerate(living):
+    for i in living:
         rho, ssim = compare(trained[i], now[i])
-        others = [living[(pos + k) % len(living)] for k in range(1, min(partners, len(living) - 1) + 1)]
-        others = [j for j in others if now[j].shape == trained[i].shape]
-        chance = [compare(trained[i], now[j]) for j in others]
+        chance = [compare(trained[i], o) for o in others[i] if alive(o) and o.shape == trained[i].shape]
         s.spearman.append(rho)
         s.ssim.append(ssim)
         s.spearman_chance.append(sum(c[0] for c in chance) / len(chance) if chance else math.nan)
@@ -238,6 +244,31 @@ def picture_kind(layer: str, method: str = "deconvnet") -> str:
     return f"{layer} {PROJECTION_KINDS[method]}"
 
 
+Pictures = dict[str, list[torch.Tensor]]
+ChancePools = dict[str, "list[list[torch.Tensor]] | None"]
+
+
+def picture_set(model: nn.Module, images: torch.Tensor, units: dict[str, Sequence[Unit]], *,
+                methods: Sequence[str] = ("deconvnet",), partners: int = 2,
+                occlusion_targets: Sequence[int] | None = None, occlusion: dict | None = None
+                ) -> tuple[Pictures, ChancePools]:
+    """One model's pictures of each kind (one per item), and per item its chance pool: the same unit projected in
+    the ``partners`` next images (None for occlusion: the maps of the other images are the pool)."""
+    n, shifts = len(images), range(1, min(partners, len(images) - 1) + 1)
+    out, pools = {}, {}
+    for method in methods:
+        for layer, us in units.items():
+            moved = [replace(u, image=(u.image + k) % n) for k in shifts for u in us]
+            pics = _projections(model, images, list(us) + moved, method)
+            kind = picture_kind(layer, method)
+            out[kind] = pics[:n]
+            pools[kind] = [[pics[k * n + i] for k in range(1, len(shifts) + 1)] for i in range(n)]
+    if occlusion_targets is not None:
+        out["occlusion"] = _occlusions(model, images, occlusion_targets, **dict(occlusion or {}))
+        pools["occlusion"] = None
+    return out, pools
+
+
 def randomization_checks(
     model: nn.Module,
     images: torch.Tensor,
@@ -250,6 +281,7 @@ def randomization_checks(
     seed: int = 0,
     steps: Sequence[str] | None = None,
     independent: bool = True,
+    partners: int = 2,
     progress: Callable[[str], None] | None = None,
 ) -> SanityResult:
     """Cascading and independent randomisation (Adebayo §4.1) of a trained model, measured on fixed pictures
@@ -268,6 +300,8 @@ def randomization_checks(
         seed: seed of the random weights.
         steps: the cascade's layers, top first (default every conv and linear layer, output to input).
         independent: also randomise each layer alone.
+        partners: other images whose projection of the same unit sets each picture's chance level (each costs
+            one more projection per picture and step).
 
     Returns:
         :class:`SanityResult`; the cascade's first row is the trained model itself (similarity 1; its chance
@@ -278,20 +312,18 @@ def randomization_checks(
     units = {layer: strongest_units(model, images, layer) for layer in projection_layers}
     occ = dict(occlusion or {})
 
-    def pictures(m: nn.Module) -> dict[str, list[torch.Tensor]]:
-        out = {picture_kind(layer, method): _projections(m, images, us, method)
-               for method in methods for layer, us in units.items()}
-        if occlusion_targets is not None:
-            out["occlusion"] = _occlusions(m, images, occlusion_targets, **occ)
-        return out
+    def pictures(m: nn.Module):
+        return picture_set(m, images, units, methods=methods, partners=partners,
+                           occlusion_targets=occlusion_targets, occlusion=occ)
 
-    def compared(step: str, randomized: list[str], now: dict) -> dict[str, dict]:
-        return {k: similarity(step, randomized, trained[k], now[k]).summary() for k in trained}
+    def compared(step: str, randomized: list[str], got: tuple) -> dict[str, dict]:
+        now, pools = got
+        return {k: similarity(step, randomized, trained[k], now[k], pools[k]).summary() for k in trained}
 
     torch.manual_seed(seed)
-    trained = pictures(model)
+    trained, trained_pools = pictures(model)
     kinds = list(trained)
-    cascade = {k: [row] for k, row in compared("trained", [], trained).items()}
+    cascade = {k: [row] for k, row in compared("trained", [], (trained, trained_pools)).items()}
     shown = {k: [trained[k]] for k in kinds}
     for i, alias in enumerate(order):
         if progress:
@@ -300,7 +332,7 @@ def randomization_checks(
         now = pictures(randomized_copy(model, order[:i + 1], reinit))
         for k, row in compared(f"up to {alias}", order[:i + 1], now).items():
             cascade[k].append(row)
-            shown[k].append(now[k])
+            shown[k].append(now[0][k])
     alone = {k: [] for k in kinds}
     for alias in order if independent else []:
         if progress:

@@ -139,3 +139,67 @@ def test_plain_words_speak_of_the_chance_level():
     assert "0.40 above chance" in text and "+0.01" in text and "2 of 8 are blank" in text
     assert "at chance" in text and "down to conv5" in text
     assert "never fall to chance" in plain_words("conv5 projections", [trained, kept])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the staged ImageNet network ($CONVSCOPE_DATA, SOURCES.md §6)
+
+SQUEEZENET = "models/squeezenet1_0-deepcompression/squeezenet1_0_imagenet_deepcompression.pth"
+
+
+def _squeezenet_and_photos(root, n: int):
+    import torchvision
+    from PIL import Image
+    from torchvision import transforms as T
+
+    weights = root / SQUEEZENET
+    if not weights.is_file():
+        pytest.skip(f"the staged SqueezeNet is not in $CONVSCOPE_DATA ({SQUEEZENET})")
+    model = torchvision.models.squeezenet1_0()
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
+                    T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    files = sorted((root / "imagenet-samples").glob("*.JPEG"))[::7][:n]  # spread over the classes
+    return model.eval(), torch.stack([tf(Image.open(f).convert("RGB")) for f in files])
+
+
+def test_on_squeezenet_random_projections_are_at_chance_where_the_trained_ones_are_above_it(data_root):
+    """The issue's finding, measured again: a fully random SqueezeNet's projections correlate 0.7-0.9 with the
+    trained one's (the old score called that 'kept'), but no more than the same unit's projections of other photos
+    do (the box's footprint); the trained class-layer pictures stand clearly above their chance level."""
+    from convscope.analysis.sanity import (default_reinit, parametrized_layers, picture_set, randomized_copy,
+                                           sanity_layers, similarity, strongest_units)
+
+    model, photos = _squeezenet_and_photos(data_root, 12)
+    layers = sanity_layers(model, 224)[0]  # a fire module's map and the class layer
+    units = {layer: strongest_units(model, photos, layer) for layer in layers}
+    torch.manual_seed(0)
+    random = randomized_copy(model, parametrized_layers(model), default_reinit(model))
+    (trained, pools), (now, now_pools) = picture_set(model, photos, units), picture_set(random, photos, units)
+    rows = {}
+    for kind in trained:
+        itself = similarity("trained", [], trained[kind], trained[kind], pools[kind]).summary()
+        after = similarity("all random", [], trained[kind], now[kind], now_pools[kind]).summary()
+        rows[kind] = itself, after
+        assert after["alive"] >= 3, (kind, after)  # enough living pictures to score
+        assert after["spearman_mean"] > 0.6 and after["spearman_chance"] > 0.6, (kind, after)  # the old score ...
+        assert abs(after["above_chance_mean"]) < 0.1, (kind, after)  # ... is footprint: nothing above chance
+    itself, after = rows[f"{layers[-1]} projections"]  # the class layer: rings (trained) against blobs (random)
+    assert itself["above_chance_mean"] > 0.1 and itself["above_chance_mean"] > 3 * after["above_chance_mean"]
+
+
+def test_on_squeezenet_occlusion_maps_decorrelate_once_the_classifier_is_random(data_root):
+    from convscope.analysis.sanity import _occlusions, default_reinit, randomized_copy, sanity_layers, similarity
+
+    model, photos = _squeezenet_and_photos(data_root, 6)
+    with torch.no_grad():
+        targets = model(photos).argmax(1).tolist()
+    occ = dict(patch=64, stride=40, fill=0.0, layer=sanity_layers(model, 224)[1])  # a coarse 5x5 grid: cheap
+    trained = _occlusions(model, photos, targets, **occ)
+    torch.manual_seed(0)
+    random = randomized_copy(model, ["classifier.1"], default_reinit(model))
+    itself = similarity("trained", [], trained, trained).summary()
+    after = similarity("classifier random", ["classifier.1"], trained, _occlusions(random, photos, targets, **occ))
+    after = after.summary()
+    assert itself["above_chance_mean"] > 0.3, itself
+    assert after["above_chance_mean"] < 0.5 * itself["above_chance_mean"], after
