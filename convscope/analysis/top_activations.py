@@ -362,6 +362,7 @@ def project_top(
     to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None,
     fill: float = 0.5,
     batch_size: int = 32,
+    method: str = "deconvnet",
 ) -> TopProjections:
     """Project each kept activation of ``top`` to pixels and crop it and its image patch to the receptive field.
 
@@ -374,6 +375,7 @@ def project_top(
         to_pixels: turns model input into 0..1 RGB for the patches (e.g. ``preprocess.to_pixels``).
         fill: padding value of patches outside the image (0.5 = mid grey when ``to_pixels`` is given).
         batch_size: images per deconvnet chunk.
+        method: ``"deconvnet"`` (ZF), ``"guided"`` or ``"gradient"`` (see :func:`deconv_project`).
 
     Returns:
         :class:`TopProjections` with (M, k, 3, s, s) projections and patches, s the receptive-field size.
@@ -403,7 +405,7 @@ def project_top(
         with torch.inference_mode():
             inputs = transform(images) if transform is not None else images.float()
         p = deconv_project(model, inputs, layer=top.layer, channel=flat_ch[sel].to(device),
-                           position=flat_yx[sel].to(device), batch_size=batch_size)
+                           position=flat_yx[sel].to(device), batch_size=batch_size, method=method)
         proj[sel] = rf_patches(p.float().cpu(), flat_boxes[sel], fill=0.0)
         with torch.inference_mode():
             pix = to_pixels(inputs) if to_pixels is not None else inputs

@@ -30,6 +30,9 @@ ORDER = 40
 PAPER_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)  # ZF Fig. 4
 
 
+_METHOD_NAMES = dict(deconvnet="projection", guided="guided backprop", gradient="gradient")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _inputs.add_run_arguments(parser, out="inspect")
     parser.add_argument("--data", required=True, help="dataset root (e.g. $CONVSCOPE_DATA/imagenette2-160)")
@@ -39,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "model, else every conv with its own rectified map (the last per resolution when "
                              "there are more than 8: VGG16's conv*_last, ResNet's stem and layer1-4)")
     parser.add_argument("--maps", type=_inputs.positive, default=16, help="feature maps drawn per layer (seeded random, live ones)")
+    parser.add_argument("--method", default="deconvnet", choices=("deconvnet", "guided", "gradient"),
+                        help="how each top unit is projected to pixels: ZF's deconvnet, guided backpropagation "
+                             "(Springenberg et al.: sharper on nets with few max-pools) or the plain gradient")
     parser.add_argument("-k", "--k", type=_inputs.positive, default=9, help="images kept per feature map (each by its strongest unit)")
     parser.add_argument("--max-images", type=_inputs.count, default=0, help="use N images spread over the split (0 = all)")
     parser.add_argument("--evolution-epochs", default="paper",
@@ -223,14 +229,15 @@ def run(args: argparse.Namespace) -> int:
         dead = top.values[:, 0] <= 0
         chosen[layer] = maps
         tp = project_top(model, top, dataset, channels=maps, transform=pre, to_pixels=pre.to_pixels,
-                         batch_size=args.batch_size)
+                         batch_size=args.batch_size, method=args.method)
         rf = receptive_field(model, layer)
         fig, boxes = img.top9_figure(tp.projections, tp.patches, labels=[f"map {c}" for c in maps],
                                      title=f"{run_.model_name} {layer}: top-{args.k} images per map among "
-                                           f"{len(dataset)} {args.split} images (projection | patch)")
+                                           f"{len(dataset)} {args.split} images ({_METHOD_NAMES[args.method]} | "
+                                           "patch)")
         name = f"top9_{layer}.png"
         img.save_png(fig, out / name)
-        figures[name] = Figure(kind="top9", layer=layer)
+        figures[name] = Figure(kind="top9", layer=layer, method=args.method)
         layer_info[layer] = LayerInfo(maps=len(top.channels), shown=maps, never_active=int(dead.sum()),
                                       receptive_field=ReceptiveField(size=rf.size, stride=rf.stride,
                                                                      offset=rf.offset),

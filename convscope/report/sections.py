@@ -348,22 +348,34 @@ def sanity(site: Site, d: SanityRecord) -> str:
     rows = []
     for kind, cascade in d.cascade.items():
         independent = {row.step: row for row in d.independent[kind]}
-        for row in cascade[1:]:
+        for row in cascade:
             last = row.randomized[-1] if row.randomized else row.step
             one = independent.get(last)
-            rows.append([h.text(kind), h.text(last), f"{h.num(row.spearman_mean, '.2f')} ± "
-                         f"{h.num(row.spearman_std, '.2f')}", h.num(row.ssim_mean, ".2f"), f"{row.alive} / {row.n}",
-                         h.num(one and one.spearman_mean, ".2f"), h.num(one and one.ssim_mean, ".2f")])
+            rows.append([h.text(kind), h.text(last), _above_chance(row), h.num(row.spearman_chance, ".2f"),
+                         h.num(row.spearman_mean, ".2f"), h.num(row.ssim_mean, ".2f"), f"{row.alive} / {row.n}",
+                         _above_chance(one) if one else ""])
     png = site.run / "sanity" / "sanity.png"
+    methods = f" Projections by: {h.text(', '.join(d.methods))}." if d.methods else ""
     return (f"<p>The pictures above are recomputed after re-initialising the network's layers from the top down "
-            f"(Adebayo et al. 2018). A picture that stays similar once the weights it should reflect are random "
-            f"shows the architecture or the image, not what was learned. {h.text(d.method)}.</p>"
+            f"(Adebayo et al. 2018). Each is scored <b>above chance</b>: its rank correlation with the trained "
+            f"model's picture of the same image, minus the correlation of that picture with the same unit's "
+            f"pictures of other images (the receptive field's footprint alone makes those 0.8-0.95 alike). 0 = no "
+            f"more alike than pictures of different images; a picture that stays above chance once the weights it "
+            f"should reflect are random shows the architecture or the image, not what was learned. Pictures whose "
+            f"unit no longer fires are counted, not scored.{methods} {h.text(d.method)}.</p>"
             f"<ul>{words}</ul>"
             + (_figure(site, SANITY, png, "sanity checks") if png.is_file() else "")
             + "<details><summary>all steps</summary>"
-            + h.table(["pictures", "randomised down to", "Spearman (cascade)", "SSIM (cascade)",
-                       "pictures not blank (cascade)", "Spearman (only this layer)", "SSIM (only this layer)"], rows)
+            + h.table(["pictures", "randomised down to", "above chance (cascade, mean ± sd)", "chance level",
+                       "raw Spearman", "SSIM", "pictures alive", "above chance (only this layer)"], rows)
             + "</details>")
+
+
+def _above_chance(row) -> str:
+    """``+0.12 ± 0.05``; the raw Spearman for a record written before the chance level existed."""
+    if getattr(row, "above_chance_mean", None) is None:
+        return f"{h.num(row.spearman_mean, '.2f')} (raw)"
+    return f"{h.num(row.above_chance_mean, '+.2f')} ± {h.num(row.above_chance_std, '.2f')}"
 
 
 def invariance(site: Site, d: InvarianceRecord) -> str:
@@ -458,8 +470,9 @@ SECTIONS = (
                 subtitle="ZF Fig. 7: a grey square slides over the image; the maps show, per position, the "
                          "strongest layer-5 map's total activation, p(true class) and the most probable class."),
     SectionSpec("sanity", "Can the pictures be trusted?", SANITY, sanity, "the model-randomisation checks",
-                subtitle="Cascading and independent model randomisation of the deconvnet projections and occlusion "
-                         "maps (similarity to the trained model's pictures: 1 = unchanged)."),
+                subtitle="Cascading and independent model randomisation of the projections and occlusion maps "
+                         "(similarity to the trained model's pictures above its chance level: 0 = no more alike "
+                         "than pictures of other images)."),
     SectionSpec("invariance", "Invariance", INVARIANCE, invariance, "invariance curves",
                 subtitle="ZF Fig. 5: how far the layer-1 and layer-7 features move, and how p(true class) changes, "
                          "as images are shifted, scaled and rotated."),

@@ -95,6 +95,7 @@ class Figure:
     kind: str  # top9, filters, filters_compare, filters_spectrum, evolution
     layer: str
     epochs: list[int] | None = optional()  # evolution strips: the epochs of the columns
+    method: str | None = optional()  # top9: how units were projected (deconvnet, guided, gradient); absent = deconvnet
 
 
 @dataclass(kw_only=True)

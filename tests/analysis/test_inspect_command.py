@@ -75,6 +75,20 @@ def test_inspect_writes_figures_and_index(run_dir, capsys):
     assert sorted({t["epoch"] for t in evo}) == [1, 3] and len(evo) == 4
 
 
+def test_inspect_projects_by_the_chosen_method(run_dir, capsys):
+    out = run_dir / "guided"
+    rc = main(["inspect", "--checkpoint", str(run_dir / "run" / "best.pt"), "--data", str(run_dir / "data"),
+               "--out", str(out), "--no-cache", "--workers", "0", "--maps", "2", "--layers", "conv2",
+               "--evolution-epochs", "none", "--method", "guided", "--threads", "1"])
+    assert rc == 0
+    index = json.loads((out / "index.json").read_text())
+    assert index["figures"]["top9_conv2.png"]["method"] == "guided"
+    with pytest.raises(SystemExit):
+        main(["inspect", "--checkpoint", str(run_dir / "run" / "best.pt"), "--data", str(run_dir / "data"),
+              "--method", "smoothgrad"])
+    assert "invalid choice: 'smoothgrad'" in capsys.readouterr().err
+
+
 def test_inspect_rejects_bad_options(run_dir, capsys):
     args = ["inspect", "--checkpoint", str(run_dir / "run" / "best.pt"), "--data", str(run_dir / "data"),
             "--out", str(run_dir / "o"), "--no-cache", "--workers", "0"]
