@@ -149,7 +149,7 @@ def atlas_pass(model: nn.Module, dataset, make_loader: Callable[[Sequence[int]],
                layers: Sequence[str], k: int, identity: dict, state_path: str | Path, resume: bool = False,
                every: float = 60.0, batch_size: int, rank: int = 0, world_size: int = 1,
                transform: Callable[[torch.Tensor], torch.Tensor] | None = None, progress: bool = True,
-               log: Callable[[str], None] = print) -> dict[str, TopActivations]:
+               log: Callable[[str], None] = print, on_maxima=None) -> dict[str, TopActivations]:
     """Top-k of every map of ``layers`` over this rank's shard of ``dataset``, saved as it goes, merged over ranks.
 
     Args:
@@ -161,6 +161,8 @@ def atlas_pass(model: nn.Module, dataset, make_loader: Callable[[Sequence[int]],
             without it a pass starts from the first image and overwrites any old state.
         every: seconds between saves (0 = after every batch); the state is also saved at the end and when the
             pass is interrupted by an exception.
+        on_maxima: passed to :func:`top_activations` (sees only the images this call streams: not those of a
+            resumed state, nor other ranks').
 
     Returns:
         ``{layer: TopActivations}``, the same on every rank (gathered), equal to an uninterrupted one-process pass.
@@ -186,7 +188,7 @@ def atlas_pass(model: nn.Module, dataset, make_loader: Callable[[Sequence[int]],
         try:
             top_activations(model, make_loader(shard[state.done:]), layer=list(layers), k=k, transform=transform,
                             batch_index=True, gather=False, progress=progress, start=state.tops,
-                            on_batch=saver, progress_done=state.done)
+                            on_batch=saver, progress_done=state.done, on_maxima=on_maxima)
         finally:  # whatever was merged is consistent: keep it, also on Ctrl-C or a crashed loader
             saver.flush()
     tops = saver.state.tops

@@ -174,3 +174,19 @@ def name_unit(wnids: Sequence[str], hierarchy: Hierarchy, share: float = 2 / 3, 
     else:
         best = max(Counter(wnids).items(), key=lambda kv: (kv[1], kv[0]))[0]
     return UnitName(best, hierarchy.name(best), covered[best], k)
+
+
+def is_wordnet_id(wnid: str) -> bool:
+    """``n`` and eight digits: an ImageNet class folder, a WordNet 3.0 noun synset."""
+    return len(wnid) == 9 and wnid[0] == "n" and wnid[1:].isdigit()
+
+
+def map_names(index: torch.Tensor, labels: Sequence[int], wnids: Sequence[str],
+              hierarchy: Hierarchy) -> list[UnitName | None]:
+    """A name per map from its top-k dataset indices (C, k; -1 = empty slot), the dataset's label per index and
+    its classes' WordNet ids; None for a map with no labelled top image."""
+    out = []
+    for row in index.tolist():
+        classes = [wnids[labels[i]] for i in row if i >= 0 and 0 <= labels[i] < len(wnids)]
+        out.append(name_unit(classes, hierarchy) if classes else None)
+    return out

@@ -10,7 +10,7 @@ from ..errors import UserError
 from ..metrics import SMOOTHNESS
 from ..runfolder import as_record, write_record
 from ..runfolder.records import (CompareSide, Diagnostics, FilterInfo, FiltersCompare, Figure, InspectRecord,
-                                 LayerInfo, ReceptiveField, Smoothness, SmoothnessRow, Tile)
+                                 LayerInfo, ReceptiveField, Smoothness, SmoothnessRow, Tile, UnitInfo)
 from . import _inputs
 
 HELP = "deconvnet top-9 atlas per layer, conv1 filters and feature evolution (ZF Fig. 2, 4, 6; AlexNet Fig. 3)"
@@ -84,7 +84,68 @@ def _open(args, image_size: int, subset: int, is_main: bool = True):
                       workers=args.workers, is_main=is_main)
 
 
-def _atlas_pass(args, run_, dataset, layers: list[str], out: Path, info):
+def _class_means(dataset):
+    """Per-layer running class means of each map's per-image maximum, and the atlas pass's callback feeding them."""
+    from ..analysis.unit_names import ClassMeans
+
+    classes, means = len(getattr(dataset, "classes", None) or []), {}
+
+    def on_maxima(layer, maxima, batch):
+        labels = batch[1].long().cpu()
+        keep = (labels >= 0) & (labels < classes)
+        if classes >= 2 and keep.any():
+            means.setdefault(layer, ClassMeans(maxima.shape[1], classes)).add(maxima[keep.to(maxima.device)],
+                                                                              labels[keep])
+
+    return means, on_maxima
+
+
+def _unit_infos(top, means, dataset, hierarchy) -> list[UnitInfo] | None:
+    """Every map's WordNet name (ImageNet-style class folders and a WordNet) and selectivity (a whole pass seen)."""
+    from ..analysis.unit_names import class_selectivity, is_wordnet_id, map_names
+
+    wnids = list(getattr(dataset, "wnids", None) or [])
+    samples = getattr(dataset, "samples", None)
+    names = None
+    if hierarchy is not None and samples and wnids and all(is_wordnet_id(w) for w in wnids):
+        names = map_names(top.index, [int(label) for _, label in samples], wnids, hierarchy)
+    sel = None
+    if means is not None and means.images == len(dataset) and int((means.counts > 0).sum()) >= 2:
+        sel = class_selectivity(means.means()).tolist()
+    if names is None and sel is None:
+        return None
+    channels = top.channels.tolist()
+    return [UnitInfo(map=c, selectivity=None if sel is None else round(sel[c], 4),
+                     **({} if names is None or names[i] is None else dict(
+                         name=names[i].name, synset=names[i].synset, count=names[i].count, k=names[i].k)))
+            for i, c in enumerate(channels)]
+
+
+def _hierarchy(dataset):
+    """WordNet for naming maps when the classes are WordNet ids (one line saying how to get it when missing)."""
+    from ..analysis.unit_names import HOW_TO_GET, is_wordnet_id, load_hierarchy
+
+    wnids = list(getattr(dataset, "wnids", None) or [])
+    if not wnids or not all(is_wordnet_id(w) for w in wnids):
+        return None
+    hierarchy = load_hierarchy()
+    if hierarchy is None:
+        print(HOW_TO_GET)
+    return hierarchy
+
+
+def _print_units(layer: str, units: list[UnitInfo] | None, shown: list[int]) -> None:
+    """The drawn maps' names and selectivity, one line per layer."""
+    if not units:
+        return
+    by_map = {u.map: u for u in units}
+    parts = [f"{c} {by_map[c].name + f' {by_map[c].count}/{by_map[c].k}' if by_map[c].name else '?'}"
+             + (f" (sel {by_map[c].selectivity:.2f})" if by_map[c].selectivity is not None else "")
+             for c in shown if c in by_map]
+    print(f"{layer} map names: " + "; ".join(parts))
+
+
+def _atlas_pass(args, run_, dataset, layers: list[str], out: Path, info, on_maxima=None):
     """ZF Fig. 2's one pass over all layers: this process's shard, saved as it goes (--resume), merged over
     torchrun's processes."""
     from ..analysis import atlas_pass, pass_identity, state_file
@@ -96,7 +157,7 @@ def _atlas_pass(args, run_, dataset, layers: list[str], out: Path, info):
                       k=args.k, identity=identity, state_path=state_file(out, info.rank, info.world_size),
                       resume=args.resume, every=args.save_every, batch_size=args.batch_size, rank=info.rank,
                       world_size=info.world_size, transform=run_.preprocess, progress=info.is_main,
-                      log=print if info.is_main else (lambda _: None))
+                      log=print if info.is_main else (lambda _: None), on_maxima=on_maxima)
 
 
 def _epoch_files(checkpoint: str) -> list[tuple[int, Path]]:
@@ -217,12 +278,14 @@ def run(args: argparse.Namespace) -> int:
     layer_info: dict[str, LayerInfo] = {}
 
     # ZF Fig. 2: one pass, all layers
-    tops = _atlas_pass(args, run_, dataset, layers, out, info)
+    means, on_maxima = _class_means(dataset)
+    tops = _atlas_pass(args, run_, dataset, layers, out, info, on_maxima)
     cleanup()  # the processes are done together: rank 0 draws and writes alone
     if not info.is_main:
         return 0
     gen = torch.Generator().manual_seed(args.seed)
     chosen: dict[str, list[int]] = {}
+    hierarchy = _hierarchy(dataset)
     for layer in layers:
         top = tops[layer]
         maps = live_maps(top, args.maps, gen)
@@ -241,7 +304,9 @@ def run(args: argparse.Namespace) -> int:
         layer_info[layer] = LayerInfo(maps=len(top.channels), shown=maps, never_active=int(dead.sum()),
                                       receptive_field=ReceptiveField(size=rf.size, stride=rf.stride,
                                                                      offset=rf.offset),
-                                      map_size=list(top.map_size))
+                                      map_size=list(top.map_size),
+                                      units=_unit_infos(top, means.get(layer), dataset, hierarchy))
+        _print_units(layer, layer_info[layer].units, maps)
         for i, c in enumerate(maps):
             for r in range(args.k):
                 j = i * args.k + r

@@ -126,12 +126,25 @@ class ReceptiveField:
 
 
 @dataclass(kw_only=True)
+class UnitInfo:
+    """One map's name (WordNet synset covering most of its top-k classes) and class selectivity (Morcos 2018)."""
+
+    map: int
+    name: str | None = optional()  # "dog"; absent without ImageNet-style labels or WordNet
+    synset: str | None = optional()
+    count: int | None = optional()  # of the top-k images, how many the synset covers
+    k: int | None = optional()
+    selectivity: float | None = optional()
+
+
+@dataclass(kw_only=True)
 class LayerInfo:
     maps: int
     shown: list[int]
     never_active: int
     receptive_field: ReceptiveField
     map_size: list[int]
+    units: list[UnitInfo] | None = optional()  # every map's name and selectivity, where the pass could tell
 
 
 @dataclass(kw_only=True)
