@@ -260,6 +260,7 @@ def atlas(site: Site, index: InspectRecord) -> str:
                         thumbs[t.image] = _source_thumb(site, t.image, image_size, crop, len(thumbs))
                 maps.append(_map_sheet(site, sheet, layer, m, ranked, thumbs))
         meta = index.layers.get(layer)
+        _name_maps(maps, meta.units if meta else None)
         rf = meta.receptive_field if meta else None
         layers.append(dict(layer=layer, maps=maps, total=meta and meta.maps,
                            never_active=meta and meta.never_active, rf=rf and rf.size, stride=rf and rf.stride,
@@ -272,6 +273,17 @@ def atlas(site: Site, index: InspectRecord) -> str:
             'the run folder.</noscript></div>'
             f'<p class="meta">The full figures, one per layer, are in the run folder: '
             + ", ".join(f"<code>inspect/{h.text(n)}</code>" for n in figures) + ".</p>") if layers else None
+
+
+def _name_maps(maps: list[dict], units) -> None:
+    """Each explorer map's WordNet name with its purity ("dog: 7 of 9") and class selectivity, where inspect
+    recorded them."""
+    by_map = {u.map: u for u in units or []}
+    for m in maps:
+        u = by_map.get(m["map"])
+        if u is not None:
+            m["name"] = f"{u.name}: {u.count} of {u.k}" if u.name else None
+            m["sel"] = u.selectivity
 
 
 def top9_figures(index: InspectRecord) -> list[tuple[str, str]]:

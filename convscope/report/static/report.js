@@ -111,6 +111,7 @@
         img.src = m.thumb;
         b.appendChild(img);
         b.appendChild(el("span", "", String(m.map)));
+        if (m.name) { b.appendChild(el("span", "ex-name", m.name.split(":")[0])); b.title += ": " + m.name; }
         b.addEventListener("click", function () { go(i); });
         grid.appendChild(b);
       });
@@ -172,11 +173,34 @@
     });
     pager.appendChild(form);
     root.appendChild(pager);
+    if (layer.maps.some(function (m) { return m.name || typeof m.sel === "number"; })) { root.appendChild(sorter(layer)); }
     root.appendChild(overview(layer));
 
     parts.view = el("div", "ex-view");
     root.appendChild(parts.view);
     renderMap();
+  }
+
+  // order a layer's maps by number, WordNet name or class selectivity (highest first)
+  var ORDERS = {
+    "number": function (a, b) { return a.map - b.map; },
+    "name": function (a, b) { return (a.name || "\uffff").localeCompare(b.name || "\uffff") || a.map - b.map; },
+    "selectivity": function (a, b) { return (typeof b.sel === "number" ? b.sel : -1) - (typeof a.sel === "number" ? a.sel : -1); }
+  };
+  var order = "number";
+
+  function sorter(layer) {
+    var bar = el("div", "ex-bar ex-sort");
+    bar.appendChild(el("span", "label", "order maps by"));
+    Object.keys(ORDERS).forEach(function (key) {
+      bar.appendChild(button(key, key === order, function () {
+        order = key;
+        layer.maps.sort(ORDERS[key]);
+        state.map = 0;
+        render();
+      }));
+    });
+    return bar;
   }
 
   // the parts that depend on the map: its title, numbers and tiles (the only atlas images fetched)
@@ -194,6 +218,11 @@
     view.textContent = "";
 
     view.appendChild(el("div", "ex-title", layer.layer + " \u00b7 feature map " + (map ? map.map : "\u2013")));
+    if (map && (map.name || typeof map.sel === "number")) {
+      view.appendChild(el("div", "ex-unit", (map.name ? map.name + " top images (WordNet name)" : "") +
+        (map.name && typeof map.sel === "number" ? " \u00b7 " : "") +
+        (typeof map.sel === "number" ? "class selectivity " + map.sel.toFixed(2) : "")));
+    }
     var info = [];
     if (layer.total) { info.push(layer.total + " feature maps, " + maps.length + " shown"); }
     if (layer.never_active) { info.push(layer.never_active + " never active on these images"); }
