@@ -342,19 +342,20 @@ def randomization_checks(
     return SanityResult(order, cascade, alone, shown)
 
 
-def _at_chance(row: dict) -> bool:
-    """Within two standard errors of the chance level (or no living picture left to compare)."""
+def _at_chance(row: dict, trained: dict) -> bool:
+    """Within two standard errors of the chance level, or less than a tenth of what the trained pictures score
+    above it (a consistent +0.01 is no evidence); also when no living picture is left to compare."""
     n = row.get("alive", 0)
     if not n or math.isnan(row.get("above_chance_mean", math.nan)):
         return True
     spread = row["above_chance_std"] if n > 1 and not math.isnan(row["above_chance_std"]) else 0.0
-    return row["above_chance_mean"] <= 2 * spread / math.sqrt(n)
+    return row["above_chance_mean"] <= max(2 * spread / math.sqrt(n), 0.1 * trained["above_chance_mean"])
 
 
 def plain_words(kind: str, cascade: list[dict]) -> str:
     """One sentence per picture kind, in terms of the chance level: how far above chance the pictures stay once
-    every layer is random, how many died, and from which step on they are indistinguishable from chance (within
-    two standard errors over the pictures)."""
+    every layer is random, how many died, and from which step on they are at chance (within two standard errors
+    over the pictures, or under a tenth of the trained pictures' score above chance)."""
     first, last = cascade[0], cascade[-1]
     if "above_chance_mean" not in last:  # a record written before the chance level existed
         return (f"{kind}: after every layer is randomised, rank correlation with the trained model's pictures is "
@@ -367,12 +368,12 @@ def plain_words(kind: str, cascade: list[dict]) -> str:
     dead = last["n"] - last["alive"]
     if dead:
         text += f" {dead} of {last['n']} are blank then (their unit no longer fires; left out of the score)."
-    reached = next((row for row in cascade[1:] if _at_chance(row)), None)
+    reached = next((row for row in cascade[1:] if _at_chance(row, first)), None)
     if reached is None:
         return text + (" They never fall to chance: these pictures keep something of the image that does not "
                        "depend on the learned weights.")
-    return text + (f" They are at chance (within two standard errors) once layers down to "
-                   f"{reached['randomized'][-1]} are random: they depend on what was learned.")
+    return text + (f" They are at chance (within two standard errors, or under a tenth of the trained score) once "
+                   f"layers down to {reached['randomized'][-1]} are random: they depend on what was learned.")
 
 
 def _signed(v: float) -> str:

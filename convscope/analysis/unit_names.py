@@ -47,6 +47,23 @@ class ClassMeans:
         self.sums.index_add_(1, labels, maxima.detach().double().cpu().t())
         self.counts += torch.bincount(labels, minlength=len(self.counts))
 
+    @classmethod
+    def from_sums(cls, sums: torch.Tensor, counts: torch.Tensor) -> "ClassMeans":
+        out = cls(*sums.shape)
+        out.sums, out.counts = sums.double().clone(), counts.long().clone()
+        return out
+
+    def all_reduce(self) -> "ClassMeans":
+        """Summed over torch.distributed's processes (each saw its shard); itself when not distributed."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for t in (self.sums, self.counts):
+                dev = t.to("cuda") if dist.get_backend() == "nccl" else t
+                dist.all_reduce(dev)
+                t.copy_(dev.cpu())
+        return self
+
     @property
     def images(self) -> int:
         return int(self.counts.sum())

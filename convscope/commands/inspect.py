@@ -84,22 +84,6 @@ def _open(args, image_size: int, subset: int, is_main: bool = True):
                       workers=args.workers, is_main=is_main)
 
 
-def _class_means(dataset):
-    """Per-layer running class means of each map's per-image maximum, and the atlas pass's callback feeding them."""
-    from ..analysis.unit_names import ClassMeans
-
-    classes, means = len(getattr(dataset, "classes", None) or []), {}
-
-    def on_maxima(layer, maxima, batch):
-        labels = batch[1].long().cpu()
-        keep = (labels >= 0) & (labels < classes)
-        if classes >= 2 and keep.any():
-            means.setdefault(layer, ClassMeans(maxima.shape[1], classes)).add(maxima[keep.to(maxima.device)],
-                                                                              labels[keep])
-
-    return means, on_maxima
-
-
 def _unit_infos(top, means, dataset, hierarchy) -> list[UnitInfo] | None:
     """Every map's WordNet name (ImageNet-style class folders and a WordNet) and selectivity (a whole pass seen)."""
     from ..analysis.unit_names import class_selectivity, is_wordnet_id, map_names
@@ -145,7 +129,7 @@ def _print_units(layer: str, units: list[UnitInfo] | None, shown: list[int]) -> 
     print(f"{layer} map names: " + "; ".join(parts))
 
 
-def _atlas_pass(args, run_, dataset, layers: list[str], out: Path, info, on_maxima=None):
+def _atlas_pass(args, run_, dataset, layers: list[str], out: Path, info, class_means=None):
     """ZF Fig. 2's one pass over all layers: this process's shard, saved as it goes (--resume), merged over
     torchrun's processes."""
     from ..analysis import atlas_pass, pass_identity, state_file
@@ -157,7 +141,7 @@ def _atlas_pass(args, run_, dataset, layers: list[str], out: Path, info, on_maxi
                       k=args.k, identity=identity, state_path=state_file(out, info.rank, info.world_size),
                       resume=args.resume, every=args.save_every, batch_size=args.batch_size, rank=info.rank,
                       world_size=info.world_size, transform=run_.preprocess, progress=info.is_main,
-                      log=print if info.is_main else (lambda _: None), on_maxima=on_maxima)
+                      log=print if info.is_main else (lambda _: None), class_means=class_means)
 
 
 def _epoch_files(checkpoint: str) -> list[tuple[int, Path]]:
@@ -278,8 +262,8 @@ def run(args: argparse.Namespace) -> int:
     layer_info: dict[str, LayerInfo] = {}
 
     # ZF Fig. 2: one pass, all layers
-    means, on_maxima = _class_means(dataset)
-    tops = _atlas_pass(args, run_, dataset, layers, out, info, on_maxima)
+    means: dict = {}  # per layer: each map's per-image maximum averaged per class, for selectivity
+    tops = _atlas_pass(args, run_, dataset, layers, out, info, means)
     cleanup()  # the processes are done together: rank 0 draws and writes alone
     if not info.is_main:
         return 0
