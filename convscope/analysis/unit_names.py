@@ -13,7 +13,8 @@ at least two thirds of its top-k images, with its purity: ``"dog: 7 of 9"``, ``"
 bare majority would name a map "golden retriever: 5 of 9" whose other four images are Chihuahuas: two thirds
 gives the coarser, truer "dog: 9 of 9".) Synsets within four steps of WordNet's root (entity, physical entity,
 object, whole, artifact) name nothing: when no more specific synset covers that many, the name is the most
-frequent class: ``"tench: 3 of 9"``. Network
+frequent class (``"tench: 3 of 9"``), or, when all k classes differ (one photo per class), the synset covering
+most of them (``"device: 4 of 9"``). Network
 Dissection names units from segmentation masks; this needs only the labels the data already has.
 
 The hierarchy comes from WordNet 3.0, as Debian's ``wordnet-base`` package installs it (``/usr/share/wordnet``,
@@ -180,16 +181,20 @@ class UnitName:
 
 def name_unit(wnids: Sequence[str], hierarchy: Hierarchy, share: float = 2 / 3, min_depth: int = 5) -> UnitName:
     """The most specific synset covering at least ``share`` of ``wnids`` (the classes of a map's top-k images),
-    else the most frequent class (module docstring)."""
+    else the most frequent class, else the synset covering most of them (module docstring)."""
     k = len(wnids)
     if k == 0:
         raise ValueError("a map with no top images has no name")
     covered = Counter(a for w in wnids for a in hierarchy.ancestors(w))
     majority = [s for s, n in covered.items() if n >= share * k - 1e-9 and hierarchy.depth(s) >= min_depth]
+    commonest, times = max(Counter(wnids).items(), key=lambda kv: (kv[1], kv[0]))
     if majority:
         best = max(majority, key=lambda s: (hierarchy.depth(s), covered[s], s))
-    else:
-        best = max(Counter(wnids).items(), key=lambda kv: (kv[1], kv[0]))[0]
+    elif times >= 2:
+        best = commonest
+    else:  # every image a different class: the synset that covers most of them, the most specific on ties
+        specific = [s for s in covered if hierarchy.depth(s) >= min_depth] or [commonest]
+        best = max(specific, key=lambda s: (covered[s], hierarchy.depth(s), s))
     return UnitName(best, hierarchy.name(best), covered[best], k)
 
 

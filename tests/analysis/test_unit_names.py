@@ -39,6 +39,7 @@ def test_naming_on_a_hand_built_hierarchy():
     assert name(["poodle"] * 6 + ["terrier"] * 2 + ["cab"]) == "poodle: 6 of 9"  # two thirds: the breed
     assert name(["poodle"] * 4 + ["terrier"] * 2 + ["tabby"] * 3) == "dog: 6 of 9"
     assert name(["poodle", "terrier", "tabby", "tabby", "cab", "cab", "cab", "car", "tabby"]) == "tabby cat: 3 of 9"
+    assert name(["poodle", "terrier", "tabby", "cab"]) == "dog: 2 of 4"  # all different: what covers most
     assert HAND.depth("poodle") == 2 and HAND.ancestors("cab") == {"cab", "car", "vehicle"}
 
 
