@@ -361,7 +361,7 @@ def plain_words(kind: str, cascade: list[dict]) -> str:
         return (f"{kind}: after every layer is randomised, rank correlation with the trained model's pictures is "
                 f"{last['spearman_mean']:.2f} (no chance level recorded; rerun convscope sanity).")
     text = (f"{kind}: the trained pictures are {first['above_chance_mean']:.2f} above chance (chance level "
-            f"{first['spearman_chance']:.2f}, the rank correlation between pictures of different images). With "
+            f"{first['spearman_chance']:.2f}: the same unit's pictures in other images). With "
             f"every layer randomised they are {_signed(last['above_chance_mean'])} ± {last['above_chance_std']:.2f} "
             f"above chance (rank correlation {last['spearman_mean']:.2f} against a chance level of "
             f"{last['spearman_chance']:.2f}, over {last['alive']} of {last['n']} pictures).")

@@ -77,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
         independent=steps(result.independent), summary=words, seed=args.seed, methods=methods,
         method="Adebayo et al. 2018 §4.1; similarity = Spearman rank correlation of |picture| (where either picture "
                "is non-zero) and SSIM of |picture| scaled to [0, 1], each against its chance level: the same measure "
-               "between the trained picture of one image and the randomised pictures of up to 4 others; a picture "
-               "whose unit no longer fires is counted as dead and left out"))
+               "between the trained picture of one image and the same model's picture of the same unit in 2 other "
+               "images (occlusion: the maps of up to 4 other images); a picture whose unit no longer fires is "
+               "counted as dead and left out"))
     fig = sanity_figure(result.order, result.cascade, result.independent, result.pictures)
     fig.savefig(out / "sanity.png", dpi=100)
     for line in words.values():
