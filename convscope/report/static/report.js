@@ -234,7 +234,8 @@
     (map ? map.tiles : []).forEach(function (t) {
       var card = el("div", "ex-tile");
       var imgs = el("div", "ex-images");
-      imgs.appendChild(labelled(sprite(map, t.proj, "deconvnet projection, rank " + t.rank), "projection"));
+      var how = { guided: "guided backprop", gradient: "gradient" }[layer.method] || "projection";
+      imgs.appendChild(labelled(sprite(map, t.proj, (layer.method || "deconvnet") + " projection, rank " + t.rank), how));
       imgs.appendChild(labelled(sprite(map, t.patch, "image patch, rank " + t.rank), "patch"));
       imgs.appendChild(labelled(source(t), "in the image"));
       card.appendChild(imgs);
