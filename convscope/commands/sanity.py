@@ -47,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods or set(methods) - set(METHODS):
         raise UserError(f"--methods {args.methods!r}: choose from {', '.join(METHODS)}")
+    run_, out = _inputs.load(args)
     if len(args.images) < MIN_IMAGES:
         print(f"note: {len(args.images)} images give no usable spread of the scores; give at least {MIN_IMAGES}",
               flush=True)
-    run_, out = _inputs.load(args)
     projected, top_conv = sanity_layers(run_.model, run_.preprocess.crop)  # ZF's layers 2, 5; the layer-5 map
     layers = [x.strip() for x in args.layers.split(",") if x.strip()] if args.layers else projected
     for layer in layers:
