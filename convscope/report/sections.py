@@ -262,7 +262,8 @@ def atlas(site: Site, index: InspectRecord) -> str:
         meta = index.layers.get(layer)
         _name_maps(maps, meta.units if meta else None)
         rf = meta.receptive_field if meta else None
-        layers.append(dict(layer=layer, maps=maps, method=index.figures[name].method or "deconvnet", total=meta and meta.maps,
+        layers.append(dict(layer=layer, maps=maps, method=index.figures[name].method or "deconvnet",
+                           total=meta and meta.maps,
                            never_active=meta and meta.never_active, rf=rf and rf.size, stride=rf and rf.stride,
                            map_size=meta and meta.map_size))
     site.data["atlas"] = dict(layers=layers, crop=crop, k=index.k)

@@ -173,7 +173,8 @@
     });
     pager.appendChild(form);
     root.appendChild(pager);
-    if (layer.maps.some(function (m) { return m.name || typeof m.sel === "number"; })) { root.appendChild(sorter(layer)); }
+    var named = layer.maps.some(function (m) { return m.name || typeof m.sel === "number"; });
+    if (named) { layer.maps.sort(ORDERS[order]); root.appendChild(sorter(layer)); }
     root.appendChild(overview(layer));
 
     parts.view = el("div", "ex-view");
@@ -185,9 +186,11 @@
   var ORDERS = {
     "number": function (a, b) { return a.map - b.map; },
     "name": function (a, b) { return (a.name || "\uffff").localeCompare(b.name || "\uffff") || a.map - b.map; },
-    "selectivity": function (a, b) { return (typeof b.sel === "number" ? b.sel : -1) - (typeof a.sel === "number" ? a.sel : -1); }
+    "selectivity": function (a, b) { return selOf(b) - selOf(a) || a.map - b.map; }
   };
   var order = "number";
+
+  function selOf(m) { return typeof m.sel === "number" ? m.sel : -1; }
 
   function sorter(layer) {
     var bar = el("div", "ex-bar ex-sort");
@@ -235,7 +238,8 @@
       var card = el("div", "ex-tile");
       var imgs = el("div", "ex-images");
       var how = { guided: "guided backprop", gradient: "gradient" }[layer.method] || "projection";
-      imgs.appendChild(labelled(sprite(map, t.proj, (layer.method || "deconvnet") + " projection, rank " + t.rank), how));
+      var alt = (layer.method || "deconvnet") + " projection, rank " + t.rank;
+      imgs.appendChild(labelled(sprite(map, t.proj, alt), how));
       imgs.appendChild(labelled(sprite(map, t.patch, "image patch, rank " + t.rank), "patch"));
       imgs.appendChild(labelled(source(t), "in the image"));
       card.appendChild(imgs);
