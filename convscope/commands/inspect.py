@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="deconvnet", choices=("deconvnet", "guided", "gradient"),
                         help="how each top unit is projected to pixels: ZF's deconvnet, guided backpropagation "
                              "(Springenberg et al.: sharper on nets with few max-pools) or the plain gradient")
+    parser.add_argument("--also-method", default=None, choices=("deconvnet", "guided", "gradient"),
+                        help="a second projection method drawn too (top9_LAYER_METHOD.png); the report's explorer "
+                             "shows it beside the first")
     parser.add_argument("-k", "--k", type=_inputs.positive, default=9, help="images kept per feature map (each by its strongest unit)")
     parser.add_argument("--max-images", type=_inputs.count, default=0, help="use N images spread over the split (0 = all)")
     parser.add_argument("--evolution-epochs", default="paper",
@@ -275,16 +278,25 @@ def run(args: argparse.Namespace) -> int:
         maps = live_maps(top, args.maps, gen)
         dead = top.values[:, 0] <= 0
         chosen[layer] = maps
-        tp = project_top(model, top, dataset, channels=maps, transform=pre, to_pixels=pre.to_pixels,
-                         batch_size=args.batch_size, method=args.method)
         rf = receptive_field(model, layer)
-        fig, boxes = img.top9_figure(tp.projections, tp.patches, labels=[f"map {c}" for c in maps],
-                                     title=f"{run_.model_name} {layer}: top-{args.k} images per map among "
-                                           f"{len(dataset)} {args.split} images ({_METHOD_NAMES[args.method]} | "
-                                           "patch)")
+
+        def draw(method: str, name: str, kind: str, patches=None):
+            """The layer's top-9 figure with projections by ``method`` (patches shared with the first figure)."""
+            tp = project_top(model, top, dataset, channels=maps, transform=pre, to_pixels=pre.to_pixels,
+                             batch_size=args.batch_size, method=method)
+            fig, boxes = img.top9_figure(tp.projections, tp.patches if patches is None else patches,
+                                         labels=[f"map {c}" for c in maps],
+                                         title=f"{run_.model_name} {layer}: top-{args.k} images per map among "
+                                               f"{len(dataset)} {args.split} images ({_METHOD_NAMES[method]} | "
+                                               "patch)")
+            img.save_png(fig, out / name)
+            figures[name] = Figure(kind=kind, layer=layer, method=method)
+            return tp, boxes
+
         name = f"top9_{layer}.png"
-        img.save_png(fig, out / name)
-        figures[name] = Figure(kind="top9", layer=layer, method=args.method)
+        tp, boxes = draw(args.method, name, "top9")
+        if args.also_method and args.also_method != args.method:
+            draw(args.also_method, f"top9_{layer}_{args.also_method}.png", "top9_also", tp.patches)
         layer_info[layer] = LayerInfo(maps=len(top.channels), shown=maps, never_active=int(dead.sum()),
                                       receptive_field=ReceptiveField(size=rf.size, stride=rf.stride,
                                                                      offset=rf.offset),

@@ -251,6 +251,8 @@ def atlas(site: Site, index: InspectRecord) -> str:
             raise MalformedFile(folder / name, "", "is missing (inspect/index.json lists it)", None, INSPECT.command)
         figures.append(name)
         maps = []
+        also = next(((n, f) for n, f in index.figures.items() if f.kind == "top9_also" and f.layer == layer
+                     and (folder / n).is_file()), None)
         with site.open_image(folder / name, INSPECT.command) as sheet:
             sheet = sheet.convert("RGB")
             for m in sorted(by_layer.get(layer, {})):
@@ -259,11 +261,13 @@ def atlas(site: Site, index: InspectRecord) -> str:
                     if t.image and t.image not in thumbs:
                         thumbs[t.image] = _source_thumb(site, t.image, image_size, crop, len(thumbs))
                 maps.append(_map_sheet(site, sheet, layer, m, ranked, thumbs))
+        if also is not None:
+            _second_method(site, folder / also[0], layer, also[1].method, maps)
         meta = index.layers.get(layer)
         _name_maps(maps, meta.units if meta else None)
         rf = meta.receptive_field if meta else None
         layers.append(dict(layer=layer, maps=maps, method=index.figures[name].method or "deconvnet",
-                           total=meta and meta.maps,
+                           method2=also[1].method if also else None, total=meta and meta.maps,
                            never_active=meta and meta.never_active, rf=rf and rf.size, stride=rf and rf.stride,
                            map_size=meta and meta.map_size))
     site.data["atlas"] = dict(layers=layers, crop=crop, k=index.k)
@@ -317,7 +321,19 @@ def _map_sheet(site: Site, figure, layer: str, m: int, ranked: list, thumbs: dic
                   image=Path(t.image).name if t.image else f"image #{t.image_index}",
                   path=t.image or "", cls=t.class_name, proj=rel(t.projection_tile), patch=rel(t.patch_tile),
                   rf=t.rf_box, src=thumbs.get(t.image) if t.image else None) for t in ranked]
-    return dict(map=m, sheet=url, size=[x1 - x0, y1 - y0], thumb=thumb_url, tiles=tiles)
+    return dict(map=m, sheet=url, size=[x1 - x0, y1 - y0], box=[x0, y0], thumb=thumb_url, tiles=tiles)
+
+
+def _second_method(site: Site, png: Path, layer: str, method: str, maps: list[dict]) -> None:
+    """Each map's sheet cut from the layer's second-method figure (``top9_also``: the same maps, images and layout,
+    projections by another method), for the explorer to show beside the first."""
+    with site.open_image(png, INSPECT.command) as other:
+        other = other.convert("RGB")
+        for m in maps:
+            x0, y0, w, h = *m["box"], *m["size"]
+            url, dest = site.new_image("atlas", f"{layer}_map{m['map']}_{method}.jpg")
+            other.crop((x0, y0, x0 + w, y0 + h)).save(dest, quality=SHEET_QUALITY)
+            m["sheet2"] = url
 
 
 def _source_thumb(site: Site, src: str, image_size: int, crop: int, made: int) -> str | None:

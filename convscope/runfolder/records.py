@@ -92,7 +92,7 @@ class PredictionsRecord:
 
 @dataclass(kw_only=True)
 class Figure:
-    kind: str  # top9, filters, filters_compare, filters_spectrum, evolution
+    kind: str  # top9, top9_also (the same maps by a second method), filters, filters_compare, filters_spectrum, evolution
     layer: str
     epochs: list[int] | None = optional()  # evolution strips: the epochs of the columns
     method: str | None = optional()  # top9: how units were projected (deconvnet, guided, gradient); absent = deconvnet

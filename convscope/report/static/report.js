@@ -233,13 +233,17 @@
     if (layer.map_size) { info.push("map " + layer.map_size.join("\u00d7")); }
     view.appendChild(el("div", "ex-info", info.join("; ")));
 
-    var grid = el("div", "ex-grid");
+    var grid = el("div", map && map.sheet2 ? "ex-grid two-methods" : "ex-grid");
     (map ? map.tiles : []).forEach(function (t) {
       var card = el("div", "ex-tile");
       var imgs = el("div", "ex-images");
       var how = { guided: "guided backprop", gradient: "gradient" }[layer.method] || "projection";
       var alt = (layer.method || "deconvnet") + " projection, rank " + t.rank;
       imgs.appendChild(labelled(sprite(map, t.proj, alt), how));
+      if (map.sheet2) {  // the same projection by a second method, cut from its own sheet with the same boxes
+        var how2 = { guided: "guided backprop", gradient: "gradient" }[layer.method2] || "deconvnet";
+        imgs.appendChild(labelled(sprite({ sheet: map.sheet2, size: map.size }, t.proj, how2 + ", rank " + t.rank), how2));
+      }
       imgs.appendChild(labelled(sprite(map, t.patch, "image patch, rank " + t.rank), "patch"));
       imgs.appendChild(labelled(source(t), "in the image"));
       card.appendChild(imgs);
