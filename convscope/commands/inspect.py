@@ -89,7 +89,7 @@ def _open(args, image_size: int, subset: int, is_main: bool = True):
 
 def _unit_infos(top, means, dataset, hierarchy) -> list[UnitInfo] | None:
     """Every map's WordNet name (ImageNet-style class folders and a WordNet) and selectivity (a whole pass seen)."""
-    from ..analysis.unit_names import class_selectivity, is_wordnet_id, map_names
+    from ..analysis import class_selectivity, is_wordnet_id, map_names
 
     wnids = list(getattr(dataset, "wnids", None) or [])
     samples = getattr(dataset, "samples", None)
@@ -110,7 +110,7 @@ def _unit_infos(top, means, dataset, hierarchy) -> list[UnitInfo] | None:
 
 def _hierarchy(dataset):
     """WordNet for naming maps when the classes are WordNet ids (one line saying how to get it when missing)."""
-    from ..analysis.unit_names import HOW_TO_GET, is_wordnet_id, load_hierarchy
+    from ..analysis import WORDNET_HOW_TO_GET as HOW_TO_GET, is_wordnet_id, load_hierarchy
 
     wnids = list(getattr(dataset, "wnids", None) or [])
     if not wnids or not all(is_wordnet_id(w) for w in wnids):

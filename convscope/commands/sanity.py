@@ -40,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..analysis import default_reinit, plain_words, randomization_checks, resolve_layer, sanity_layers
-    from ..analysis.deconv import METHODS
+    from ..analysis import (PROJECTION_METHODS as METHODS, default_reinit, plain_words, randomization_checks,
+                            resolve_layer, sanity_layers)
     from ..report.figures import sanity_figure
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
