@@ -362,7 +362,7 @@ def plain_words(kind: str, cascade: list[dict]) -> str:
                 f"{last['spearman_mean']:.2f} (no chance level recorded; rerun convscope sanity).")
     text = (f"{kind}: the trained pictures are {first['above_chance_mean']:.2f} above chance (chance level "
             f"{first['spearman_chance']:.2f}: the same unit's pictures in other images). With "
-            f"every layer randomised they are {_signed(last['above_chance_mean'])} ± {last['above_chance_std']:.2f} "
+            f"every layer randomised they are {_signed(last['above_chance_mean'])} {_spread(last)} "
             f"above chance (rank correlation {last['spearman_mean']:.2f} against a chance level of "
             f"{last['spearman_chance']:.2f}, over {last['alive']} of {last['n']} pictures).")
     dead = last["n"] - last["alive"]
@@ -374,6 +374,11 @@ def plain_words(kind: str, cascade: list[dict]) -> str:
                        "depend on the learned weights.")
     return text + (f" They are at chance (within two standard errors, or under a tenth of the trained score) once "
                    f"layers down to {reached['randomized'][-1]} are random: they depend on what was learned.")
+
+
+def _spread(row: dict) -> str:
+    """``± sd`` over the living pictures; one picture has no spread."""
+    return f"± {row['above_chance_std']:.2f}" if row.get("alive", 0) > 1 else "(one picture: no spread)"
 
 
 def _signed(v: float) -> str:
