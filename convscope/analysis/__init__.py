@@ -11,7 +11,7 @@ from ._layers import atlas_layers, stage_layer, unprojectable, zf_layers
 from .atlas_state import StateMismatch, atlas_pass, pass_identity, state_file
 from .correspondence import (AnnotationError, Annotations, Correspondence, correspondence, read_annotations,
                              sign_consistency)
-from .deconv import deconv_project
+from .deconv import METHODS as PROJECTION_METHODS, deconv_project
 from .evolution import FeatureEvolution, feature_evolution
 from .filters import (FilterComparison, FilterStats, compare_filters, conv_filters, filter_diagnostics, filter_stats,
                       first_conv)
@@ -22,6 +22,8 @@ from .receptive_field import ReceptiveField, receptive_field
 from .retrieval import (BinaryAutoencoder, Neighbours, binary_codes, hamming_neighbours, nearest_neighbours,
                         precision_at_k, train_binary_autoencoder)
 from .sanity import SanityResult, default_reinit, plain_words, randomization_checks, sanity_layers
+from .unit_names import (HOW_TO_GET as WORDNET_HOW_TO_GET, ClassMeans, Hierarchy, UnitName, class_selectivity,
+                         is_wordnet_id, load_hierarchy, map_names, name_unit)
 from .top_activations import TopActivations, TopProjections, live_maps, project_top, top_activations, top_images
 from .transfer import ProbeTable, extract_features, linear_probes, scratch_baseline
 from .visualize import (FeatureVisualization, VisualizationSanity, color_basis, deep_dream, map_count,
@@ -43,7 +45,10 @@ __all__ = [
     "Neighbours", "binary_codes", "hamming_neighbours", "nearest_neighbours", "precision_at_k",
     "train_binary_autoencoder",
     # can the pictures be trusted? (Adebayo et al. 2018)
-    "SanityResult", "randomization_checks", "sanity_layers", "default_reinit", "plain_words",
+    "SanityResult", "randomization_checks", "sanity_layers", "default_reinit", "plain_words", "PROJECTION_METHODS",
+    # unit names: class selectivity (Morcos et al. 2018) and WordNet names of the top images' classes
+    "ClassMeans", "class_selectivity", "Hierarchy", "UnitName", "load_hierarchy", "name_unit", "map_names",
+    "is_wordnet_id", "WORDNET_HOW_TO_GET",
     # feature visualisation by optimisation (Olah et al. 2017), DeepDream, and its randomisation check
     "FeatureVisualization", "VisualizationSanity", "visualize_maps", "deep_dream", "color_basis", "map_count",
     "visualization_sanity",

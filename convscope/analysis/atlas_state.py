@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -26,6 +26,7 @@ from torch import nn
 from ..checkpoint import atomic_save, clear_temp_files
 from ..errors import UserError
 from .top_activations import TopActivations, all_gather_topk, top_activations
+from .unit_names import ClassMeans
 
 STATE_VERSION = 1
 FIELDS = ("values", "index", "yx")
@@ -87,11 +88,13 @@ class PassState:
     done: int
     total: int
     tops: dict[str, TopActivations]
+    means: dict[str, ClassMeans] = field(default_factory=dict)  # per-class means of the maxima (selectivity)
 
     def to_dict(self) -> dict:
         return dict(version=STATE_VERSION, identity=self.identity, done=self.done, total=self.total,
                     tops={name: dict(channels=t.channels, map_size=list(t.map_size),
-                                     **{f: getattr(t, f) for f in FIELDS}) for name, t in self.tops.items()})
+                                     **{f: getattr(t, f) for f in FIELDS}) for name, t in self.tops.items()},
+                    means={name: dict(sums=m.sums, counts=m.counts) for name, m in self.means.items()})
 
     def save(self, path: str | Path) -> None:
         atomic_save(self.to_dict(), path)
@@ -114,7 +117,8 @@ def load_state(path: str | Path, identity: dict) -> PassState | None:
         saved = raw["identity"]
         tops = {name: TopActivations(name, t["channels"], t["values"], t["index"], t["yx"], tuple(t["map_size"]))
                 for name, t in raw["tops"].items()}
-        state = PassState(saved, int(raw["done"]), int(raw["total"]), tops)
+        means = {name: ClassMeans.from_sums(m["sums"], m["counts"]) for name, m in raw.get("means", {}).items()}
+        state = PassState(saved, int(raw["done"]), int(raw["total"]), tops, means)
     except Exception as err:
         raise StateMismatch(f"cannot read the saved pass state {path} ({type(err).__name__}); delete it or run "
                             f"without --resume to start over") from None
@@ -127,15 +131,27 @@ def load_state(path: str | Path, identity: dict) -> PassState | None:
 
 
 class _Saver:
-    """Keeps the latest consistent state and writes it at most every ``every`` seconds (0: after every batch)."""
+    """Keeps the latest consistent state and writes it at most every ``every`` seconds (0: after every batch).
+    With ``classes`` (>= 2) it also averages each map's per-image maxima per class (``on_maxima``), committed with
+    the batch's top-k so that a saved state never holds part of a batch."""
 
-    def __init__(self, path: Path, state: PassState, every: float, batch_size: int):
+    def __init__(self, path: Path, state: PassState, every: float, batch_size: int, classes: int = 0):
         self.path, self.state, self.every, self.batch_size = path, state, every, batch_size
         self.start, self.written, self.last = state.done, state.done, time.monotonic()
+        self.classes, self.pending = classes, {}
+
+    def on_maxima(self, layer: str, maxima: torch.Tensor, batch) -> None:
+        labels = torch.as_tensor(batch[1]).long().cpu()
+        keep = (labels >= 0) & (labels < self.classes)
+        self.pending[layer] = (maxima.detach().cpu()[keep], labels[keep])
 
     def __call__(self, tops: dict[str, TopActivations], batches: int) -> None:
+        means = self.state.means
+        for layer, (maxima, labels) in self.pending.items():
+            means.setdefault(layer, ClassMeans(maxima.shape[1], self.classes)).add(maxima, labels)
+        self.pending = {}
         self.state = PassState(self.state.identity, min(self.start + batches * self.batch_size, self.state.total),
-                               self.state.total, dict(tops))
+                               self.state.total, dict(tops), means)
         if time.monotonic() - self.last >= self.every:
             self.flush()
 
@@ -149,7 +165,8 @@ def atlas_pass(model: nn.Module, dataset, make_loader: Callable[[Sequence[int]],
                layers: Sequence[str], k: int, identity: dict, state_path: str | Path, resume: bool = False,
                every: float = 60.0, batch_size: int, rank: int = 0, world_size: int = 1,
                transform: Callable[[torch.Tensor], torch.Tensor] | None = None, progress: bool = True,
-               log: Callable[[str], None] = print) -> dict[str, TopActivations]:
+               log: Callable[[str], None] = print,
+               class_means: dict[str, ClassMeans] | None = None) -> dict[str, TopActivations]:
     """Top-k of every map of ``layers`` over this rank's shard of ``dataset``, saved as it goes, merged over ranks.
 
     Args:
@@ -161,6 +178,9 @@ def atlas_pass(model: nn.Module, dataset, make_loader: Callable[[Sequence[int]],
             without it a pass starts from the first image and overwrites any old state.
         every: seconds between saves (0 = after every batch); the state is also saved at the end and when the
             pass is interrupted by an exception.
+        class_means: an empty dict to fill, when the dataset has at least two classes (``dataset.classes``), with
+            ``{layer: ClassMeans}``: each map's per-image maximum averaged per class over the whole dataset
+            (saved and resumed with the top-k, summed over ranks), for class selectivity.
 
     Returns:
         ``{layer: TopActivations}``, the same on every rank (gathered), equal to an uninterrupted one-process pass.
@@ -179,7 +199,8 @@ def atlas_pass(model: nn.Module, dataset, make_loader: Callable[[Sequence[int]],
         others = sorted(p.name for p in state_path.parent.glob("atlas_state*.pt") if p != state_path)
         log(f"no saved pass state at {state_path}: starting from the first image"
             + (f" ({', '.join(others)} belong to a run with another number of processes)" if others else ""))
-    saver = _Saver(state_path, state or PassState(identity, 0, len(shard), {}), every, batch_size)
+    classes = len(getattr(dataset, "classes", None) or []) if class_means is not None else 0
+    saver = _Saver(state_path, state or PassState(identity, 0, len(shard), {}), every, batch_size, classes)
     if state is None:
         saver.written = -1  # a new pass: its first save replaces whatever an older pass left there
     state = saver.state
@@ -187,10 +208,13 @@ def atlas_pass(model: nn.Module, dataset, make_loader: Callable[[Sequence[int]],
         try:
             top_activations(model, make_loader(shard[state.done:]), layer=list(layers), k=k, transform=transform,
                             batch_index=True, gather=False, progress=progress, start=state.tops,
-                            on_batch=saver, progress_done=state.done)
+                            on_batch=saver, progress_done=state.done,
+                            on_maxima=saver.on_maxima if classes >= 2 else None)
         finally:  # whatever was merged is consistent: keep it, also on Ctrl-C or a crashed loader
             saver.flush()
     tops = saver.state.tops
     if not tops:
         raise ValueError("the atlas pass saw no images")
+    if classes >= 2:
+        class_means.update({name: m.all_reduce() for name, m in saver.state.means.items()})
     return {name: all_gather_topk(top) for name, top in tops.items()}

@@ -38,6 +38,18 @@ linear reverse pass means):
 
 On ``nn.Sequential`` stacks this is the same computation, op for op, as the explicit stack walk it replaced
 (tested bit for bit).
+
+**Other methods on the same walk** (``method=``). Only the ReLU rule (and LRN) differ; unpooling, transposed
+filters and the linear rules are each operation's exact gradient in all three:
+
+- ``"deconvnet"`` (default, ZF): rectify the signal coming down, ``relu(s)``; LRN skipped.
+- ``"guided"`` (guided backpropagation, Springenberg et al. 2015 §3.4): the forward ReLU's mask *and* the
+  rectification, ``relu(s * [x > 0])``; LRN by its gradient. Equal to Captum's ``GuidedBackprop`` on models whose
+  ReLUs are modules (Captum hooks modules only; here functional ReLUs are rectified too).
+- ``"gradient"``: the plain input gradient, ``s * [x > 0]`` (ReLU6 and LeakyReLU by their own slopes); LRN by its
+  gradient. Equal to Captum's ``Saliency(abs=False)``.
+
+Each projects the kept activation *times its value*, so the three are on the same scale.
 """
 from __future__ import annotations
 
@@ -58,6 +70,7 @@ _SKIPPED_FUNCTIONS = {F.dropout, F.dropout2d}
 _LINEAR_MODULES = (nn.Linear, nn.AdaptiveAvgPool2d, nn.AvgPool2d, nn.Flatten)
 _LINEAR_FUNCTIONS = {torch.flatten, torch.reshape, operator.getitem, F.adaptive_avg_pool2d, F.avg_pool2d,
                      torch.mean, operator.mul, operator.truediv, F.linear}
+METHODS = ("deconvnet", "guided", "gradient")
 _LINEAR_METHODS = {"view", "reshape", "flatten", "permute", "contiguous", "transpose", "mean", "squeeze",
                    "unsqueeze", "mul", "div"}
 
@@ -93,8 +106,10 @@ def feature_map_layer(model: nn.Module, layer: str | nn.Module) -> str:
 class _Path:
     """The graph below one layer's feature map, checked once: every operation on it has a deconvnet rule."""
 
-    def __init__(self, model: nn.Module, layer: str | nn.Module):
-        self.model, self.layer = model, layer
+    def __init__(self, model: nn.Module, layer: str | nn.Module, method: str = "deconvnet"):
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, not {method!r}")
+        self.model, self.layer, self.method = model, layer, method
         self.graph = g.model_graph(model)
         self.top = self.graph.node_of(feature_map_layer(model, layer))
         below = g.ancestors(self.top)
@@ -172,7 +187,7 @@ class _Path:
             sizes = [env[n].shape[dim] for n in node.args[0]]
             return list(zip(node.args[0], torch.split(s, sizes, dim=dim)))
         if g.is_relu(self.model, node):
-            return [(inputs[0], F.relu(s))]
+            return [(inputs[0], self._rectify(node, s, env))]
         mod = g.module_of(self.model, node)
         if isinstance(mod, nn.MaxPool2d):
             return [(inputs[0], unpool(s, *record[node]))]
@@ -180,9 +195,18 @@ class _Path:
             return [(inputs[0], transposed_conv(mod, s, record[node][0]))]
         if isinstance(mod, nn.modules.batchnorm._BatchNorm):
             return [(inputs[0], s * batchnorm_scale(mod).to(s).view(1, -1, *([1] * (s.dim() - 2))))]
+        if isinstance(mod, g.LRN_TYPES) and self.method != "deconvnet":
+            return [(inputs[0], self._transpose(node, inputs[0], s, env))]  # LRN's gradient (not linear)
         if isinstance(mod, _SKIPPED) or (node.op == "call_function" and node.target in _SKIPPED_FUNCTIONS):
             return [(inputs[0], s)]
         return [(inputs[0], self._transpose(node, inputs[0], s, env))]
+
+    def _rectify(self, node: fx.Node, s: torch.Tensor, env: dict) -> torch.Tensor:
+        """The method's ReLU rule: deconvnet ``relu(s)``, gradient ``s * slope``, guided ``relu(s * slope)``."""
+        if self.method == "deconvnet":
+            return F.relu(s)
+        grad = s * relu_slope(self.model, node, env[node]).to(s)
+        return F.relu(grad) if self.method == "guided" else grad
 
     def _transpose(self, node: fx.Node, inp: fx.Node, s: torch.Tensor, env: dict) -> torch.Tensor:
         """A linear operation's transpose at ``s``: the vector-Jacobian product (no bias: the gradient has none)."""
@@ -195,6 +219,20 @@ class _Path:
             out = g.call(self.model, node, args, kwargs)
             (grad,) = torch.autograd.grad(out, x, s)
         return grad
+
+
+def relu_slope(model: nn.Module, node: fx.Node, out: torch.Tensor) -> torch.Tensor:
+    """The derivative of a ReLU-like node, read from its output (an in-place ReLU leaves no input to read):
+    ``[out > 0]``; ReLU6 ``[0 < out < 6]``; LeakyReLU 1 or its negative slope."""
+    mod = g.module_of(model, node)
+    if isinstance(mod, nn.LeakyReLU) or node.target is F.leaky_relu:
+        slope = mod.negative_slope if mod is not None else (
+            node.args[1] if len(node.args) > 1 else node.kwargs.get("negative_slope", 0.01))
+        return torch.where(out > 0, 1.0, float(slope))
+    on = out > 0
+    if isinstance(mod, nn.ReLU6) or node.target is F.relu6:
+        on = on & (out < 6)
+    return on.float()
 
 
 def check_projectable(model: nn.Module, layer: str | nn.Module) -> None:
@@ -239,7 +277,7 @@ def _plain(images: torch.Tensor) -> torch.Tensor:
 
 
 def deconv_signal(model: nn.Module, images: torch.Tensor, *, layer: str | nn.Module,
-                  signal: torch.Tensor) -> torch.Tensor:
+                  signal: torch.Tensor, method: str = "deconvnet") -> torch.Tensor:
     """Project an arbitrary signal placed at ``layer`` down to pixels, with the switches of ``images``.
 
     The building block of :func:`deconv_project`: the forward pass over ``images`` records the max-pool switches,
@@ -251,11 +289,13 @@ def deconv_signal(model: nn.Module, images: torch.Tensor, *, layer: str | nn.Mod
         images: (B, 3, H, W) model input (preprocessed, as the model's forward takes it).
         layer: paper alias, dotted name or module of the conv stack.
         signal: (B, C, h, w), the shape of the layer's feature map.
+        method: ``"deconvnet"``, ``"guided"`` or ``"gradient"`` (module docstring); with a one-hot ``signal``,
+            ``"gradient"`` is the input gradient of that activation.
 
     Returns:
         (B, 3, H, W) projection in model-input space, same dtype and device as ``images``.
     """
-    path = _Path(model, layer)
+    path = _Path(model, layer, method)
     with eval_mode(model), torch.no_grad():
         acts, record, env = path.forward(_plain(images))
         if signal.shape != acts.shape:
@@ -272,6 +312,7 @@ def deconv_project(
     position: Sequence[int] | torch.Tensor | None = None,
     keep: Literal["activation", "map"] = "activation",
     batch_size: int = 32,
+    method: str = "deconvnet",
 ) -> torch.Tensor:
     """Deconvnet projection of one activation (or one feature map) per image to pixel space (ZF §2.1, Fig. 2).
 
@@ -287,6 +328,8 @@ def deconv_project(
             of the map. Ignored when ``keep="map"``.
         keep: ``"activation"`` keeps one unit, ``"map"`` keeps the whole feature map.
         batch_size: images per chunk (memory bound).
+        method: ``"deconvnet"`` (ZF), ``"guided"`` (guided backpropagation) or ``"gradient"``: the ReLU rule of
+            the way down (module docstring).
 
     Returns:
         (B, 3, H, W) projections in model-input space (zero-centred; normalise per tile to display).
@@ -300,7 +343,7 @@ def deconv_project(
     """
     if keep not in ("activation", "map"):
         raise ValueError(f"keep must be 'activation' or 'map', not {keep!r}")
-    path = _Path(model, layer)
+    path = _Path(model, layer, method)
     images = _plain(images)
     n = images.shape[0]
     channels = torch.as_tensor(channel, device=images.device).long().expand(n)

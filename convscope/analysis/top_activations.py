@@ -188,6 +188,7 @@ def top_activations(
     start: dict[str, TopActivations] | None = None,
     on_batch: Callable[[dict[str, TopActivations], int], None] | None = None,
     progress_done: int = 0,
+    on_maxima: Callable[[str, torch.Tensor, object], None] | None = None,
 ):
     """Stream a dataset once and keep, for each feature map, the k images whose strongest unit of that map is
     largest (ZF Fig. 2, "top 9"), with that unit's position.
@@ -212,6 +213,8 @@ def top_activations(
         on_batch: called after each batch as ``on_batch(results, batches_done)`` with this rank's running
             results (not gathered) and the number of batches merged so far by this call (e.g. to save them).
         progress_done: images already counted before this loader (a resumed pass): the bar starts there.
+        on_maxima: called per layer and batch as ``on_maxima(layer, maxima, batch)`` with every map's per-image
+            maximum (B, C) and the batch as the loader gave it (e.g. to average the maxima per class).
 
     Returns:
         :class:`TopActivations` (or a dict of them) on CPU; ``values`` descending per map.
@@ -269,6 +272,8 @@ def top_activations(
                         pass
                     for name in names:
                         values, pos, size = maxima[maps[name]]
+                        if on_maxima is not None:
+                            on_maxima(name, values, batch)
                         part = batch_topk(name, values, pos, idx, k, size,
                                           None if chans is None else chans.to(values.device))
                         results[name] = part if name not in results else merge_topk(results[name], part)
@@ -362,6 +367,7 @@ def project_top(
     to_pixels: Callable[[torch.Tensor], torch.Tensor] | None = None,
     fill: float = 0.5,
     batch_size: int = 32,
+    method: str = "deconvnet",
 ) -> TopProjections:
     """Project each kept activation of ``top`` to pixels and crop it and its image patch to the receptive field.
 
@@ -374,6 +380,7 @@ def project_top(
         to_pixels: turns model input into 0..1 RGB for the patches (e.g. ``preprocess.to_pixels``).
         fill: padding value of patches outside the image (0.5 = mid grey when ``to_pixels`` is given).
         batch_size: images per deconvnet chunk.
+        method: ``"deconvnet"`` (ZF), ``"guided"`` or ``"gradient"`` (see :func:`deconv_project`).
 
     Returns:
         :class:`TopProjections` with (M, k, 3, s, s) projections and patches, s the receptive-field size.
@@ -403,7 +410,7 @@ def project_top(
         with torch.inference_mode():
             inputs = transform(images) if transform is not None else images.float()
         p = deconv_project(model, inputs, layer=top.layer, channel=flat_ch[sel].to(device),
-                           position=flat_yx[sel].to(device), batch_size=batch_size)
+                           position=flat_yx[sel].to(device), batch_size=batch_size, method=method)
         proj[sel] = rf_patches(p.float().cpu(), flat_boxes[sel], fill=0.0)
         with torch.inference_mode():
             pix = to_pixels(inputs) if to_pixels is not None else inputs

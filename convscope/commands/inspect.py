@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..runfolder import as_record, write_record
 from ..runfolder.records import (CompareSide, Diagnostics, FilterInfo, FiltersCompare, Figure, InspectRecord,
-                                 LayerInfo, ReceptiveField, Smoothness, SmoothnessRow, Tile)
+                                 LayerInfo, ReceptiveField, Smoothness, SmoothnessRow, Tile, UnitInfo)
 from . import _inputs
 
 HELP = "deconvnet top-9 atlas per layer, conv1 filters and feature evolution (ZF Fig. 2, 4, 6; AlexNet Fig. 3)"
@@ -29,6 +29,9 @@ ORDER = 40
 PAPER_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)  # ZF Fig. 4
 
 
+_METHOD_NAMES = dict(deconvnet="projection", guided="guided backprop", gradient="gradient")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _inputs.add_run_arguments(parser, out="inspect")
     parser.add_argument("--data", required=True, help="dataset root (e.g. $CONVSCOPE_DATA/imagenette2-160)")
@@ -38,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "model, else every conv with its own rectified map (the last per resolution when "
                              "there are more than 8: VGG16's conv*_last, ResNet's stem and layer1-4)")
     parser.add_argument("--maps", type=_inputs.positive, default=16, help="feature maps drawn per layer (seeded random, live ones)")
+    parser.add_argument("--method", default="deconvnet", choices=("deconvnet", "guided", "gradient"),
+                        help="how each top unit is projected to pixels: ZF's deconvnet, guided backpropagation "
+                             "(Springenberg et al.: sharper on nets with few max-pools) or the plain gradient")
+    parser.add_argument("--also-method", default=None, choices=("deconvnet", "guided", "gradient"),
+                        help="a second projection method drawn too (top9_LAYER_METHOD.png); the report's explorer "
+                             "shows it beside the first")
     parser.add_argument("-k", "--k", type=_inputs.positive, default=9, help="images kept per feature map (each by its strongest unit)")
     parser.add_argument("--max-images", type=_inputs.count, default=0, help="use N images spread over the split (0 = all)")
     parser.add_argument("--evolution-epochs", default="paper",
@@ -77,7 +86,52 @@ def _open(args, image_size: int, subset: int, is_main: bool = True):
                       workers=args.workers, is_main=is_main)
 
 
-def _atlas_pass(args, run_, dataset, layers: list[str], out: Path, info):
+def _unit_infos(top, means, dataset, hierarchy) -> list[UnitInfo] | None:
+    """Every map's WordNet name (ImageNet-style class folders and a WordNet) and selectivity (a whole pass seen)."""
+    from ..analysis import class_selectivity, is_wordnet_id, map_names
+
+    wnids = list(getattr(dataset, "wnids", None) or [])
+    samples = getattr(dataset, "samples", None)
+    names = None
+    if hierarchy is not None and samples and wnids and all(is_wordnet_id(w) for w in wnids):
+        names = map_names(top.index, [int(label) for _, label in samples], wnids, hierarchy)
+    sel = None
+    if means is not None and means.images == len(dataset) and int((means.counts > 0).sum()) >= 2:
+        sel = class_selectivity(means.means()).tolist()
+    if names is None and sel is None:
+        return None
+    channels = top.channels.tolist()
+    return [UnitInfo(map=c, selectivity=None if sel is None else round(sel[c], 4),
+                     **({} if names is None or names[i] is None else dict(
+                         name=names[i].name, synset=names[i].synset, count=names[i].count, k=names[i].k)))
+            for i, c in enumerate(channels)]
+
+
+def _hierarchy(dataset):
+    """WordNet for naming maps when the classes are WordNet ids (one line saying how to get it when missing)."""
+    from ..analysis import WORDNET_HOW_TO_GET as HOW_TO_GET, is_wordnet_id, load_hierarchy
+
+    wnids = list(getattr(dataset, "wnids", None) or [])
+    if not wnids or not all(is_wordnet_id(w) for w in wnids):
+        return None
+    hierarchy = load_hierarchy()
+    if hierarchy is None:
+        print(HOW_TO_GET)
+    return hierarchy
+
+
+def _print_units(layer: str, units: list[UnitInfo] | None, shown: list[int]) -> None:
+    """The drawn maps' names and selectivity, one line per layer."""
+    if not units:
+        return
+    by_map = {u.map: u for u in units}
+    parts = [f"{c} {by_map[c].name + f' {by_map[c].count}/{by_map[c].k}' if by_map[c].name else '?'}"
+             + (f" (sel {by_map[c].selectivity:.2f})" if by_map[c].selectivity is not None else "")
+             for c in shown if c in by_map]
+    print(f"{layer} map names: " + "; ".join(parts))
+
+
+def _atlas_pass(args, run_, dataset, layers: list[str], out: Path, info, class_means=None):
     """ZF Fig. 2's one pass over all layers: this process's shard, saved as it goes (--resume), merged over
     torchrun's processes."""
     from ..analysis import atlas_pass, pass_identity, state_file
@@ -89,7 +143,7 @@ def _atlas_pass(args, run_, dataset, layers: list[str], out: Path, info):
                       k=args.k, identity=identity, state_path=state_file(out, info.rank, info.world_size),
                       resume=args.resume, every=args.save_every, batch_size=args.batch_size, rank=info.rank,
                       world_size=info.world_size, transform=run_.preprocess, progress=info.is_main,
-                      log=print if info.is_main else (lambda _: None))
+                      log=print if info.is_main else (lambda _: None), class_means=class_means)
 
 
 def _epoch_files(checkpoint: str) -> list[tuple[int, Path]]:
@@ -211,30 +265,44 @@ def run(args: argparse.Namespace) -> int:
     layer_info: dict[str, LayerInfo] = {}
 
     # ZF Fig. 2: one pass, all layers
-    tops = _atlas_pass(args, run_, dataset, layers, out, info)
+    means: dict = {}  # per layer: each map's per-image maximum averaged per class, for selectivity
+    tops = _atlas_pass(args, run_, dataset, layers, out, info, means)
     cleanup()  # the processes are done together: rank 0 draws and writes alone
     if not info.is_main:
         return 0
     gen = torch.Generator().manual_seed(args.seed)
     chosen: dict[str, list[int]] = {}
+    hierarchy = _hierarchy(dataset)
     for layer in layers:
         top = tops[layer]
         maps = live_maps(top, args.maps, gen)
         dead = top.values[:, 0] <= 0
         chosen[layer] = maps
-        tp = project_top(model, top, dataset, channels=maps, transform=pre, to_pixels=pre.to_pixels,
-                         batch_size=args.batch_size)
         rf = receptive_field(model, layer)
-        fig, boxes = img.top9_figure(tp.projections, tp.patches, labels=[f"map {c}" for c in maps],
-                                     title=f"{run_.model_name} {layer}: top-{args.k} images per map among "
-                                           f"{len(dataset)} {args.split} images (projection | patch)")
+
+        def draw(method: str, name: str, kind: str, patches=None):
+            """The layer's top-9 figure with projections by ``method`` (patches shared with the first figure)."""
+            tp = project_top(model, top, dataset, channels=maps, transform=pre, to_pixels=pre.to_pixels,
+                             batch_size=args.batch_size, method=method)
+            fig, boxes = img.top9_figure(tp.projections, tp.patches if patches is None else patches,
+                                         labels=[f"map {c}" for c in maps],
+                                         title=f"{run_.model_name} {layer}: top-{args.k} images per map among "
+                                               f"{len(dataset)} {args.split} images ({_METHOD_NAMES[method]} | "
+                                               "patch)")
+            img.save_png(fig, out / name)
+            figures[name] = Figure(kind=kind, layer=layer, method=method)
+            return tp, boxes
+
         name = f"top9_{layer}.png"
-        img.save_png(fig, out / name)
-        figures[name] = Figure(kind="top9", layer=layer)
+        tp, boxes = draw(args.method, name, "top9")
+        if args.also_method and args.also_method != args.method:
+            draw(args.also_method, f"top9_{layer}_{args.also_method}.png", "top9_also", tp.patches)
         layer_info[layer] = LayerInfo(maps=len(top.channels), shown=maps, never_active=int(dead.sum()),
                                       receptive_field=ReceptiveField(size=rf.size, stride=rf.stride,
                                                                      offset=rf.offset),
-                                      map_size=list(top.map_size))
+                                      map_size=list(top.map_size),
+                                      units=_unit_infos(top, means.get(layer), dataset, hierarchy))
+        _print_units(layer, layer_info[layer].units, maps)
         for i, c in enumerate(maps):
             for r in range(args.k):
                 j = i * args.k + r

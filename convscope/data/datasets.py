@@ -205,7 +205,8 @@ def build_dataset(root: str | Path, split: str = "train", *, image_size: int = 2
             return image_folder(root, image_size, classes)  # a bare ImageFolder
         files = sorted(p for p in root.iterdir() if _is_image(p))
         if files and not subdirs:  # a plain folder of photos, no labels (label -1): enough to look inside a model
-            return ImageFiles([(str(p), -1) for p in files], [], image_size)
+            return _labelled_by_csv(root, files, image_size, classes) or ImageFiles(
+                [(str(p), -1) for p in files], [], image_size)
         raise UserError(f"{root} has no '{split}' folder (looked for {', '.join(SPLIT_ALIASES[split])}/)")
     if not any(folder.iterdir()):
         raise UserError(f"data folder is empty: {folder}")
@@ -215,6 +216,28 @@ def build_dataset(root: str | Path, split: str = "train", *, image_size: int = 2
     if classes is None and split != "train" and (root / "train").is_dir():
         classes = _train_wnids(root)
     return image_folder(folder, image_size, classes)
+
+
+def _labelled_by_csv(root: Path, files: list[Path], image_size: int,
+                     classes: list[str] | None) -> ImageFiles | None:
+    """A plain folder whose ``labels.csv`` has ``filename`` and ``wnid`` columns (and optionally ``class_name``), as
+    the shared ImageNet sample photos: labelled by wnid (sorted, or ``classes``' order); files it does not list get
+    label -1. None without such a file."""
+    import csv
+
+    table = root / "labels.csv"
+    if not table.is_file():
+        return None
+    with open(table, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("filename") and r.get("wnid")]
+    if not rows:
+        return None
+    wnid_of = {r["filename"]: r["wnid"] for r in rows}
+    words = {r["wnid"]: r.get("class_name") or r["wnid"] for r in rows}
+    wnids = list(classes) if classes else sorted(set(wnid_of.values()))
+    index = {w: i for i, w in enumerate(wnids)}
+    samples = [(str(p), index.get(wnid_of.get(p.name, ""), -1)) for p in files]
+    return ImageFiles(samples, [words.get(w, w) for w in wnids], image_size, wnids=wnids)
 
 
 def _train_wnids(root: Path) -> list[str]:

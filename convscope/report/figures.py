@@ -191,8 +191,8 @@ def correspondence_figure(images: torch.Tensor, boxes: torch.Tensor, parts: Sequ
 def sanity_figure(order: Sequence[str], cascade: dict[str, list[dict]], independent: dict[str, list[dict]],
                   pictures: dict[str, list[list[torch.Tensor]]], *, item: int = 0) -> Figure:
     """Adebayo et al. Fig. 2/4: one row of pictures per kind along the cascade (trained, then randomised from the
-    top down), and the similarity curves (Spearman of |.|, SSIM; mean ± std) for cascading and independent
-    randomisation."""
+    top down), and the similarity curves (Spearman of |.| above its chance level, mean ± std over the pictures) for
+    cascading and independent randomisation."""
     kinds = list(cascade)
     steps = ["trained"] + [f"..{a}" for a in order]
     ncol = len(steps)
@@ -211,24 +211,30 @@ def sanity_figure(order: Sequence[str], cascade: dict[str, list[dict]], independ
             ax.set_title(steps[c], fontsize=7)
             if c == 0:
                 ax.set_ylabel(kind, fontsize=7)
-        ax = fig.add_subplot(grid[2 * r + 1, :])
-        x = np.arange(ncol)
-        low, high = -0.2, 1.0  # the axis holds every error bar (a negative rank correlation stays in view)
-        for key, colour in (("spearman", "tab:blue"), ("ssim", "tab:orange")):
-            m = np.array([row[f"{key}_mean"] for row in cascade[kind]])
-            s = np.array([row[f"{key}_std"] for row in cascade[kind]])
-            ax.errorbar(x, m, yerr=s, color=colour, marker="o", ms=3, capsize=2, label=f"{key} (cascading)")
-            ind = np.array([row[f"{key}_mean"] for row in independent[kind]])
-            ax.plot(x[1:], ind, color=colour, ls="--", marker="x", ms=4, label=f"{key} (only this layer)")
-            low = float(np.nanmin(np.concatenate([[low], m - s, ind])))
-            high = float(np.nanmax(np.concatenate([[high], m + s, ind])))
-        ax.set_xticks(x, ["trained"] + list(order), fontsize=7)
-        ax.set_ylim(low - 0.05 if low < -0.2 else low, high + 0.05)
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.set_ylabel("similarity to trained", fontsize=8)
-        ax.set_title(f"{kind}: randomising layers from the top down (x: last layer randomised)", fontsize=8)
-        ax.legend(fontsize=6, ncol=2, loc="lower left")
+        _sanity_curves(fig.add_subplot(grid[2 * r + 1, :]), kind, order, cascade[kind], independent.get(kind, []))
     return fig
+
+
+def _sanity_curves(ax, kind: str, order: Sequence[str], cascade: list[dict], independent: list[dict]) -> None:
+    """One kind's curves: rank correlation above its chance level (mean ± std over the living pictures) along the
+    cascade and for each layer alone, with the raw correlation and the chance level for reference."""
+    x = np.arange(len(cascade))
+    col = (lambda rows, key: np.array([row.get(key, np.nan) for row in rows], dtype=float))
+    mean, std = col(cascade, "above_chance_mean"), np.nan_to_num(col(cascade, "above_chance_std"))
+    shown = np.concatenate([[-0.4, 1.0], mean - std, mean + std, col(cascade, "spearman_mean")])
+    ax.errorbar(x, mean, yerr=std, color="tab:blue",
+                marker="o", ms=3, capsize=2, label="above chance (cascading)")
+    if independent:
+        ax.plot(x[1:], col(independent, "above_chance_mean"), color="tab:blue", ls="--", marker="x", ms=4,
+                label="above chance (only this layer)")
+    ax.plot(x, col(cascade, "spearman_mean"), color="tab:grey", lw=0.8, label="raw rank correlation")
+    ax.plot(x, col(cascade, "spearman_chance"), color="tab:grey", lw=0.8, ls=":", label="chance level")
+    ax.set_xticks(x, ["trained"] + list(order), fontsize=7, rotation=90 if len(x) > 12 else 0)
+    ax.set_ylim(float(np.nanmin(shown)) - 0.05, float(np.nanmax(shown)) + 0.05)  # every error bar in view
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_ylabel("Spearman vs trained", fontsize=8)
+    ax.set_title(f"{kind}: randomising layers from the top down (x: last layer randomised); 0 = chance", fontsize=8)
+    ax.legend(fontsize=6, ncol=2, loc="lower left")
 
 
 def filter_spectra_figure(models: Sequence[tuple[str, dict[str, torch.Tensor]]]) -> Figure:

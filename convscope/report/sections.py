@@ -254,6 +254,8 @@ def atlas(site: Site, index: InspectRecord) -> str:
             raise MalformedFile(folder / name, "", "is missing (inspect/index.json lists it)", None, INSPECT.command)
         figures.append(name)
         maps = []
+        also = next(((n, f) for n, f in index.figures.items() if f.kind == "top9_also" and f.layer == layer
+                     and (folder / n).is_file()), None)
         with site.open_image(folder / name, INSPECT.command) as sheet:
             sheet = sheet.convert("RGB")
             for m in sorted(by_layer.get(layer, {})):
@@ -262,9 +264,13 @@ def atlas(site: Site, index: InspectRecord) -> str:
                     if t.image and t.image not in thumbs:
                         thumbs[t.image] = _source_thumb(site, t.image, image_size, crop, len(thumbs))
                 maps.append(_map_sheet(site, sheet, layer, m, ranked, thumbs))
+        if also is not None:
+            _second_method(site, folder / also[0], layer, also[1].method, maps)
         meta = index.layers.get(layer)
+        _name_maps(maps, meta.units if meta else None)
         rf = meta.receptive_field if meta else None
-        layers.append(dict(layer=layer, maps=maps, total=meta and meta.maps,
+        layers.append(dict(layer=layer, maps=maps, method=index.figures[name].method or "deconvnet",
+                           method2=also[1].method if also else None, total=meta and meta.maps,
                            never_active=meta and meta.never_active, rf=rf and rf.size, stride=rf and rf.stride,
                            map_size=meta and meta.map_size))
     optimised = _optimised_images(site, layers)
@@ -309,6 +315,17 @@ def _optimised_images(site: Site, layers: list[dict]) -> str:
             f'it, comparable with the photos\' activations. {h.text(rec.method)}.</p>')
 
 
+def _name_maps(maps: list[dict], units) -> None:
+    """Each explorer map's WordNet name with its purity ("dog: 7 of 9") and class selectivity, where inspect
+    recorded them."""
+    by_map = {u.map: u for u in units or []}
+    for m in maps:
+        u = by_map.get(m["map"])
+        if u is not None:
+            m["name"] = f"{u.name}: {u.count} of {u.k}" if u.name else None
+            m["sel"] = u.selectivity
+
+
 def top9_figures(index: InspectRecord) -> list[tuple[str, str]]:
     """(layer, its top-9 figure file) in the atlas's layer order (``index.layers``; unlisted layers last)."""
     order = list(index.layers)
@@ -339,7 +356,19 @@ def _map_sheet(site: Site, figure, layer: str, m: int, ranked: list, thumbs: dic
                   image=Path(t.image).name if t.image else f"image #{t.image_index}",
                   path=t.image or "", cls=t.class_name, proj=rel(t.projection_tile), patch=rel(t.patch_tile),
                   rf=t.rf_box, src=thumbs.get(t.image) if t.image else None) for t in ranked]
-    return dict(map=m, sheet=url, size=[x1 - x0, y1 - y0], thumb=thumb_url, tiles=tiles)
+    return dict(map=m, sheet=url, size=[x1 - x0, y1 - y0], box=[x0, y0], thumb=thumb_url, tiles=tiles)
+
+
+def _second_method(site: Site, png: Path, layer: str, method: str, maps: list[dict]) -> None:
+    """Each map's sheet cut from the layer's second-method figure (``top9_also``: the same maps, images and layout,
+    projections by another method), for the explorer to show beside the first."""
+    with site.open_image(png, INSPECT.command) as other:
+        other = other.convert("RGB")
+        for m in maps:
+            x0, y0, w, h = *m["box"], *m["size"]
+            url, dest = site.new_image("atlas", f"{layer}_map{m['map']}_{method}.jpg")
+            other.crop((x0, y0, x0 + w, y0 + h)).save(dest, quality=SHEET_QUALITY)
+            m["sheet2"] = url
 
 
 def _source_thumb(site: Site, src: str, image_size: int, crop: int, made: int) -> str | None:
@@ -392,24 +421,36 @@ def sanity(site: Site, d: SanityRecord) -> str:
     rows = []
     for kind, cascade in d.cascade.items():
         independent = {row.step: row for row in d.independent[kind]}
-        for row in cascade[1:]:
+        for row in cascade:
             last = row.randomized[-1] if row.randomized else row.step
             one = independent.get(last)
-            rows.append([h.text(kind), h.text(last), f"{h.num(row.spearman_mean, '.2f')} ± "
-                         f"{h.num(row.spearman_std, '.2f')}", h.num(row.ssim_mean, ".2f"), f"{row.alive} / {row.n}",
-                         h.num(one and one.spearman_mean, ".2f"), h.num(one and one.ssim_mean, ".2f")])
+            rows.append([h.text(kind), h.text(last), _above_chance(row), h.num(row.spearman_chance, ".2f"),
+                         h.num(row.spearman_mean, ".2f"), h.num(row.ssim_mean, ".2f"), f"{row.alive} / {row.n}",
+                         _above_chance(one) if one else ""])
     png = site.run / "sanity" / "sanity.png"
+    methods = f" Projections by: {h.text(', '.join(d.methods))}." if d.methods else ""
     return (f"<p>The pictures above are recomputed after re-initialising the network's layers from the top down "
-            f"(Adebayo et al. 2018). A picture that stays similar once the weights it should reflect are random "
-            f"shows the architecture or the image, not what was learned. {h.text(d.method)}.</p>"
+            f"(Adebayo et al. 2018). Each is scored <b>above chance</b>: its rank correlation with the trained "
+            f"model's picture of the same image, minus the correlation of that picture with the same unit's "
+            f"pictures of other images (the receptive field's footprint alone makes those 0.8-0.95 alike). 0 = no "
+            f"more alike than pictures of different images; a picture that stays above chance once the weights it "
+            f"should reflect are random shows the architecture or the image, not what was learned. Pictures whose "
+            f"unit no longer fires are counted, not scored.{methods} {h.text(d.method)}.</p>"
             f"<ul>{words}</ul>"
             + (f"<p>The occlusion maps measure: {h.text('; '.join(d.occlusion_classes))}.</p>"
                if d.occlusion_classes else "")
             + (_figure(site, SANITY, png, "sanity checks") if png.is_file() else "")
             + "<details><summary>all steps</summary>"
-            + h.table(["pictures", "randomised down to", "Spearman (cascade)", "SSIM (cascade)",
-                       "pictures not blank (cascade)", "Spearman (only this layer)", "SSIM (only this layer)"], rows)
+            + h.table(["pictures", "randomised down to", "above chance (cascade, mean ± sd)", "chance level",
+                       "raw Spearman", "SSIM", "pictures alive", "above chance (only this layer)"], rows)
             + "</details>")
+
+
+def _above_chance(row) -> str:
+    """``+0.12 ± 0.05``; the raw Spearman for a record written before the chance level existed."""
+    if getattr(row, "above_chance_mean", None) is None:
+        return f"{h.num(row.spearman_mean, '.2f')} (raw)"
+    return f"{h.num(row.above_chance_mean, '+.2f')} ± {h.num(row.above_chance_std, '.2f')}"
 
 
 def invariance(site: Site, d: InvarianceRecord) -> str:
@@ -505,8 +546,9 @@ SECTIONS = (
                          "strongest layer-5 map's total activation, p(class measured: the true class where a label "
                          "is given, else the predicted one, said so) and the most probable class."),
     SectionSpec("sanity", "Can the pictures be trusted?", SANITY, sanity, "the model-randomisation checks",
-                subtitle="Cascading and independent model randomisation of the deconvnet projections and occlusion "
-                         "maps (similarity to the trained model's pictures: 1 = unchanged)."),
+                subtitle="Cascading and independent model randomisation of the projections and occlusion maps "
+                         "(similarity to the trained model's pictures above its chance level: 0 = no more alike "
+                         "than pictures of other images)."),
     SectionSpec("invariance", "Invariance", INVARIANCE, invariance, "invariance curves",
                 subtitle="ZF Fig. 5: how far the layer-1 and layer-7 features move, and how p(true class) changes, "
                          "as images are shifted, scaled and rotated."),

@@ -96,9 +96,10 @@ class PredictionsRecord:
 
 @dataclass(kw_only=True)
 class Figure:
-    kind: str  # top9, filters, filters_compare, filters_spectrum, evolution
+    kind: str  # top9, top9_also (the same maps by a second method), filters, filters_compare, filters_spectrum, evolution
     layer: str
     epochs: list[int] | None = optional()  # evolution strips: the epochs of the columns
+    method: str | None = optional()  # top9: how units were projected (deconvnet, guided, gradient); absent = deconvnet
 
 
 @dataclass(kw_only=True)
@@ -135,12 +136,25 @@ class ReceptiveField:
 
 
 @dataclass(kw_only=True)
+class UnitInfo:
+    """One map's name (WordNet synset covering most of its top-k classes) and class selectivity (Morcos 2018)."""
+
+    map: int
+    name: str | None = optional()  # "dog"; absent without ImageNet-style labels or WordNet
+    synset: str | None = optional()
+    count: int | None = optional()  # of the top-k images, how many the synset covers
+    k: int | None = optional()
+    selectivity: float | None = optional()
+
+
+@dataclass(kw_only=True)
 class LayerInfo:
     maps: int
     shown: list[int]
     never_active: int
     receptive_field: ReceptiveField
     map_size: list[int]
+    units: list[UnitInfo] | None = optional()  # every map's name and selectivity, where the pass could tell
 
     def check(self) -> None:
         at_least(0, maps=self.maps, never_active=self.never_active)
@@ -306,6 +320,12 @@ class SanityStep:
     n: int
     alive: int
     spearman_alive_mean: float
+    # the chance level (mean similarity to the pictures of other images) and the score above it, mean and spread
+    # over the living pictures; absent from files written before it existed
+    spearman_chance: float | None = optional()
+    above_chance_mean: float | None = optional()
+    above_chance_std: float | None = optional()
+    ssim_chance: float | None = optional()
 
 
 @record("sanity", "sanity/sanity.json",
@@ -321,6 +341,7 @@ class SanityRecord:
     method: str
     # per image: the class its occlusion maps measure and whether it is a label ("predicted class (no label given)")
     occlusion_classes: list[str] | None = optional()
+    methods: list[str] | None = optional()  # how the units were projected (deconvnet, guided, gradient)
 
     def check(self) -> None:
         for name in ("independent", "summary"):

@@ -75,6 +75,29 @@ def test_inspect_writes_figures_and_index(run_dir, capsys):
     assert sorted({t["epoch"] for t in evo}) == [1, 3] and len(evo) == 4
 
 
+def test_inspect_projects_by_the_chosen_method(run_dir, capsys):
+    from convscope.report import build_report
+
+    out = run_dir / "guided" / "inspect"
+    rc = main(["inspect", "--checkpoint", str(run_dir / "run" / "best.pt"), "--data", str(run_dir / "data"),
+               "--out", str(out), "--no-cache", "--workers", "0", "--maps", "2", "--layers", "conv2",
+               "--evolution-epochs", "none", "--method", "guided", "--also-method", "deconvnet", "--threads", "1"])
+    assert rc == 0
+    index = json.loads((out / "index.json").read_text())
+    assert index["figures"]["top9_conv2.png"]["method"] == "guided"
+    assert index["figures"]["top9_conv2_deconvnet.png"] == {"kind": "top9_also", "layer": "conv2",
+                                                            "method": "deconvnet"}
+    html = build_report(run_dir / "guided").read_text()  # the explorer gets each map's second sheet
+    atlas = json.loads(html.split('<script type="application/json" id="report-data">')[1].split("</script>")[0])
+    layer = atlas["atlas"]["layers"][0]
+    assert (layer["method"], layer["method2"]) == ("guided", "deconvnet")
+    assert all(m["sheet2"].endswith("_deconvnet.jpg") for m in layer["maps"])
+    with pytest.raises(SystemExit):
+        main(["inspect", "--checkpoint", str(run_dir / "run" / "best.pt"), "--data", str(run_dir / "data"),
+              "--method", "smoothgrad"])
+    assert "invalid choice: 'smoothgrad'" in capsys.readouterr().err
+
+
 def test_inspect_rejects_bad_options(run_dir, capsys):
     args = ["inspect", "--checkpoint", str(run_dir / "run" / "best.pt"), "--data", str(run_dir / "data"),
             "--out", str(run_dir / "o"), "--no-cache", "--workers", "0"]

@@ -123,6 +123,7 @@
         img.src = showOptimised && m.optimised ? m.optimised.src : m.thumb;
         b.appendChild(img);
         b.appendChild(el("span", "", String(m.map)));
+        if (m.name) { b.appendChild(el("span", "ex-name", m.name.split(":")[0])); b.title += ": " + m.name; }
         b.addEventListener("click", function () { go(i); });
         grid.appendChild(b);
       });
@@ -184,6 +185,8 @@
     });
     pager.appendChild(form);
     root.appendChild(pager);
+    var named = layer.maps.some(function (m) { return m.name || typeof m.sel === "number"; });
+    if (named) { layer.maps.sort(ORDERS[order]); root.appendChild(sorter(layer)); }
     root.appendChild(overview(layer));
 
     parts.view = el("div", "ex-view");
@@ -214,6 +217,30 @@
     return box;
   }
 
+  // order a layer's maps by number, WordNet name or class selectivity (highest first)
+  var ORDERS = {
+    "number": function (a, b) { return a.map - b.map; },
+    "name": function (a, b) { return (a.name || "\uffff").localeCompare(b.name || "\uffff") || a.map - b.map; },
+    "selectivity": function (a, b) { return selOf(b) - selOf(a) || a.map - b.map; }
+  };
+  var order = "number";
+
+  function selOf(m) { return typeof m.sel === "number" ? m.sel : -1; }
+
+  function sorter(layer) {
+    var bar = el("div", "ex-bar ex-sort");
+    bar.appendChild(el("span", "label", "order maps by"));
+    Object.keys(ORDERS).forEach(function (key) {
+      bar.appendChild(button(key, key === order, function () {
+        order = key;
+        layer.maps.sort(ORDERS[key]);
+        state.map = 0;
+        render();
+      }));
+    });
+    return bar;
+  }
+
   // the parts that depend on the map: its title, numbers and tiles (the only atlas images fetched)
   function renderMap() {
     var layer = atlas.layers[state.layer];
@@ -229,6 +256,11 @@
     view.textContent = "";
 
     view.appendChild(el("div", "ex-title", layer.layer + " \u00b7 feature map " + (map ? map.map : "\u2013")));
+    if (map && (map.name || typeof map.sel === "number")) {
+      view.appendChild(el("div", "ex-unit", (map.name ? map.name + " top images (WordNet name)" : "") +
+        (map.name && typeof map.sel === "number" ? " \u00b7 " : "") +
+        (typeof map.sel === "number" ? "class selectivity " + map.sel.toFixed(2) : "")));
+    }
     var info = [];
     if (layer.total) { info.push(layer.total + " feature maps, " + maps.length + " shown"); }
     if (layer.never_active) { info.push(layer.never_active + " never active on these images"); }
@@ -237,11 +269,17 @@
     view.appendChild(el("div", "ex-info", info.join("; ")));
 
     if (map && map.optimised) { view.appendChild(optimised(map.optimised)); }
-    var grid = el("div", "ex-grid");
+    var grid = el("div", map && map.sheet2 ? "ex-grid two-methods" : "ex-grid");
     (map ? map.tiles : []).forEach(function (t) {
       var card = el("div", "ex-tile");
       var imgs = el("div", "ex-images");
-      imgs.appendChild(labelled(sprite(map, t.proj, "deconvnet projection, rank " + t.rank), "projection"));
+      var how = { guided: "guided backprop", gradient: "gradient" }[layer.method] || "projection";
+      var alt = (layer.method || "deconvnet") + " projection, rank " + t.rank;
+      imgs.appendChild(labelled(sprite(map, t.proj, alt), how));
+      if (map.sheet2) {  // the same projection by a second method, cut from its own sheet with the same boxes
+        var how2 = { guided: "guided backprop", gradient: "gradient" }[layer.method2] || "deconvnet";
+        imgs.appendChild(labelled(sprite({ sheet: map.sheet2, size: map.size }, t.proj, how2 + ", rank " + t.rank), how2));
+      }
       imgs.appendChild(labelled(sprite(map, t.patch, "image patch, rank " + t.rank), "patch"));
       imgs.appendChild(labelled(source(t), "in the image"));
       card.appendChild(imgs);
