@@ -733,7 +733,8 @@ def _real_occlusion_row() -> tuple[str, str]:
     n = o["correct"]
     text = (f"in {o['halved']} of the {n} correctly classified photos (of {o['photos']}) a {o['patch']}-px grey square "
             f"halves p(true class) somewhere; half the largest drop is reached at a median {100 * o['median_local_share']:.0f}% "
-            f"of positions (evidence in one place; chance, no place mattering more: 100%); the worst position lies "
+            f"of positions (evidence in one place; evidence spread evenly would give 100%, independent noise about 50%); "
+            f"the worst position lies "
             f"{o['mean_worst_distance']:.2f} half-widths from the centre vs {o['mean_position_distance']:.2f} for a "
             f"uniform position (objects tend to be centred)")
     local = o["median_local_share"] < 0.5 and o["mean_worst_distance"] < o["mean_position_distance"]

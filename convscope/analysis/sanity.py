@@ -253,20 +253,39 @@ def picture_set(model: nn.Module, images: torch.Tensor, units: dict[str, Sequenc
                 occlusion_targets: Sequence[int] | None = None, occlusion: dict | None = None
                 ) -> tuple[Pictures, ChancePools]:
     """One model's pictures of each kind (one per item), and per item its chance pool: the same unit projected in
-    the ``partners`` next images (None for occlusion: the maps of the other images are the pool)."""
-    n, shifts = len(images), range(1, min(partners, len(images) - 1) + 1)
+    ``partners`` other images, the next ones (cyclically) in which that unit fires, else the next ones (a sparse
+    unit, such as a late Fire module's, is silent in most photos: its silent pictures are blank and say nothing
+    about chance); None for occlusion: the maps of the other images are the pool."""
+    n, k = len(images), min(partners, len(images) - 1)
     out, pools = {}, {}
-    for method in methods:
-        for layer, us in units.items():
-            moved = [replace(u, image=(u.image + k) % n) for k in shifts for u in us]
+    for layer, us in units.items():
+        firing = _fires(model, images, layer, us)
+        moved = [replace(u, image=j) for u in us for j in _partners(u.image, n, k, firing[u])]
+        for method in methods:
             pics = _projections(model, images, list(us) + moved, method)
             kind = picture_kind(layer, method)
             out[kind] = pics[:n]
-            pools[kind] = [[pics[k * n + i] for k in range(1, len(shifts) + 1)] for i in range(n)]
+            pools[kind] = [pics[n + i * k:n + (i + 1) * k] for i in range(n)]
     if occlusion_targets is not None:
         out["occlusion"] = _occlusions(model, images, occlusion_targets, **dict(occlusion or {}))
         pools["occlusion"] = None
     return out, pools
+
+
+@torch.no_grad()
+def _fires(model: nn.Module, images: torch.Tensor, layer: str, units: Sequence[Unit]) -> dict[Unit, list[bool]]:
+    """Per unit, whether its (layer, map, position) fires (> 0) in each image."""
+    from ._layers import layer_outputs
+
+    acts, _ = layer_outputs(model, images, [layer])
+    a = acts[layer]
+    return {u: (a[:, u.channel, u.position[0], u.position[1]] > 0).tolist() for u in units}
+
+
+def _partners(i: int, n: int, k: int, fires: list[bool]) -> list[int]:
+    """``k`` other images for image ``i``'s chance pool: the next ones in which the unit fires, then the next."""
+    order = [(i + d) % n for d in range(1, n)]
+    return ([j for j in order if fires[j]] + [j for j in order if not fires[j]])[:k]
 
 
 def randomization_checks(

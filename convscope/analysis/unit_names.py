@@ -59,10 +59,12 @@ class ClassMeans:
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            for t in (self.sums, self.counts):
-                dev = t.to("cuda") if dist.get_backend() == "nccl" else t
+            reduced = []
+            for t in (self.sums, self.counts):  # a fresh tensor: the sums may be inference-mode tensors
+                dev = t.clone().to("cuda") if dist.get_backend() == "nccl" else t.clone()
                 dist.all_reduce(dev)
-                t.copy_(dev.cpu())
+                reduced.append(dev.cpu())
+            self.sums, self.counts = reduced
         return self
 
     @property

@@ -19,7 +19,7 @@ from string import Template
 from ..checkpoint import atomic_write_text
 from .compare import compare_section
 from .html import json_for_script
-from .sections import SECTIONS
+from . import sections as _sections
 from .site import Site
 
 MARKER = ".convscope-report"  # written into every report folder: only such a folder has its img/, static/ replaced
@@ -66,7 +66,7 @@ def build_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
     for owned in ("img", "static"):  # stale images of an earlier build must not linger (our own folder only)
         shutil.rmtree(out / owned, ignore_errors=True)
     site = Site(run, out)
-    sections = [s for s in (spec.build(site) for spec in SECTIONS) if s is not None]
+    sections = [s for s in (spec.build(site) for spec in _sections.SECTIONS) if s is not None]
     other = site.beside(Path(compare).resolve()) if compare is not None else None
     if other is not None:
         sections.insert(1, compare_section(site, other))
