@@ -2,6 +2,7 @@
 
     python docs/screenshots.py runs/demo/report     # -> docs/report-overview.png, docs/report-screenshot.png
     python docs/screenshots.py REPORT --optimised features.12:159   # -> docs/report-optimised.png
+    python docs/screenshots.py runs/demo/real-network/report --optimised features.12:451 --to report-real-network.png
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def main() -> None:
     p.add_argument("--optimised", metavar="LAYER:MAP", default=None,
                    help="instead: the explorer at this map, its optimised image above its top-9 (convscope "
                         "visualize) -> docs/report-optimised.png")
+    p.add_argument("--to", default="report-optimised.png", help="file name in docs/ of the --optimised shot")
     args = p.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -28,7 +30,7 @@ def main() -> None:
         page.goto(index.as_uri())
         page.wait_for_load_state("networkidle")
         if args.optimised:
-            _optimised_shot(page, *args.optimised.rsplit(":", 1))
+            _optimised_shot(page, *args.optimised.rsplit(":", 1), args.to)
             browser.close()
             return
         page.screenshot(path=str(HERE / "report-overview.png"))
@@ -40,15 +42,15 @@ def main() -> None:
     print(f"wrote {HERE}/report-overview.png, report-screenshot.png, report-filters.png")
 
 
-def _optimised_shot(page, layer: str, map_: str) -> None:
+def _optimised_shot(page, layer: str, map_: str, to: str) -> None:
     explorer = page.locator("#explorer")
     explorer.locator(".ex-bar button", has_text=layer).first.click()
     explorer.locator(".ex-jump input").fill(map_)
     explorer.locator(".ex-jump input").press("Enter")
     page.wait_for_load_state("networkidle")
     explorer.evaluate("e => e.scrollIntoView({block: 'start'})")
-    page.screenshot(path=str(HERE / "report-optimised.png"))
-    print(f"wrote {HERE}/report-optimised.png")
+    page.screenshot(path=str(HERE / to))
+    print(f"wrote {HERE}/{to}")
 
 
 if __name__ == "__main__":

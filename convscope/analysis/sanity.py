@@ -380,22 +380,31 @@ def plain_words(kind: str, cascade: list[dict]) -> str:
         return (f"{kind}: after every layer is randomised, rank correlation with the trained model's pictures is "
                 f"{last['spearman_mean']:.2f} (no chance level recorded; rerun convscope sanity).")
     text = (f"{kind}: the trained pictures are {first['above_chance_mean']:.2f} above chance (chance level "
-            f"{first['spearman_chance']:.2f}: the same unit's pictures in other images).")
+            f"{first['spearman_chance']:.2f}: {_chance_words(kind)}).")
     if not last.get("alive"):
-        text += f" With every layer randomised all {last['n']} pictures are blank (their units no longer fire)."
+        text += f" With every layer randomised all {last['n']} pictures are blank ({_blank_words(kind)})."
     else:
         text += (f" With every layer randomised they are {_signed(last['above_chance_mean'])} {_spread(last)} "
                  f"above chance (rank correlation {last['spearman_mean']:.2f} against a chance level of "
                  f"{last['spearman_chance']:.2f}, over {last['alive']} of {last['n']} pictures).")
         dead = last["n"] - last["alive"]
         if dead:
-            text += f" {dead} of {last['n']} are blank then (their unit no longer fires; left out of the score)."
+            text += f" {dead} of {last['n']} are blank then ({_blank_words(kind)}; left out of the score)."
     reached = next((row for row in cascade[1:] if _at_chance(row, first)), None)
     if reached is None:
         return text + (" They never fall to chance: these pictures keep something of the image that does not "
                        "depend on the learned weights.")
     return text + (f" They are at chance (within two standard errors, or under a tenth of the trained score) once "
                    f"layers down to {reached['randomized'][-1]} are random: they depend on what was learned.")
+
+
+def _chance_words(kind: str) -> str:
+    return "the maps of the other images" if kind == "occlusion" else "the same unit's pictures in other images"
+
+
+def _blank_words(kind: str) -> str:
+    return "the map is flat: no occluder position changes the class score" if kind == "occlusion" else \
+        "the unit no longer fires"
 
 
 def _spread(row: dict) -> str:

@@ -150,10 +150,11 @@ def load(args: argparse.Namespace):
         out = Path(args.out)
     elif args.model:
         out = model_folder(args) / args.out_name
-        write_model_record(out.parent, run)
     else:
         out = default_out(args.checkpoint, args.out_name)
     out.mkdir(parents=True, exist_ok=True)
+    if args.model and out.name == args.out_name:  # FOLDER/<command>/ (the default, or --out in that layout): the
+        write_model_record(out.parent, run)  # report of FOLDER then words the model as one convscope did not train
     claim_for_life(out, args.out_name)  # two analyses writing one folder at once would mix their files
     return run, out
 

@@ -117,7 +117,7 @@ def real_network_part(args: argparse.Namespace, data: Path, out: Path, samples: 
                      "--max-images", "300" if q else "1500"], out / "inspect" / "index.json"),
         ("occlusion", ["occlusion", *occluded, *model, "--stride", "16"],
          out / "occlusion" / f"{_inputs.unique_stems(occluded)[-1]}.json"),
-        ("sanity", ["sanity", *photos[:2 if q else 8], *model], out / "sanity" / "sanity.json"),
+        ("sanity", ["sanity", *photos[:2 if q else 8], *model, "--cascade-only"], out / "sanity" / "sanity.json"),
     ]
     cifar = data.parent / "cifar10-jpeg"
     if cifar.is_dir():
