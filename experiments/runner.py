@@ -752,10 +752,18 @@ def _real_retrieval_row() -> tuple[str, str]:
     p = {m: v[min(len(v), 10) - 1] for m, v in d.precision_at_k.items()}
     text = (", ".join(f"{m}: P@10 {v:.3f}" for m, v in p.items()) + f" (chance {d.chance:.3f}; {d.queries} queries, "
             f"gallery {d.gallery}, Imagenette val, layer {d.layer})")
-    feats = [v for m, v in p.items() if "pixel" not in m]
+    euclid = [v for m, v in p.items() if "Euclidean" in m and "pixel" not in m]  # the feature layer itself
     pix = [v for m, v in p.items() if "pixel" in m]
-    word = ("yes: the last feature layer retrieves the query's class far more often than pixels" if feats and pix
-            and max(feats) > 2 * max(pix) else "not decided")
+    codes = [v for m, v in p.items() if "Hamming" in m]
+    if not euclid or not pix:
+        word = "not decided"
+    elif euclid[0] > 2 * pix[0]:
+        word = "yes: the last feature layer retrieves the query's class far more often than pixels"
+    else:
+        word = (f"no: the last feature layer's own Euclidean neighbours (P@10 {euclid[0]:.3f}) are no better than "
+                f"pixels' ({pix[0]:.3f}); its spatial maps, unpooled, weigh where things are")
+        if codes and codes[0] > 2 * pix[0]:
+            word += f" (its 64-bit auto-encoder codes do: {codes[0]:.3f})"
     return text, word
 
 
