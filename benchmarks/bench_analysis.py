@@ -96,8 +96,8 @@ def main() -> None:
     device = torch.device(args.device)
 
     if args.checkpoint:
-        from convscope.checkpoint import load_checkpoint
-        from convscope.runs import load_run
+        from convscope.runfolder.checkpoint import load_checkpoint
+        from convscope.loading.runs import load_run
 
         run = load_run(args.checkpoint, device=device)
         model, pre, name = run.model, run.preprocess, run.model_name

@@ -33,7 +33,7 @@ from convscope.analysis.deconv import feature_map_layer
 from convscope.analysis.graph import default_layers
 from convscope.data.datasets import WithIndex, collate_with_index
 from convscope.data.loading import open_split
-from convscope.zoo import load_model
+from convscope.loading.zoo import load_model
 
 IMAGENET_VAL = 50_000
 

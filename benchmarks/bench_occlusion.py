@@ -43,8 +43,8 @@ def main() -> None:
 
     if args.checkpoint or ":" in args.model:
         from convscope.data.images import read_image
-        from convscope.runs import load_run
-        from convscope.zoo import load_model
+        from convscope.loading.runs import load_run
+        from convscope.loading.zoo import load_model
 
         run = load_run(args.checkpoint, device=args.device) if args.checkpoint else load_model(
             args.model, args.weights, device=args.device)

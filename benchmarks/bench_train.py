@@ -25,9 +25,9 @@ from torchvision import datasets
 from torchvision.transforms import v2 as T
 
 import convscope as cs
-from convscope.config import PRESETS
+from convscope.training.config import PRESETS
 from convscope.data.loading import open_split
-from convscope.train import main as train_main
+from convscope.training.train import main as train_main
 
 
 def plain_loop(data: str, n: int, cfg, device: str, steps: int) -> float:
@@ -117,7 +117,7 @@ def main() -> None:
                    help="the device's peak TFLOP/s for the share-of-ceiling column (e.g. an H200: ~989 dense bf16)")
     p.add_argument("--batch-size", type=int, default=0, help="override the recipe's batch")
     args = p.parse_args()
-    from convscope.config import parse_options
+    from convscope.training.config import parse_options
 
     cfg = PRESETS[args.recipe]
     if args.model_options:

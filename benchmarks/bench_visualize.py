@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from convscope.analysis import visualize_maps
-    from convscope.zoo import load_model
+    from convscope.loading.zoo import load_model
 
     model = load_model(args.model, "random", device=args.device).model
     mean = torch.tensor([0.485, 0.456, 0.406], device=args.device).view(1, 3, 1, 1)

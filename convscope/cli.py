@@ -1,7 +1,7 @@
 """The ``convscope`` command: a thin dispatcher over the modules in :mod:`convscope.commands`.
 
 Each command module defines ``HELP`` (one line), ``ORDER`` (position in ``--help``), ``add_arguments(parser)``
-and ``run(args) -> int``. User mistakes raise :class:`convscope.errors.UserError` (or a subclass defined where
+and ``run(args) -> int``. User mistakes raise :class:`convscope.util.errors.UserError` (or a subclass defined where
 the mistake is found) and are printed as one line (exit code 2), never as a traceback.
 """
 from __future__ import annotations
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from .commands._checks import PATHS, check_paths
-    from .errors import UserError
+    from .util.errors import UserError
 
     try:
         check_paths(args, PATHS if args._paths is None else args._paths)  # before the command imports torch

@@ -20,7 +20,7 @@ from torch import nn
 
 from convscope.data.loading import open_split
 from convscope.models import get_model
-from convscope.runs import load_run
+from convscope.loading.runs import load_run
 
 
 def measure(model: nn.Module, pre, images: torch.Tensor, labels: torch.Tensor) -> dict:

@@ -61,7 +61,7 @@ def occlusion_summary(data: Path, patch: int = 64, stride: int = 16) -> dict:
 
     from convscope.analysis import occlusion_map
     from convscope.commands._inputs import read_inputs
-    from convscope.zoo import load_model
+    from convscope.loading.zoo import load_model
 
     root = data / "imagenet-samples"
     rows = list(csv.DictReader(open(root / "labels.csv")))

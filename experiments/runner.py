@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convscope.config import TrainConfig
+from convscope.training.config import TrainConfig
 from convscope.runfolder import read_metrics, read_record
 from convscope.runfolder.records import CorrespondenceRecord, EvalRecord, MetricsRow, TransferRecord
 
@@ -261,7 +261,7 @@ def _option_text(value) -> str:
 def config_key(exp: Experiment, variant: str) -> str:
     """What a run trains, without its seed: runs of two experiments with the same key and seed are the same run
     (training is deterministic given the seed)."""
-    from convscope.config import PRESETS
+    from convscope.training.config import PRESETS
 
     preset = PRESETS[exp.recipe]
     options = {k: v for k, v in overrides(exp, variant, 0).items() if k != "seed" and getattr(preset, k, None) != v}

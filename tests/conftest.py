@@ -57,7 +57,7 @@ TINY_OPTIONS = dict(num_classes=3, width=0.125, fc_width=256, input_size=64, ini
 
 def save_tiny_run(path: Path, model=None, classes=("a", "b", "c")) -> Path:
     """A convscope checkpoint of a tiny zfnet (64 px crop of 72 px images, mean image 120) at ``path``."""
-    from convscope.checkpoint import atomic_save
+    from convscope.util.atomic import atomic_save
     from convscope.models import get_model
 
     if model is None:

@@ -13,8 +13,8 @@ import torchvision
 
 from tests.conftest import save_tiny_run, write_image_folder
 from convscope.cli import main
-from convscope.errors import UserError
-from convscope.zoo import load_model, parse_spec
+from convscope.util.errors import UserError
+from convscope.loading.zoo import load_model, parse_spec
 
 SMALL = ["--image-size", "40", "--crop", "32"]  # torchvision's nets pool adaptively: any input size works
 
@@ -111,7 +111,7 @@ def test_head_size_checkpoint_nesting_and_ddp_prefix_come_from_the_file(tmp_path
     # the same weights through a python factory, class names from a synset mapping
     (tmp_path / "LOC_synset_mapping.txt").write_text("".join(f"n0000000{i} thing {i}, other\n" for i in range(7)))
     again = load_model("torchvision.models:resnet18", str(tmp_path / "ckpt.pth"),
-                       inputs=__import__("convscope.zoo", fromlist=["InputOptions"]).InputOptions(
+                       inputs=__import__("convscope.loading.zoo", fromlist=["InputOptions"]).InputOptions(
                            classes=str(tmp_path / "LOC_synset_mapping.txt")))
     assert again.classes[2] == "thing 2" and again.wnids[2] == "n00000002"
     assert torch.equal(again.model(x), net(x))
@@ -126,7 +126,7 @@ def test_preprocessing_follows_torchvision_weights_and_flags(weights):
     torch.testing.assert_close(run.preprocess(img)[0, :, 0, 0], expected)
     torch.testing.assert_close(run.preprocess.to_pixels(run.preprocess(img)), torch.ones(1, 3, 224, 224))
     small = load_model("torchvision:alexnet", str(weights["alexnet"]), inputs=__import__(
-        "convscope.zoo", fromlist=["InputOptions"]).InputOptions(image_size=72, crop=64, mean=(0.5,) * 3, std=(0.25,) * 3))
+        "convscope.loading.zoo", fromlist=["InputOptions"]).InputOptions(image_size=72, crop=64, mean=(0.5,) * 3, std=(0.25,) * 3))
     assert small.preprocess.crop == 64
     torch.testing.assert_close(small.preprocess(img)[0, :, 0, 0], torch.full((3,), 2.0))
 
@@ -238,7 +238,7 @@ def test_correspondence_and_evaluate_on_a_torchvision_model(tmp_path, labelled, 
 def test_numbered_classes_take_the_data_folders_names(tmp_path, labelled, capsys, monkeypatch):
     """A model trained on the user's own ImageFolder has numbered outputs; with --data/--data-root naming a
     folder of as many classes, its outputs are named by the class folders (ImageFolder order), else stay numbered."""
-    from convscope.zoo import InputOptions
+    from convscope.loading.zoo import InputOptions
 
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "r3.pth")

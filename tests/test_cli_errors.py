@@ -50,7 +50,7 @@ def test_every_command_rejects_bad_input_in_one_line(tmp_path, capsys):
 def test_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys, image_tree):
     import errno
 
-    import convscope.checkpoint as ck
+    import convscope.util.atomic as ck
 
     def full(path, write):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

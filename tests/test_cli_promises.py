@@ -167,7 +167,7 @@ def test_an_analysis_sees_images_replaced_between_two_runs(tmp_path):
 
 
 def test_a_second_analysis_into_the_same_folder_is_refused(tmp_path):
-    from convscope.locks import beside, file_lock
+    from convscope.util.locks import beside, file_lock
 
     _, argv = _inspect_argv(tmp_path)
     with file_lock(beside(tmp_path / "inspect")):  # another inspect is writing tmp/inspect
@@ -178,7 +178,7 @@ def test_a_second_analysis_into_the_same_folder_is_refused(tmp_path):
 def test_a_cache_build_of_another_process_is_waited_for_saying_so(tmp_path):
     """Two commands on one folder: the second waits for the first's decoded-cache build, and says so."""
     from convscope.data.cache import cache_key
-    from convscope.locks import file_lock
+    from convscope.util.locks import file_lock
 
     data = write_image_folder(tmp_path / "data" / "train", per_class=4).parent
     env = _env(tmp_path)
@@ -235,7 +235,7 @@ def _kill_when_reading(fifo: Path, proc: subprocess.Popen) -> None:
 
 
 def test_pack_refuses_a_second_pack_of_the_same_split(tmp_path):
-    from convscope.locks import file_lock
+    from convscope.util.locks import file_lock
 
     data = write_image_folder(tmp_path / "data" / "train", per_class=3).parent
     store = tmp_path / "store"
@@ -276,7 +276,7 @@ def test_a_pack_killed_midway_is_not_taken_for_a_store_and_the_next_pack_clears_
 
 def _run_folder(tmp: Path) -> Path:
     """A valid run folder as train writes it (config.json and two epochs of metrics.jsonl): its report exits 0."""
-    from convscope.config import TrainConfig, config_to_json
+    from convscope.training.config import TrainConfig, config_to_json
     from convscope.runfolder import MetricsRow, to_json
 
     run = tmp / "run"
@@ -290,7 +290,7 @@ def _run_folder(tmp: Path) -> Path:
 
 
 def test_report_refuses_a_second_build_into_the_same_folder(tmp_path):
-    from convscope.locks import file_lock
+    from convscope.util.locks import file_lock
 
     run, env = _run_folder(tmp_path), _env(tmp_path)
     with file_lock(run / ".report.lock"):  # another report is being built into RUN/report

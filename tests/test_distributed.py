@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from convscope.checkpoint import load_checkpoint
+from convscope.runfolder.checkpoint import load_checkpoint
 from convscope.data.sharding import ShardedEvalSampler
 from tests.test_train import _cli_args
 

@@ -4,7 +4,7 @@ import json
 import math
 from types import SimpleNamespace
 
-from convscope.config import TrainConfig, config_to_json
+from convscope.training.config import TrainConfig, config_to_json
 from convscope.runfolder import to_json, write_record
 from convscope.runfolder.records import EvalRecord, EvalRow, MetricsRow
 from experiments import runner
@@ -143,7 +143,7 @@ def test_every_variant_command_parses_back_to_its_overrides():
     (tuples such as remove=conv3+conv4, mappings such as conv_channels=conv3:512+conv4:1024)."""
     from pathlib import Path
 
-    from convscope.config import parse_options
+    from convscope.training.config import parse_options
 
     for exp in runner.EXPERIMENTS.values():
         for variant in exp.variants:

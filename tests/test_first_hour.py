@@ -161,9 +161,9 @@ def test_two_paths_to_the_same_data_share_one_cache(image_tree, tmp_path, monkey
 # --- the demo: how to continue it, and what it says when the machine is far slower than expected ------------------
 
 def test_an_interrupted_demo_says_to_run_the_demo_again(tmp_path, monkeypatch, capsys):
-    import convscope.train
+    import convscope.training.train
     from convscope.cli import main
-    from convscope.guide import resume_command
+    from convscope.training.guide import resume_command
 
     data = tmp_path / "imagenette2-160"
     for split in ("train", "val"):
@@ -171,9 +171,9 @@ def test_an_interrupted_demo_says_to_run_the_demo_again(tmp_path, monkeypatch, c
         (data / split / "n01440764" / "a.JPEG").write_bytes(b"")
 
     def sigterm(cfg, resume=False):
-        raise convscope.train.Stop("sigterm", f"SIGTERM: saved; continue with: {resume_command(cfg.out_dir)}")
+        raise convscope.training.train.Stop("sigterm", f"SIGTERM: saved; continue with: {resume_command(cfg.out_dir)}")
 
-    monkeypatch.setattr(convscope.train, "main", sigterm)
+    monkeypatch.setattr(convscope.training.train, "main", sigterm)
     out = tmp_path / "demo-run"
     assert main(["demo", "--data-root", str(tmp_path), "--out", str(out)]) == 143
     err = capsys.readouterr().err
@@ -183,7 +183,7 @@ def test_an_interrupted_demo_says_to_run_the_demo_again(tmp_path, monkeypatch, c
 
 
 def test_a_far_slower_training_says_why_and_what_to_do():
-    from convscope.guide import Guide, slow_note
+    from convscope.training.guide import Guide, slow_note
 
     guide = Guide(images_per_s=400, cores=2, measured_on="this recipe on 2 idle cores", faster="`make demo-quick`")
     busy = slow_note(20, threads=2, images_left=20 * 3600 * 5, guide=guide, load=7.2, cores=2)
@@ -198,7 +198,7 @@ def test_a_far_slower_training_says_why_and_what_to_do():
 def test_the_speed_check_times_steps_after_the_warm_up_and_speaks_once(monkeypatch, caplog):
     import logging
 
-    import convscope.guide as guide
+    import convscope.training.guide as guide
 
     clock = iter(range(0, 1000, 1))  # each call one second later
     monkeypatch.setattr(guide.time, "perf_counter", lambda: next(clock))

@@ -198,7 +198,7 @@ def test_a_full_disk_while_train_resume_writes_a_checkpoint_is_one_line(cifar, t
 def test_atomic_save_on_a_full_disk_raises_the_os_error_and_keeps_the_old_file(tmp_path, monkeypatch):
     import errno
 
-    from convscope.checkpoint import atomic_save
+    from convscope.util.atomic import atomic_save
 
     path = tmp_path / "last.pt"
     atomic_save({"w": torch.zeros(10)}, path)
@@ -260,7 +260,7 @@ def test_a_live_pid_in_the_lock_file_does_not_lock_the_run(tmp_path):
 
 
 def test_a_busy_run_names_the_real_holder_not_the_pid_in_the_file(tmp_path):
-    from convscope.locks import file_lock
+    from convscope.util.locks import file_lock
 
     run, env = tmp_path / "run", _env(tmp_path)
     run.mkdir()

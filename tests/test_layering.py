@@ -1,15 +1,13 @@
-"""The package reads like the data flows: data -> models -> train -> analysis -> report -> commands. No module
+"""The package reads like the data flows: data -> models -> training -> loading -> analysis -> report -> commands. No module
 imports one of a later layer (function-level imports included), so there are no import cycles between layers;
 the leaf utilities import nothing of the package but other leaves."""
 import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "convscope"
-LEAVES = {"errors", "progress", "locks", "metrics", "checkpoint", "runfolder", "dist", "guide"}
-LAYERS = {"data": 1, "models": 2, "config": 3, "optim": 3, "train": 3, "evaluation": 3, "runs": 3, "zoo": 3,
-          "onnx_models": 3, "_onnx_ops": 3,
-          "analysis": 4,
-          "report": 5, "commands": 6, "cli": 6, "__main__": 6, "__init__": 6}
+LEAVES = {"util", "runfolder"}
+LAYERS = {"data": 1, "models": 2, "training": 3, "loading": 3.5, "analysis": 4, "report": 5, "commands": 6,
+          "cli": 6, "__main__": 6, "__init__": 6}
 
 
 def _layer(module: str) -> int:

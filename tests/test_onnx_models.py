@@ -16,13 +16,13 @@ from torch import nn
 
 from convscope.analysis import deconv_project, receptive_field
 from convscope.cli import main
-from convscope.errors import UserError
+from convscope.util.errors import UserError
 from convscope.models import LRN, get_model
 
 onnx = pytest.importorskip("onnx", reason="the onnx package is not installed")
 
-from convscope.onnx_models import OnnxError, load_onnx, load_into  # noqa: E402
-from convscope.zoo import InputOptions, load_model  # noqa: E402
+from convscope.loading.onnx_models import OnnxError, load_onnx, load_into  # noqa: E402
+from convscope.loading.zoo import InputOptions, load_model  # noqa: E402
 
 DATA = Path(os.environ.get("CONVSCOPE_DATA", "/nonexistent"))
 SQUEEZENET = DATA / "models" / "squeezenet1_0-deepcompression" / "squeezenet1_0_imagenet_deepcompression.pth"
@@ -155,7 +155,7 @@ def test_inspect_occlusion_sanity_and_report_on_an_onnx_squeezenet(squeezenet_on
 
 
 def test_transfers_scratch_baseline_is_the_architecture_reinitialised(squeezenet_onnx):
-    from convscope.zoo import build, parse_spec
+    from convscope.loading.zoo import build, parse_spec
 
     _, path = squeezenet_onnx
     trained, fresh = load_onnx(path), build(parse_spec(f"onnx:{path}"), num_classes=5)

@@ -13,13 +13,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from convscope.checkpoint import CheckpointError, atomic_save, load_checkpoint, load_weights
+from convscope.runfolder.checkpoint import CheckpointError, load_checkpoint, load_weights
+from convscope.util.atomic import atomic_save
 from convscope.data.transforms import Preprocess
-from convscope.runs import load_run
-from convscope.config import PRESETS, TrainConfig
-from convscope.evaluation import ensemble_probs
-from convscope.optim import PaperSGD
-from convscope.train import Stop, main, make_scheduler
+from convscope.loading.runs import load_run
+from convscope.training.config import PRESETS, TrainConfig
+from convscope.training.evaluation import ensemble_probs
+from convscope.training.optim import PaperSGD
+from convscope.training.train import Stop, main, make_scheduler
 
 TINY = dict(model="cifar_convnet", model_options={"width": 0.25, "input_size": 32}, image_size=36, crop=32,
             batch_size=8, epochs=2, workers=0, lr=0.01, input_scale=1 / 64, keep_epochs=[1])
@@ -92,7 +93,7 @@ def test_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path):
 
 
 def test_checkpoint_fields_are_read_as_a_typed_record(tmp_path):
-    from convscope.checkpoint import read_checkpoint
+    from convscope.runfolder.checkpoint import read_checkpoint
     from tests.conftest import save_tiny_run
 
     rec = read_checkpoint(save_tiny_run(tmp_path / "tiny.pt"))  # a checkpoint to look at: no resume fields
@@ -281,8 +282,8 @@ def test_loader_workers_ignore_a_foreign_sigterm_but_obey_their_parent():
 
 
 def test_a_bug_while_building_the_model_is_not_blamed_on_the_user(image_tree, tmp_path, monkeypatch):
-    import convscope.train as train
-    from convscope.errors import UserError
+    import convscope.training.train as train
+    from convscope.util.errors import UserError
 
     with pytest.raises(UserError, match="no option 'widht'"):  # the user's option: one line
         main(tiny_cfg(image_tree, tmp_path / "a", model_options={"widht": 0.25}))
@@ -297,7 +298,7 @@ def test_a_bug_while_building_the_model_is_not_blamed_on_the_user(image_tree, tm
 
 
 def test_resume_without_checkpoint_and_rerun_into_existing_run_are_errors(image_tree, tmp_path):
-    from convscope.errors import UserError
+    from convscope.util.errors import UserError
 
     with pytest.raises(UserError, match="no checkpoint"):
         main(tiny_cfg(image_tree, tmp_path / "none"), resume=True)
@@ -398,7 +399,7 @@ def test_channels_last_and_bf16_match_the_plain_forward():
 
 
 def test_recipe_flags_parse_and_merge():
-    from convscope.config import parse_options, resolve_config
+    from convscope.training.config import parse_options, resolve_config
 
     assert parse_options("width=0.5,lrn=False,remove=conv3+conv4,activation=tanh") == dict(
         width=0.5, lrn=False, remove=("conv3", "conv4"), activation="tanh")
@@ -454,7 +455,7 @@ def test_a_failed_fresh_run_leaves_no_folder_but_never_removes_the_users(image_t
     """A typo in --data-root: the folder the run would have made is gone again (no config.json + .lock that
     looks like a run); a folder that existed before is left as it was."""
     from convscope.cli import main as cli
-    from convscope.errors import UserError
+    from convscope.util.errors import UserError
 
     with pytest.raises(UserError, match="not found"):
         main(tiny_cfg(tmp_path / "no-such-data", tmp_path / "made"))

@@ -7,7 +7,7 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..util.errors import UserError
 
 
 class UnknownLayerError(UserError, KeyError):

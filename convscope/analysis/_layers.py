@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..util.errors import UserError
 from ._hooks import UnknownLayerError, capture, eval_mode, model_device, resolve_layer
 
 
@@ -131,7 +131,7 @@ def atlas_layers(model: nn.Module, input_size: int = 224) -> tuple[list[str], li
     """The layers an atlas looks at when none are named, and those left out with why: ZF's ``conv1`` ... ``conv5``
     where the model has them (convscope's), else the graph's rectified conv maps
     (:func:`~convscope.analysis.graph.default_layers`) that the deconvnet can project from
-    (:func:`unprojectable`). Raises :class:`~convscope.errors.UserError` when none is left."""
+    (:func:`unprojectable`). Raises :class:`~convscope.util.errors.UserError` when none is left."""
     from . import graph
 
     if has_paper_stages(model):

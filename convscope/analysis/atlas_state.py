@@ -3,7 +3,7 @@
 The state of a :func:`~convscope.analysis.top_activations.top_activations` pass is small, O(maps x k) per layer
 (values, dataset indices, positions), plus how far along the rank's shard it got. :func:`atlas_pass` streams one
 rank's shard (``ShardedEvalSampler``: rank r of w takes images r, r+w, ...), saves that state with
-:func:`~convscope.checkpoint.atomic_save` every ``every`` seconds (and when interrupted by an exception or Ctrl-C),
+:func:`~convscope.util.atomic.atomic_save` every ``every`` seconds (and when interrupted by an exception or Ctrl-C),
 and on ``resume`` continues after the last saved batch. Because a pass visits a fixed order of images and the top-k
 merge is exact and order-free (:func:`~convscope.analysis.top_activations.merge_topk`; an image merged twice keeps
 one slot), a resumed pass gives exactly the result of an uninterrupted one. The ranks' results are merged with
@@ -23,8 +23,8 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_save, clear_temp_files
-from ..errors import UserError
+from ..util.atomic import atomic_save, clear_temp_files
+from ..util.errors import UserError
 from .top_activations import TopActivations, all_gather_topk, top_activations
 from .unit_names import ClassMeans
 

@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..util.errors import UserError
 from ._layers import layer_outputs, stage_layer
 
 

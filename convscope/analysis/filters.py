@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..metrics import spatial_autocorrelation
+from ..training.metrics import spatial_autocorrelation
 from ._hooks import resolve_layer
 
 HIGH_FREQUENCY = ("share of a filter's spectral energy (DC excluded, colour channels summed) at spatial frequencies "
@@ -35,7 +35,7 @@ class FilterStats:
         contrast: (C_out,) peak-to-peak range of each filter's weights.
         dead: (C_out,) bool, by ``criterion``.
         criterion: the dead-filter rule, in words with its threshold.
-        smoothness: (C_out,) :func:`spatial_autocorrelation` of each filter (:data:`convscope.metrics.SMOOTHNESS`).
+        smoothness: (C_out,) :func:`spatial_autocorrelation` of each filter (:data:`convscope.training.metrics.SMOOTHNESS`).
         high_frequency: (C_out,) :func:`high_frequency_share` of each filter (:data:`HIGH_FREQUENCY`).
     """
 

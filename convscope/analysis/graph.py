@@ -18,7 +18,7 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserError
+from ..util.errors import UserError
 from ._hooks import resolve_layer
 
 # modules kept whole in the trace (the rules of the deconvnet and receptive fields know them)

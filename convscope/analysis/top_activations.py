@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Sequence, overload
 
 import torch
 from torch import nn
-from ..progress import tqdm
+from ..util.progress import tqdm
 
 from ._hooks import eval_mode, model_device
 from .deconv import deconv_project, feature_map_layer

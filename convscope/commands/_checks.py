@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UserError, WrongKindOfPath
+from ..util.errors import UserError, WrongKindOfPath
 
 # argument dest -> kind of path: "checkpoint" (a file or a run folder), "image" (a file), "data" (a folder)
 PATHS = {"checkpoint": "checkpoint", "checkpoints": "checkpoint", "compare": "checkpoint", "images": "image",
@@ -18,7 +18,7 @@ PATHS = {"checkpoint": "checkpoint", "checkpoints": "checkpoint", "compare": "ch
 
 
 def check_paths(args: argparse.Namespace, table: dict[str, str] = PATHS) -> None:
-    """Raise :class:`~convscope.errors.UserError` for the first path in ``args`` (by ``table``) that is missing
+    """Raise :class:`~convscope.util.errors.UserError` for the first path in ``args`` (by ``table``) that is missing
     or of the wrong kind; None values (an option not given) are skipped."""
     for dest, kind in table.items():
         value = getattr(args, dest, None)

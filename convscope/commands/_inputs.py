@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UserError
-from ..locks import claim_for_life
+from ..util.errors import UserError
+from ..util.locks import claim_for_life
 from ._labels import class_index  # noqa: F401 - the commands reach it as _inputs.class_index
 
 
@@ -121,9 +121,9 @@ def model_folder(args: argparse.Namespace) -> Path:
 
 
 def load_model(args: argparse.Namespace, device: str | None = None):
-    """The :class:`~convscope.runs.LoadedRun` of ``--checkpoint`` or ``--model``/``--weights``."""
-    from ..runs import load_run
-    from ..zoo import InputOptions, load_model as load_external
+    """The :class:`~convscope.loading.runs.LoadedRun` of ``--checkpoint`` or ``--model``/``--weights``."""
+    from ..loading.runs import load_run
+    from ..loading.zoo import InputOptions, load_model as load_external
 
     device = device or getattr(args, "device", "cpu")
     if getattr(args, "model", None):

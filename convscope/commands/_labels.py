@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import UserError
+from ..util.errors import UserError
 from ..runfolder.records import NO_LABEL
 PREDICTED = "predicted"  # Target.source of an image with no label
 _FILE_COLUMNS = ("filename", "file", "image", "path")
@@ -68,7 +68,7 @@ def class_index(run, name: str | int | None, path: str | Path | None = None) -> 
 
 def image_target(run, given: str | None, path: str | Path, labels: str | None = None) -> Target | None:
     """The labelled class of the image at ``path`` (see the module), or None when nothing names one of the
-    model's classes. ``given`` (``--target``) that names no class is a :class:`~convscope.errors.UserError`."""
+    model's classes. ``given`` (``--target``) that names no class is a :class:`~convscope.util.errors.UserError`."""
     if given is not None:
         return Target(class_index(run, given), "--target")
     path = Path(path)

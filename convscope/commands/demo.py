@@ -43,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def find_imagenette(data_root: str, download: bool = False) -> Path:
     """The imagenette2-160 folder under ``data_root`` (or ``data_root`` itself); downloaded when asked to."""
-    from ..errors import UserError
+    from ..util.errors import UserError
 
     root = Path(data_root or "data").expanduser()
     for cand in (root / "imagenette2-160", root):
@@ -71,7 +71,7 @@ def real_network(data_root: str, download: bool) -> tuple[list[str], str] | str:
     """The ImageNet network the demo looks inside: ``(["--model", ..., "--weights", ...], what)``, or why none."""
     if download:
         try:
-            from ..zoo import load_model
+            from ..loading.zoo import load_model
 
             load_model("torchvision:alexnet", "IMAGENET1K_V1", download=True)
             return ["--model", "torchvision:alexnet", "--weights", "IMAGENET1K_V1", "--download"], \
@@ -149,8 +149,8 @@ def continue_command(args: argparse.Namespace) -> str:
 
 
 def guide(args: argparse.Namespace):
-    """What the demo's training says when stopped or far slower than on an idle machine (convscope.guide)."""
-    from ..guide import Guide
+    """What the demo's training says when stopped or far slower than on an idle machine (convscope.training.guide)."""
+    from ..training.guide import Guide
 
     return Guide(resume=continue_command(args), images_per_s=IDLE_IMAGES_PER_S, cores=IDLE_CORES,
                  measured_on=f"this recipe on {IDLE_CORES} idle cores",
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     """The demo (:func:`run_steps`); when a step is stopped, one line on how to continue it."""
     import sys
 
-    from ..guide import guided
+    from ..training.guide import guided
 
     try:
         with guided(guide(args)):
@@ -202,7 +202,7 @@ def run_steps(args: argparse.Namespace) -> int:
 def trained_part(args: argparse.Namespace, data: Path, out: Path, skip: set[str], samples: list[str], cli) -> int:
     """Train the imagenette recipe into ``out``, run every analysis on it and build its report."""
     q = args.quick
-    from ..config import PRESETS
+    from ..training.config import PRESETS
 
     epochs = args.epochs or (4 if q else PRESETS["imagenette"].epochs)
 

@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..errors import UserError
+    from ..util.errors import UserError
 
     if bool(args.checkpoints) + bool(args.model) + bool(args.checkpoint) != 1:  # before torch loads
         raise UserError("give the model one way: checkpoints (several = an ensemble), or one --checkpoint, or "
@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ..runs import load_run
+    from ..loading.runs import load_run
     from ..data.loading import collate_for, open_split
-    from ..evaluation import evaluate
+    from ..training.evaluation import evaluate
     from ..runfolder import write_record
     from ..runfolder.records import EvalRecord, EvalRow
 

@@ -6,7 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
-from ..errors import UserError
+from ..util.errors import UserError
 from ..runfolder import as_record, write_record
 from ..runfolder.records import (CompareSide, Diagnostics, FilterInfo, FiltersCompare, Figure, InspectRecord,
                                  LayerInfo, ReceptiveField, Smoothness, SmoothnessRow, Tile, UnitInfo)
@@ -195,8 +195,8 @@ def _sample_info(dataset, index: int) -> dict:
 def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) -> Smoothness:
     """Per-layer filter smoothness of the random init (rebuilt from the run's seed), every saved epoch and the
     inspected checkpoint: learned structure versus initial noise at a glance."""
-    from ..metrics import SMOOTHNESS, layer_smoothness
-    from ..runs import initial_model, load_run
+    from ..training.metrics import SMOOTHNESS, layer_smoothness
+    from ..loading.runs import initial_model, load_run
 
     rows = []
     init = initial_model(run_)
@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis import (compare_filters, conv_filters, feature_evolution, filter_diagnostics, filter_stats,
                             first_convs, live_maps, project_top, receptive_field, resolve_layer,
                             unprojectable)
-    from ..runs import load_run
+    from ..loading.runs import load_run
     from ..report.figures import filter_spectra_figure
     from ..report import images as img
 
@@ -241,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"-k and --maps must be positive (got {args.k}, {args.maps})")
     if args.compare and not Path(args.compare).exists():  # fail before the long pass, not after it
         raise UserError(f"--compare: checkpoint not found: {args.compare}")
-    from ..dist import cleanup, init_distributed
+    from ..util.dist import cleanup, init_distributed
 
     info = init_distributed(args.device)  # under torchrun: this process's rank (one process: rank 0 of 1)
     run_, out = _inputs.load(args)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UserError
+from ..util.errors import UserError
 from ..runfolder import write_record
 from ..runfolder.records import Curve, InvarianceRecord
 from . import _inputs

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from ..errors import UserError, expect_folder
+from ..util.errors import UserError, expect_folder
 from . import _inputs
 
 HELP = "write a dataset's 256x256 view once as JPEG tar shards (ImageNet-scale input without a 252 GB cache)"

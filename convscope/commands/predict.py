@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..data.images import read_image
-    from ..evaluation import ensemble_probs
+    from ..training.evaluation import ensemble_probs
     from ..runfolder import write_record
     from ..runfolder.records import ClassProb, Prediction, PredictionsRecord
 

@@ -30,8 +30,8 @@ def build(run_dir: str, out: str | None = None, problems: list[str] | None = Non
     """Build the report of ``run_dir`` or raise a :class:`UserError` saying why it cannot be built."""
     from pathlib import Path
 
-    from ..errors import UserError, expect_folder
-    from ..locks import beside, claim
+    from ..util.errors import UserError, expect_folder
+    from ..util.locks import beside, claim
     from ..report import KNOWN_OUTPUTS, build_report
 
     run = Path(run_dir)

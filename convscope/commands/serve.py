@@ -68,7 +68,7 @@ def servable(root, path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
+    from ..util.errors import UserError
     from .report import build
 
     index = build(args.run_dir, args.out)

@@ -19,10 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checkpoint import atomic_save
+    from ..util.atomic import atomic_save
     from ..data.loading import open_split
     from ..data.stats import cached_stats
-    from ..errors import expect_file
+    from ..util.errors import expect_file
 
     if args.out:
         expect_file(args.out, "--out")

@@ -18,7 +18,7 @@ PATHS: dict[str, str] = {}  # its paths are checked by the command itself (see c
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..config import PRESETS, add_config_arguments
+    from ..training.config import PRESETS, add_config_arguments
 
     p.add_argument("--recipe", default=None,
                    help=f"named recipe: {', '.join(PRESETS)} (default alexnet_2012; not needed with --resume)")
@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p)
 
 
-# how an early stop ends the process (convscope.train.Stop.kind -> exit code)
+# how an early stop ends the process (convscope.training.train.Stop.kind -> exit code)
 EXIT_CODES = {"nan": 3, "sigterm": 143}
 
 
@@ -38,12 +38,12 @@ def resolve(args: argparse.Namespace):
     """The run's configuration: the recipe with the flags given, or on ``--resume`` the run's saved one."""
     from pathlib import Path
 
-    from ..config import config_from_dict, resolve_config, resume_config
-    from ..errors import UserError
+    from ..training.config import config_from_dict, resolve_config, resume_config
+    from ..util.errors import UserError
 
     if not args.resume:
         return resolve_config(args.recipe or "alexnet_2012", args)
-    from ..checkpoint import read_checkpoint  # torch: only a resumed run reads one here
+    from ..runfolder.checkpoint import read_checkpoint  # torch: only a resumed run reads one here
     if not getattr(args, "out_dir", None):
         raise UserError("--resume needs --out-dir: the run folder to continue")
     last = Path(args.out_dir) / "last.pt"
@@ -52,10 +52,10 @@ def resolve(args: argparse.Namespace):
     # only the saved config is needed here (training loads the checkpoint itself): map, do not read, the tensors
     cfg, changes = resume_config(config_from_dict(read_checkpoint(last, mmap=True).config), args)
     if args.recipe:
-        logging.getLogger("convscope.train").info("resume: --recipe %s ignored; the run's saved settings are used",
+        logging.getLogger("convscope.training.train").info("resume: --recipe %s ignored; the run's saved settings are used",
                                                   args.recipe)
     for name, (old, new) in changes.items():
-        logging.getLogger("convscope.train").info("resume: %s %r -> %r", name, old, new)
+        logging.getLogger("convscope.training.train").info("resume: %s %r -> %r", name, old, new)
     return cfg
 
 
@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from ..config import config_to_json
-    from ..locks import removed_on_failure, run_lock
+    from ..training.config import config_to_json
+    from ..util.locks import removed_on_failure, run_lock
 
     if args.print_config:
         print(config_to_json(resolve(args)))
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     claim = bool(out_dir) and os.environ.get("RANK", "0") == "0" and (cfg is not None or Path(out_dir).is_dir())
     with removed_on_failure(out_dir or ".", keep="last.pt", enabled=claim), run_lock(out_dir or ".", enabled=claim):
         cfg = cfg or resolve(args)
-        from ..train import Stop, main
+        from ..training.train import Stop, main
 
         try:
             main(cfg, resume=args.resume)

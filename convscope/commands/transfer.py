@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UserError
+from ..util.errors import UserError
 from ..runfolder import write_record
 from ..runfolder.records import TransferRecord, TransferTable
 from . import _inputs
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..analysis import extract_features, linear_probes, scratch_baseline, zf_layers
     from ..models import get_model
-    from ..zoo import build, parse_spec
+    from ..loading.zoo import build, parse_spec
 
     if min(args.n_per_class) < 1 or args.splits < 1:
         raise UserError("--n-per-class values and --splits must be positive")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import UserError
+from ..util.errors import UserError
 from ..runfolder import MalformedFile, read_record, write_record
 from ..runfolder.records import Dream, InspectRecord, VisualizedMap, VisualizeRecord
 from . import _inputs

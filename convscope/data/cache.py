@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from ..locks import file_lock
-from ..progress import tqdm
+from ..util.locks import file_lock
+from ..util.progress import tqdm
 from .datasets import WithIndex, collate_with_index
-from ..errors import UserError
+from ..util.errors import UserError
 from .images import ImageReadError
 
 # bump when decoding changes what a stored image holds (2: EXIF orientation, 16-bit greyscale scaled)

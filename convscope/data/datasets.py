@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import UserError
+from ..util.errors import UserError
 from .images import ImageReadError, read_image, resize_center
 
 log = logging.getLogger(__name__)

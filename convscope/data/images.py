@@ -8,7 +8,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
-from ..errors import UserError
+from ..util.errors import UserError
 
 
 class ImageReadError(UserError, ValueError):

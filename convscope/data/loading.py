@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler, Subset
 
-from ..dist import barrier
+from ..util.dist import barrier
 from .cache import DecodedCache, cache_key, passthrough
 from .store import JpegStore, is_store
 from .datasets import build_dataset, collate_skip_bad

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
-from ..progress import tqdm
+from ..util.progress import tqdm
 
 from .cache import passthrough
 
@@ -78,8 +78,8 @@ def cached_stats(dataset, root: str | Path, split: str, image_size: int, *, cach
                  num_workers: int = 2) -> DataStats:
     """:func:`compute_stats` once per content of the split (:func:`stats_fingerprint`: images replaced under the
     same names are new statistics); later calls read the cache, and a process computing them is waited for."""
-    from ..checkpoint import atomic_save
-    from ..locks import file_lock
+    from ..util.atomic import atomic_save
+    from ..util.locks import file_lock
     from .cache import cache_key
     from .loading import default_cache_dir
 

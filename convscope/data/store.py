@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import UserError
-from ..progress import tqdm
+from ..util.errors import UserError
+from ..util.progress import tqdm
 from .datasets import WithIndex, build_dataset
 from .images import ImageReadError, open_rgb, resize_center
 
@@ -68,12 +68,12 @@ def pack(root: str | Path, out: str | Path, *, split: str = "train", size: int =
     """Write one split of a dataset folder (any layout :func:`build_dataset` reads) as a JPEG shard store.
 
     Returns the index file. Unreadable images are skipped and counted. One pack per split and store at a time (a
-    second is refused, :class:`~convscope.locks.FolderBusy`). The old index goes first and the new one appears last,
+    second is refused, :class:`~convscope.util.locks.FolderBusy`). The old index goes first and the new one appears last,
     shards are written to temp names and renamed when complete, so an interrupted pack is never mistaken for a
     finished one (nor for the old one, whose shards it may have replaced); the next pack clears what it left.
     """
-    from ..errors import expect_folder
-    from ..locks import claim
+    from ..util.errors import expect_folder
+    from ..util.locks import claim
 
     out = expect_folder(out, "the store")
     out.mkdir(parents=True, exist_ok=True)

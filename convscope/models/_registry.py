@@ -5,7 +5,7 @@ from typing import Callable
 
 from torch import nn
 
-from ..errors import UserError
+from ..util.errors import UserError
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 

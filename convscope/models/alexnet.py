@@ -144,7 +144,7 @@ def _load(model: nn.Module, weights: str | None) -> nn.Module:
     """Load a local state_dict or convscope checkpoint into ``model``."""
     if weights is None:
         return model
-    from ..checkpoint import load_weights
+    from ..runfolder.checkpoint import load_weights
 
     load_weights(model, weights)
     return model

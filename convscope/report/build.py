@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from ..checkpoint import atomic_write_text
+from ..util.atomic import atomic_write_text
 from .compare import compare_section
 from .html import json_for_script
 from . import sections as _sections

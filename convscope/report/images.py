@@ -71,7 +71,7 @@ def to_image(t: torch.Tensor) -> Image.Image:
 def save_png(image: Image.Image | torch.Tensor, path: str | Path) -> Path:
     """Write an image (PIL, or (3, H, W) 0..1 tensor) as PNG, creating folders, atomically (a killed analysis
     leaves the old file or the new one, never a torn PNG). Returns the path."""
-    from ..checkpoint import atomic_write
+    from ..util.atomic import atomic_write
 
     im = to_image(image) if isinstance(image, torch.Tensor) else image
     atomic_write(path, lambda f: im.save(f, format="PNG"))

@@ -14,7 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Callable
 
-from ..config import TrainConfig
+from ..training.config import TrainConfig
 from ..runfolder import MalformedFile
 from ..runfolder.records import (NO_LABEL, TRAIN_COMMAND, CorrespondenceRecord, EvalRecord, InspectRecord,
                                  InvarianceRecord, MetricsRow, OcclusionRecord, PredictionsRecord, RetrievalRecord,

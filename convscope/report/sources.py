@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import TrainConfig
+from ..training.config import TrainConfig
 from ..runfolder.records import (TRAIN_COMMAND, CorrespondenceRecord, EvalRecord, InspectRecord, InvarianceRecord,
                                  MetricsRow, ModelRecord, OcclusionRecord, PredictionsRecord, RetrievalRecord,
                                  SanityRecord, TransferRecord, VisualizeRecord)

@@ -2,7 +2,7 @@
 experiment runner) that read them back.
 
     RUN/
-      config.json                     train        convscope.config.TrainConfig (the resolved recipe)
+      config.json                     train        convscope.training.config.TrainConfig (the resolved recipe)
       metrics.jsonl                   train        one MetricsRow per finished epoch
       stats.pt, last.pt, best.pt, epochs/epoch_NNN.pt, tensorboard/, .lock      train (checkpoints: checkpoint.py)
       eval.json                       evaluate     EvalRecord
@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import UserError
+from ..util.errors import UserError
 from .codec import FieldError, decode_object, encode
 from .records import RECORDS, TRAIN_COMMAND, MetricsRow
 
@@ -79,7 +79,7 @@ def as_record(cls, value):
 def write_record(path: str | Path, record) -> Path:
     """Write ``record`` atomically at ``path`` after reading its text back as its own type (a writer that fills
     a field with the wrong kind of value fails here, naming the field)."""
-    from ..checkpoint import atomic_write_text
+    from ..util.atomic import atomic_write_text
 
     text = to_json(record)
     try:
@@ -92,7 +92,7 @@ def write_record(path: str | Path, record) -> Path:
 
 def read_record(cls, path: str | Path, command: str | None = None):
     """Read a record of type ``cls`` (a record of :mod:`.records`, or another dataclass such as
-    :class:`~convscope.config.TrainConfig` for ``config.json``, then with ``command``); :class:`MalformedFile`
+    :class:`~convscope.training.config.TrainConfig` for ``config.json``, then with ``command``); :class:`MalformedFile`
     when the file is not JSON or does not fit."""
     command = command or getattr(cls, "COMMAND", TRAIN_COMMAND)
     try:

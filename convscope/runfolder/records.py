@@ -25,7 +25,7 @@ def record(kind: str, path: str, command: str):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# train: metrics.jsonl (one row per finished epoch); config.json is convscope.config.TrainConfig
+# train: metrics.jsonl (one row per finished epoch); config.json is convscope.training.config.TrainConfig
 
 @dataclass(kw_only=True)
 class MetricsRow:

@@ -177,7 +177,7 @@ def test_equals_captum_for_a_whole_feature_map(name):
 def test_equals_captum_with_a_trained_checkpoint_without_its_lrn():
     import os
 
-    from convscope.checkpoint import load_checkpoint
+    from convscope.runfolder.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(os.environ["CONVSCOPE_CHECKPOINT"])
     opts = dict(ckpt.get("model_options", {}))

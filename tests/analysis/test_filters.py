@@ -6,7 +6,7 @@ import torch
 
 import convscope as cs
 from convscope.analysis import compare_filters, conv_filters, filter_stats
-from convscope.metrics import layer_smoothness, spatial_autocorrelation
+from convscope.training.metrics import layer_smoothness, spatial_autocorrelation
 
 
 def _model(seed=0, name="zfnet"):

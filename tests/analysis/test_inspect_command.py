@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import convscope as cs
-from convscope.checkpoint import atomic_save
+from convscope.util.atomic import atomic_save
 from convscope.cli import main
 
 OPTS = dict(num_classes=2, width=0.1, input_size=64, fc_width=8)
@@ -123,7 +123,7 @@ def test_inspect_on_real_data(tmp_path):
 
 
 def test_initial_model_rebuilds_the_runs_init_and_leaves_torchs_random_state(run_dir):
-    from convscope.runs import initial_model, load_run
+    from convscope.loading.runs import initial_model, load_run
 
     run = load_run(run_dir / "run" / "best.pt")  # saved right after building with its seed: the init itself
     state = torch.random.get_rng_state()

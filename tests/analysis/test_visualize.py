@@ -158,7 +158,7 @@ CLASSES = (130, 207, 779)  # flamingo, golden retriever, school bus
 
 @pytest.fixture(scope="module")
 def squeezenet(data_root):
-    from convscope.zoo import load_model
+    from convscope.loading.zoo import load_model
 
     path = data_root / SQUEEZENET
     if not path.is_file():

@@ -13,7 +13,7 @@ from PIL import Image
 
 from convscope.data import DecodedCache, build_dataset, compute_stats
 from convscope.data.loading import open_split
-from convscope.errors import UserError
+from convscope.util.errors import UserError
 from tests.conftest import write_image_folder
 
 

@@ -10,7 +10,7 @@ import torch
 from convscope.data.datasets import build_dataset
 from convscope.data.loading import collate_for, open_split
 from convscope.data.store import JpegStore, is_store, pack
-from convscope.errors import UserError
+from convscope.util.errors import UserError
 from tests.conftest import write_image_folder
 
 
@@ -55,8 +55,8 @@ def test_open_split_and_collate_use_the_store(tree):
     assert isinstance(ds, JpegStore) and len(ds) == 6
     images, labels = collate_for(ds)(ds.__getitems__([0, 1]))
     assert images.dtype == torch.uint8 and images.shape == (2, 3, 36, 36)
-    from convscope.config import PRESETS
-    from convscope.train import main as train
+    from convscope.training.config import PRESETS
+    from convscope.training.train import main as train
     from dataclasses import replace
 
     cfg = replace(PRESETS["cifar10"], data_root=str(out), out_dir=str(tree / "run"), model="cifar_convnet",

@@ -99,7 +99,7 @@ def test_registry_names_errors_and_duplicates():
 
 
 def test_a_wrong_model_option_is_a_user_error_naming_it():
-    from convscope.errors import UserError
+    from convscope.util.errors import UserError
 
     for options, message in ((dict(widht=0.5), "no option 'widht'"),
                              (dict(width="half"), "width='half': expected float"),

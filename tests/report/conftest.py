@@ -33,8 +33,8 @@ def val_images(data: Path) -> list[str]:
 def real_run(tmp_path_factory):
     """A tiny cifar_convnet trained for 2 epochs, with every analysis run on it at small settings."""
     from convscope.cli import main
-    from convscope.config import PRESETS
-    from convscope.train import main as train
+    from convscope.training.config import PRESETS
+    from convscope.training.train import main as train
 
     tmp = tmp_path_factory.mktemp("real_run")
     data, run = imagenet_layout(tmp / "data"), tmp / "run"

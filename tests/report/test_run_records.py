@@ -181,7 +181,7 @@ def test_an_imagenet_layout_run_names_its_true_classes_by_folder(real_run):
     """The images' folders are wnids that only the run's own record knows (not Imagenette's): occlusion measures
     p(folder class), not p(predicted class), and invariance finds the true classes without --target."""
     from convscope.runfolder.records import InvarianceRecord, OcclusionRecord
-    from convscope.runs import load_run
+    from convscope.loading.runs import load_run
 
     assert load_run(real_run).wnids == list(WNIDS) and load_run(real_run).classes == [w.split(",")[0] for w in WORDS]
     records = [read_record(OcclusionRecord, f) for f in sorted((real_run / "occlusion").glob("*.json"))]

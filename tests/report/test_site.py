@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from convscope.cli import main
-from convscope.config import TrainConfig, config_to_json
+from convscope.training.config import TrainConfig, config_to_json
 from convscope.report import build_report
 from convscope.report.charts import Series, line_chart
 from convscope.report.site import json_for_script

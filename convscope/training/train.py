@@ -19,28 +19,27 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from .progress import tqdm
+from ..util.progress import tqdm
 
-from .checkpoint import (FORMAT_VERSION, CheckpointRecord, atomic_save, atomic_write_text, link_epoch,
-                         read_checkpoint, unwrap)
+from ..runfolder.checkpoint import FORMAT_VERSION, CheckpointRecord, link_epoch, read_checkpoint, unwrap
+from ..util.atomic import atomic_save, atomic_write_text
 from .config import TrainConfig, config_from_dict, config_to_json
-from .locks import removed_on_failure, run_lock
-from .data.cache import passthrough
-from .data.loading import (EpochSampler, TrainBatches, collate_for, open_split, reads_in_one_copy,
-                           sigterm_from_parent_only)
-from .data.sharding import ShardedEvalSampler
-from .data.stats import DataStats, cached_stats
-from .data.transforms import Preprocess, TrainAugment
-from .dist import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
-from .errors import UserError
+from ..util.locks import removed_on_failure, run_lock
+from ..data.cache import passthrough
+from ..data.loading import (EpochSampler, TrainBatches, collate_for, open_split, reads_in_one_copy, sigterm_from_parent_only)
+from ..data.sharding import ShardedEvalSampler
+from ..data.stats import DataStats, cached_stats
+from ..data.transforms import Preprocess, TrainAugment
+from ..util.dist import DistInfo, all_reduce_sum, barrier, cleanup, init_distributed
+from ..util.errors import UserError
 from .evaluation import evaluate
 from .guide import SpeedCheck, resume_command
 from .metrics import MetricsLog, layer_smoothness, topk_correct
-from .models import UnknownModelError, get_model, list_models, model_accepts, renorm_filters_
+from ..models import UnknownModelError, get_model, list_models, model_accepts, renorm_filters_
 from .optim import PaperSGD
-from .runfolder import MetricsRow
+from ..runfolder import MetricsRow
 
-log = logging.getLogger("convscope.train")
+log = logging.getLogger("convscope.training.train")
 
 
 class Stop(Exception):
@@ -82,7 +81,7 @@ class Checkpointed:
 
 def save_checkpoint(path: Path, run: Checkpointed, state: TrainState, metrics: dict | None = None) -> None:
     """Write a training checkpoint atomically: weights, optimiser, schedule, scaler, RNG states, the position and
-    the recipe, so that ``--resume`` continues bit-exactly (the format :func:`~convscope.runs.load_run` reads)."""
+    the recipe, so that ``--resume`` continues bit-exactly (the format :func:`~convscope.loading.runs.load_run` reads)."""
     rng = dict(torch=torch.get_rng_state())
     if torch.cuda.is_available():
         rng["cuda"] = torch.cuda.get_rng_state()
@@ -196,7 +195,7 @@ def main(cfg: TrainConfig, *, resume: bool = False) -> dict:
 
     The run folder is owned by this process while it trains (a second training into it is refused). With
     ``resume`` the run continues from ``last.pt``; ``cfg`` is then the saved config with the allowed overrides
-    (:func:`~convscope.config.resume_config`), and a changed lr, momentum or weight decay is applied to the
+    (:func:`~convscope.training.config.resume_config`), and a changed lr, momentum or weight decay is applied to the
     optimizer and the schedule. Raises :class:`Stop` when training stops early.
     """
     dist = init_distributed(cfg.device)

@@ -1,11 +1,11 @@
 """Models convscope did not train: torchvision's, timm's, or any ``package.module:factory``, with their weights,
-preprocessing and class names, as a :class:`~convscope.runs.LoadedRun` that every analysis command takes.
+preprocessing and class names, as a :class:`~convscope.loading.runs.LoadedRun` that every analysis command takes.
 
     --model torchvision:alexnet --weights IMAGENET1K_V1 --download   # torchvision's weights (download on request)
     --model torchvision:vgg16 --weights vgg16.pth                    # a state_dict (or checkpoint) file
     --model timm:resnet50 --weights resnet50.pth
     --model mypackage.nets:build --weights run/best.pth --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5
-    --model onnx:bvlcalexnet-12.onnx --caffe-input [--into alexnet]  # an ONNX file (convscope.onnx_models)
+    --model onnx:bvlcalexnet-12.onnx --caffe-input [--into alexnet]  # an ONNX file (convscope.loading.onnx_models)
 
 Preprocessing comes from the weights where they carry it (torchvision's ``weights.transforms()``: resize, crop,
 mean/std; timm's pretrained config), else from ``--image-size/--crop/--mean/--std`` (default: the ImageNet
@@ -25,10 +25,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, check_finite, load_checkpoint
-from .data.datasets import folder_classes
-from .data.transforms import Preprocess
-from .errors import UserError
+from ..runfolder.checkpoint import CheckpointError, check_finite, load_checkpoint
+from ..data.datasets import folder_classes
+from ..data.transforms import Preprocess
+from ..util.errors import UserError
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SOURCES = ("torchvision", "timm")
@@ -294,7 +294,7 @@ def _preprocess(spec: ModelSpec, model: nn.Module, weights, opts: InputOptions) 
 
 def load_model(spec_text: str, weights: str | None, *, device="cpu", download: bool = False,
                inputs: InputOptions | None = None):
-    """Build ``--model`` with ``--weights`` as a :class:`~convscope.runs.LoadedRun` in eval mode on ``device``.
+    """Build ``--model`` with ``--weights`` as a :class:`~convscope.loading.runs.LoadedRun` in eval mode on ``device``.
 
     ``weights``: a file (state dict or checkpoint), a torchvision weights name (``IMAGENET1K_V1``, ``DEFAULT``),
     or ``random`` (the architecture's own seeded random initialisation: a baseline, not a trained model).

@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import load_weights, read_checkpoint
-from .data.transforms import Preprocess
-from .models import get_model
+from ..runfolder.checkpoint import load_weights, read_checkpoint
+from ..data.transforms import Preprocess
+from ..models import get_model
 
 
 @dataclass

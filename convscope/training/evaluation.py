@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from .progress import tqdm
+from ..util.progress import tqdm
 
-from .data.transforms import Preprocess
-from .dist import all_reduce_sum
+from ..data.transforms import Preprocess
+from ..util.dist import all_reduce_sum
 from .metrics import topk_correct
 
 

@@ -37,8 +37,8 @@ import torch.fx as fx
 from torch import nn
 
 from ._onnx_ops import FOLDABLE, SUPPORTED, OnnxError, State, convert_node
-from .errors import UserError
-from .models.convnet import LRN
+from ..util.errors import UserError
+from ..models.convnet import LRN
 
 __all__ = ["CAFFE_MEAN_BGR", "OnnxError", "SUPPORTED", "bgr_to_rgb_", "convert", "input_convention", "load_into",
            "load_onnx", "onnx_model", "read_onnx", "reinitialised"]
@@ -223,7 +223,7 @@ def load_into(model: fx.GraphModule, name: str, *, where: str = "the ONNX file")
     Raises:
         OnnxError: unknown model, layers that do not match (the first named), or different logits.
     """
-    from .models import UnknownModelError, get_model, layer_info
+    from ..models import UnknownModelError, get_model, layer_info
 
     src = _layers(model)
     n_classes = next((m.out_features for _, m in reversed(src) if isinstance(m, nn.Linear)), 1000)

@@ -1,4 +1,4 @@
-"""The operators of :mod:`convscope.onnx_models`: each ONNX node becomes a standard torch module or function in an
+"""The operators of :mod:`convscope.loading.onnx_models`: each ONNX node becomes a standard torch module or function in an
 fx graph (or is folded into a constant), with a module name taken from the file."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 import torch.fx as fx
 from torch import nn
 
-from .errors import UserError
-from .models.convnet import LRN
+from ..util.errors import UserError
+from ..models.convnet import LRN
 
 # operators with a torch module or function here; folded when all their inputs are constants
 SUPPORTED = ("Add", "AveragePool", "BatchNormalization", "Concat", "Constant", "Conv", "Dropout", "Flatten", "Gemm",

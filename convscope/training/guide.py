@@ -13,7 +13,7 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-log = logging.getLogger("convscope.train")
+log = logging.getLogger("convscope.training.train")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .runfolder import MetricsRow, read_metrics, to_json
+from ..runfolder import MetricsRow, read_metrics, to_json
 
 SMOOTHNESS = ("lag-1 spatial autocorrelation: the correlation of each filter's weights (minus their mean) with "
               "their right and lower neighbours (white noise ~0, a 7x7 Gabor of wavelength 5 ~0.6, a blob ~0.9)")
@@ -42,7 +42,7 @@ class MetricsLog:
         if not self.enabled or not self.path.is_file():
             return
         rows = [r for r in read_metrics(self.path) if r.epoch <= epoch]
-        from .checkpoint import atomic_write_text
+        from ..util.atomic import atomic_write_text
 
         atomic_write_text(self.path, "".join(_line(r) for r in rows))
 

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal, get_args, get_origin, get_type_hints
 
-from .errors import UserError
+from ..util.errors import UserError
 
 
 def _f(default, help: str, **kw):

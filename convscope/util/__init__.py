@@ -1,0 +1,1 @@
+"""Leaf utilities: errors, progress bars, folder locks, atomic files. They import nothing else of convscope."""
