@@ -49,7 +49,9 @@ def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (
     h, w = image.shape[-2:]
     extent = _map_extent(occ.origins, occ.patch, occ.stride)
     panels = 5 if projection is not None else 4
-    fig = Figure(figsize=(3.2 * panels, 3.6), layout="constrained")
+    labels, inverse = torch.unique(occ.label, return_inverse=True)
+    # (d)'s legend sits under its panel, one row per two classes: the figure grows to hold it, and the title
+    fig = Figure(figsize=(3.2 * panels, 3.9 + 0.13 * ((len(labels) + 1) // 2)), layout="constrained")
     axes = fig.subplots(1, panels)
     for ax in axes:
         ax.set_xticks([])
@@ -81,7 +83,6 @@ def occlusion_figure(image: torch.Tensor, occ, *, class_names: Sequence[str] = (
     axes[k].set_title(f"(c) p({name(occ.target)}) vs occluder position\nmin {occ.prob.min():.2f}", fontsize=8)
     fig.colorbar(im, ax=axes[k], shrink=0.7)
     k += 1
-    labels, inverse = torch.unique(occ.label, return_inverse=True)
     colours = _palette(len(labels))
     _underlay(axes[k], image)
     axes[k].imshow(colours[inverse.numpy()], extent=extent, alpha=0.85)
