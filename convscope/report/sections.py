@@ -447,10 +447,12 @@ def sanity(site: Site, d: SanityRecord) -> str:
 
 
 def _above_chance(row) -> str:
-    """``+0.12 ± 0.05``; the raw Spearman for a record written before the chance level existed."""
+    """``+0.12 ± 0.05``; one living picture has no spread; the raw Spearman for a record written before the chance
+    level existed."""
     if getattr(row, "above_chance_mean", None) is None:
         return f"{h.num(row.spearman_mean, '.2f')} (raw)"
-    return f"{h.num(row.above_chance_mean, '+.2f')} ± {h.num(row.above_chance_std, '.2f')}"
+    spread = f"± {h.num(row.above_chance_std, '.2f')}" if row.alive > 1 else "(one picture: no spread)"
+    return f"{h.num(row.above_chance_mean, '+.2f')} {spread}"
 
 
 def invariance(site: Site, d: InvarianceRecord) -> str:
