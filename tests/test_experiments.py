@@ -483,3 +483,24 @@ def test_t95_is_students_t_at_any_degrees_of_freedom():
     for df, want in ((1, 12.706), (2, 4.303), (10, 2.228), (11, 2.201), (20, 2.086), (math.inf, 1.960)):
         assert abs(t95(df) - want) < 1e-3, df
     assert t95(11) < t95(10.9) < t95(10)
+
+
+def test_intervals_at_eleven_or_more_degrees_of_freedom_are_scipys():
+    """12 seeds: the paired interval (11 df, where the old t table had fallen to the normal's 1.96) and Welch's (about
+    21 df) are the ones scipy's t-tests give. By hand, paired: differences -3, -2 points alternating, mean -2.5, sd
+    0.5 x sqrt(12/11) = 0.522, SE 0.151, t(11) = 2.201 -> half-width 0.332 points."""
+    from pytest import approx
+    from scipy.stats import ttest_ind, ttest_rel
+
+    mine = [0.30 + 0.01 * (s % 4) + 0.002 * s for s in range(12)]
+    base = [m + (0.02 if s % 2 else 0.03) for s, m in enumerate(mine)]
+    d = runner.difference(dict(enumerate(mine)), dict(enumerate(base)))
+    assert d.how == "paired, 12 seeds" and (d.diff, d.half) == (approx(-0.025), approx(0.003318, abs=1e-6))
+    low, high = ttest_rel(mine, base).confidence_interval(0.95)
+    assert (d.diff - d.half, d.diff + d.half) == (approx(low, abs=1e-12), approx(high, abs=1e-12))
+    other = [0.35 + 0.013 * ((3 * s) % 5) for s in range(12)]
+    w = runner.difference(dict(enumerate(mine)), dict(enumerate(other)), paired=False)
+    welch = ttest_ind(mine, other, equal_var=False)
+    assert welch.df > 11 and w.how == "12 vs 12 seeds"
+    low, high = welch.confidence_interval(0.95)
+    assert (w.diff - w.half, w.diff + w.half) == (approx(low, abs=1e-12), approx(high, abs=1e-12))
