@@ -2,13 +2,15 @@
 (variant, seed), and the RESULTS.md table generated from the results file."""
 import json
 import math
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 from convscope.training.config import TrainConfig, config_to_json
 from convscope.runfolder import to_json, write_record
 from convscope.runfolder.records import EvalRecord, EvalRow, MetricsRow
 from experiments import runner
-from experiments.runner import Experiment
+from experiments.runner import Experiment, catalogue, observed, stats, table
 
 EXP = Experiment("toy", "a claim", "-1 point", "cifar10", "cifar10-jpeg", dict(epochs=2),
                  {"off": dict(model_options=dict(lrn=False)), "on": dict(model_options=dict(lrn=True))},
@@ -33,7 +35,7 @@ def _fake_training(errors, calls):
 
     def run(cmd):
         calls.append(cmd)
-        out = runner.Path(cmd[cmd.index("--out-dir") + 1])
+        out = Path(cmd[cmd.index("--out-dir") + 1])
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(config_to_json(TrainConfig(epochs=2)))
         key = (out.parent.name, int(out.name[4:]))
@@ -74,7 +76,7 @@ def test_runs_are_reused_and_resumed_and_results_recorded(tmp_path):
 
 
 def test_table_is_generated_from_the_results_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "EXPERIMENTS", {"toy": EXP})
+    monkeypatch.setattr(catalogue, "EXPERIMENTS", {"toy": EXP})
     rows = [dict(experiment="toy", variant=v, seed=s, value=e) for (v, s), e in
             {("off", 0): 0.30, ("off", 1): 0.32, ("on", 0): 0.25, ("on", 1): 0.27}.items()]
     md = tmp_path / "RESULTS.md"
@@ -98,16 +100,16 @@ def test_sweep_groups_report_their_best_variant_and_unreached_thresholds():
             seed=0, value=3.0), dict(experiment="sweep", variant="b/1", seed=0, value=None)]
     summary = runner.summarize(exp, rows)
     assert summary["A"][0] == "A: a/2" and summary["A"][1] == 3.0
-    assert summary["B"][3] == 0 and "not reached" in runner._fmt(exp, *summary["B"][1:])
+    assert summary["B"][3] == 0 and "not reached" in table._fmt(exp, *summary["B"][1:])
     assert runner.measure("epochs_to_train_err_25", [SimpleNamespace(epoch=1, train_err=0.3),
                                                      SimpleNamespace(epoch=2, train_err=0.2)]) == 2
 
 
 def test_demo_measured_rows_come_from_the_demo_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(runner, "DEMO", tmp_path)
-    assert runner._eval_row()[0] == "not run yet"
+    monkeypatch.setattr(observed, "DEMO", tmp_path)
+    assert observed._eval_row()[0] == "not run yet"
     _eval(tmp_path / "eval.json", 0.2568, 0.0385)
-    assert runner._eval_row()[0].startswith("center: 25.7% / 3.9%")
+    assert observed._eval_row()[0].startswith("center: 25.7% / 3.9%")
     assert "25.7%" in runner.render_table([])
 
 
@@ -129,11 +131,11 @@ def test_second_measurement_reports_each_groups_lowest():
                      also="final_train_err")
     rows = [dict(experiment="sw", variant=v, seed=0, value=None, final_train_err=e)
             for v, e in (("a/1", 0.40), ("a/2", 0.30), ("b/1", 0.50))]
-    text = runner._also(exp, rows)
+    text = table._also(exp, rows)
     assert "A: final train err 30.0" in text and "(a/2, n=1)" in text and "B: final train err 50.0" in text
     # the line is the group's best cell's: one that reaches the threshold beats a lower final error that does not
     rows[0]["value"] = 9.0
-    assert "A: final train err 40.0 ± 0.0% (a/1, n=1)" in runner._also(exp, rows)
+    assert "A: final train err 40.0 ± 0.0% (a/1, n=1)" in table._also(exp, rows)
     assert runner.measure("final_train_err", [SimpleNamespace(train_err=0.5),
                                              SimpleNamespace(train_err=0.2)]) == 0.2
 
@@ -141,8 +143,6 @@ def test_second_measurement_reports_each_groups_lowest():
 def test_every_variant_command_parses_back_to_its_overrides():
     """The runner writes each variant's model options on the command line; the CLI must read back the same values
     (tuples such as remove=conv3+conv4, mappings such as conv_channels=conv3:512+conv4:1024)."""
-    from pathlib import Path
-
     from convscope.training.config import parse_options
 
     for exp in runner.EXPERIMENTS.values():
@@ -157,7 +157,7 @@ def test_every_variant_command_parses_back_to_its_overrides():
 def test_ensemble_evaluates_members_alone_and_in_pairs_once(tmp_path, monkeypatch):
     ens = Experiment("toy_ens", "ensembles help", "-2 points", "cifar10", "cifar10-jpeg", {},
                      {"one model": {}, "two models (each pair)": {}}, metric="ensemble_top1_err", members=("toy", "on"))
-    monkeypatch.setattr(runner, "EXPERIMENTS", {"toy": EXP, "toy_ens": ens})
+    monkeypatch.setattr(catalogue, "EXPERIMENTS", {"toy": EXP, "toy_ens": ens})
     results = tmp_path / "results.json"
     try:
         runner.run_experiment(ens, tmp_path / "data", tmp_path / "runs", results=results, runner=None)
@@ -171,7 +171,7 @@ def test_ensemble_evaluates_members_alone_and_in_pairs_once(tmp_path, monkeypatc
     def fake_evaluate(cmd):  # error 0.2 per model alone, 0.15 for a pair
         calls.append(cmd)
         models = [c for c in cmd if c.endswith("last.pt")]
-        out = runner.Path(cmd[cmd.index("--out") + 1])
+        out = Path(cmd[cmd.index("--out") + 1])
         _eval(out, 0.2 if len(models) == 1 else 0.15)
         return SimpleNamespace(returncode=0)
 
@@ -216,7 +216,7 @@ def test_differences_are_paired_where_seeds_are_and_borrow_a_spread_where_one_si
     assert (d.diff, d.half, d.decided) == (approx(-0.03), approx(0.09388, abs=1e-4), False)
     assert d.how == "1 vs 3 seeds, the 3-seed spread assumed for both"
     none = runner.difference({0: 0.30}, {0: 0.40})
-    assert not none.decided and runner._word(True, none) == "not decided (one seed each: no spread)"
+    assert not none.decided and stats._word(True, none) == "not decided (one seed each: no spread)"
     # a threshold not reached within the run's 15 epochs counts as epoch 16 (a lower bound)
     exp = Experiment("e", "c", "p", "cifar10", "cifar10-jpeg", dict(epochs=15), {"a": {}}, metric="epochs_to_train_err_25")
     rows = [dict(experiment="e", variant="a", seed=0, value=9.0), dict(experiment="e", variant="a", seed=1, value=None)]
@@ -237,10 +237,10 @@ def test_a_control_says_what_the_gain_is_from():
 
 def test_depth_verdict_can_say_no():
     layers = ["a", "b", "c"]
-    assert runner._depth_verdict(layers, [0.40, 0.45, 0.30], [0.01] * 3).startswith(
+    assert observed._depth_verdict(layers, [0.40, 0.45, 0.30], [0.01] * 3).startswith(
         "no: accuracy falls with depth (a 40.0% -> c 30.0%, best b)")
-    assert runner._depth_verdict(layers, [0.30, 0.35, 0.50], [0.01] * 3).startswith("yes: accuracy rises")
-    assert runner._depth_verdict(layers, [0.40, 0.50, 0.405], [0.01] * 3).startswith("not decided")
+    assert observed._depth_verdict(layers, [0.30, 0.35, 0.50], [0.01] * 3).startswith("yes: accuracy rises")
+    assert observed._depth_verdict(layers, [0.40, 0.50, 0.405], [0.01] * 3).startswith("not decided")
 
 
 def test_the_same_configuration_in_another_experiment_is_reused(tmp_path, monkeypatch):
@@ -249,7 +249,7 @@ def test_the_same_configuration_in_another_experiment_is_reused(tmp_path, monkey
     other = Experiment("other", "c", "p", "cifar10", "cifar10-jpeg", dict(epochs=2),
                        {"on, spelled out": dict(pca_alpha=0.1, model_options=dict(lrn=True)),
                         "wide": dict(model_options=dict(width=2))}, seeds=(0, 1))
-    monkeypatch.setattr(runner, "EXPERIMENTS", {"toy": EXP, "other": other})
+    monkeypatch.setattr(catalogue, "EXPERIMENTS", {"toy": EXP, "other": other})
     assert [(o.name, v) for o, v in runner.twins(other, "on, spelled out")] == [("toy", "on")]
     errors = {(v, s): 0.3 for v in ("off", "on", "wide") for s in (0, 1)}
     calls, results = [], tmp_path / "results.json"
@@ -282,7 +282,7 @@ def test_plot_has_a_panel_of_seeds_and_one_of_epoch_curves(tmp_path):
     # the curves are recorded with the results: the plot is the same once the run folders are gone
     recorded = runner.load_results(results)
     assert {(r["variant"], r["seed"]): r["curve"] for r in recorded}[("on", 1)] == [0.37, 0.27]
-    runner.shutil.rmtree(tmp_path / "runs")
+    shutil.rmtree(tmp_path / "runs")
     assert runner.epoch_curves(EXP, tmp_path / "runs", "val_top1_err", recorded) == curves
     assert runner.epoch_curves(EXP, tmp_path / "runs", "train_err", recorded) == {}  # not what was recorded
 
@@ -382,7 +382,7 @@ def test_an_lr_sweep_stops_once_each_groups_best_lr_is_bracketed(tmp_path):
     assert runner.outside_bracket(exp, rows, "b/lr0.003/x") is None
     partly = [r for r in rows if r["variant"] != "a/lr0.01/y"]
     assert runner.outside_bracket(exp, partly, "a/lr0.003/x") is None  # the neighbour is not fully run
-    assert runner._cells_run(exp, rows) == "cells run: 12 of 16; 2 outside the lr bracket; 2 not run yet"
+    assert table._cells_run(exp, rows) == "cells run: 12 of 16; 2 outside the lr bracket; 2 not run yet"
     grid = runner.plot_experiment(exp, rows, tmp_path / "runs", tmp_path / "plots")  # lr x init per group
     assert grid.name == "sw.png" and grid.read_bytes()[:4] == b"\x89PNG"
     # a reached threshold beats any final error
@@ -399,7 +399,7 @@ def test_an_lr_sweep_stops_once_each_groups_best_lr_is_bracketed(tmp_path):
 
     last = [v for v in exp.variants if "lr0.003/" in v]
     runner.run_experiment(exp, tmp_path / "data", tmp_path / "runs", results=results, runner=fake, variants=last)
-    assert [runner.Path(c).parent.name for c in calls] == ["b_lr0.003_x", "b_lr0.003_y"]
+    assert [Path(c).parent.name for c in calls] == ["b_lr0.003_x", "b_lr0.003_y"]
 
 
 def test_a_longer_run_of_the_same_configuration_continues_the_shorter_one(tmp_path, monkeypatch):
@@ -409,12 +409,12 @@ def test_a_longer_run_of_the_same_configuration_continues_the_shorter_one(tmp_pa
                        {"v": dict(lr=0.01), "w": dict(lr=0.02)}, seeds=(0,))
     long = Experiment("long", "c", "p", "cifar10", "cifar10-jpeg", dict(epochs=4),
                       {"v": dict(lr=0.01), "w": dict(lr=0.03)}, seeds=(0, 1), continues="short")
-    monkeypatch.setattr(runner, "EXPERIMENTS", {"short": short, "long": long})
+    monkeypatch.setattr(catalogue, "EXPERIMENTS", {"short": short, "long": long})
     calls = []
 
     def fake(cmd):  # trains to --epochs (resumed: from the epochs already logged)
         calls.append(cmd)
-        out = runner.Path(cmd[cmd.index("--out-dir") + 1])
+        out = Path(cmd[cmd.index("--out-dir") + 1])
         out.mkdir(parents=True, exist_ok=True)
         epochs = int(cmd[cmd.index("--epochs") + 1])
         done = (out / "metrics.jsonl").read_text() if (out / "metrics.jsonl").is_file() else ""
@@ -447,7 +447,7 @@ def test_the_sweeps_best_cells_are_the_ones_run_with_seeds():
     found = runner.best_cells(sweep, runner.load_results())
     assert best.continues == sweep.name and sorted(found.values()) == sorted(best.variants)
     assert all(best.variants[v] == sweep.variants[v] for v in best.variants)
-    assert "stale" not in runner._search_verdict(sweep, runner.load_results())
+    assert "stale" not in table._search_verdict(sweep, runner.load_results())
 
 
 def test_a_measurement_against_the_papers_number_is_close_no_or_not_decided():
@@ -483,3 +483,24 @@ def test_t95_is_students_t_at_any_degrees_of_freedom():
     for df, want in ((1, 12.706), (2, 4.303), (10, 2.228), (11, 2.201), (20, 2.086), (math.inf, 1.960)):
         assert abs(t95(df) - want) < 1e-3, df
     assert t95(11) < t95(10.9) < t95(10)
+
+
+def test_intervals_at_eleven_or_more_degrees_of_freedom_are_scipys():
+    """12 seeds: the paired interval (11 df, where the old t table had fallen to the normal's 1.96) and Welch's (about
+    21 df) are the ones scipy's t-tests give. By hand, paired: differences -3, -2 points alternating, mean -2.5, sd
+    0.5 x sqrt(12/11) = 0.522, SE 0.151, t(11) = 2.201 -> half-width 0.332 points."""
+    from pytest import approx
+    from scipy.stats import ttest_ind, ttest_rel
+
+    mine = [0.30 + 0.01 * (s % 4) + 0.002 * s for s in range(12)]
+    base = [m + (0.02 if s % 2 else 0.03) for s, m in enumerate(mine)]
+    d = runner.difference(dict(enumerate(mine)), dict(enumerate(base)))
+    assert d.how == "paired, 12 seeds" and (d.diff, d.half) == (approx(-0.025), approx(0.003318, abs=1e-6))
+    low, high = ttest_rel(mine, base).confidence_interval(0.95)
+    assert (d.diff - d.half, d.diff + d.half) == (approx(low, abs=1e-12), approx(high, abs=1e-12))
+    other = [0.35 + 0.013 * ((3 * s) % 5) for s in range(12)]
+    w = runner.difference(dict(enumerate(mine)), dict(enumerate(other)), paired=False)
+    welch = ttest_ind(mine, other, equal_var=False)
+    assert welch.df > 11 and w.how == "12 vs 12 seeds"
+    low, high = welch.confidence_interval(0.95)
+    assert (w.diff - w.half, w.diff + w.half) == (approx(low, abs=1e-12), approx(high, abs=1e-12))
