@@ -3,6 +3,7 @@ the staged SqueezeNet's path, and the ``python -m convscope`` process helpers. F
 files; test files import only from here (never from a conftest or from one another)."""
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import shutil
@@ -169,6 +170,30 @@ def train_cli_args(root, out, **kw) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------------------
 # models
+
+
+def builder(name: str):
+    """The registered builder function of model ``name`` (its signature and docstring are the documentation)."""
+    from convscope.models._registry import _MODELS
+
+    return _MODELS[name]
+
+
+def documented_input_size(name: str) -> int:
+    """The square input a registered model is built for by default (its builder's ``input_size``)."""
+    return inspect.signature(builder(name)).parameters["input_size"].default
+
+
+def small_model(name: str, num_classes: int = 3, **options) -> nn.Module:
+    """A registered model, cheap: a tenth of the width and 8 hidden fc units where the builder takes those options
+    (``options`` override; an fc_width of 0, "no hidden fc layers", is left as it is)."""
+    from convscope.models import get_model
+
+    defaults = inspect.signature(builder(name)).parameters
+    for option, value in (("width", 0.1), ("fc_width", 8)):
+        if option in defaults and defaults[option].default:
+            options.setdefault(option, value)
+    return get_model(name, num_classes=num_classes, **options)
 
 
 def tiny_sequential() -> nn.Sequential:
