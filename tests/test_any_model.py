@@ -11,7 +11,7 @@ import pytest
 import torch
 import torchvision
 
-from tests.conftest import save_tiny_run, write_image_folder
+from tests.helpers import save_tiny_run, write_image_folder
 from convscope.cli import main
 from convscope.util.errors import UserError
 from convscope.loading.zoo import load_model, parse_spec

@@ -9,55 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
 from PIL import Image
 
-from tests.conftest import save_tiny_run, write_image_folder
-
-HANG = 60  # seconds after which a command that should answer at once counts as hung
-
-
-def _env(tmp: Path, **extra) -> dict:
-    return {**os.environ, "CONVSCOPE_CACHE": str(tmp / "cache"), **extra}
-
-
-def _cli(*argv, env: dict, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "convscope", *map(str, argv)], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=cwd)
-
-
-def _start(*argv, env: dict, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "convscope", *map(str, argv)], env=env, **kw)
-
-
-def _one_line_error(proc: subprocess.CompletedProcess, *words: str, rc: int = 2) -> str:
-    err = proc.stderr.strip()
-    assert proc.returncode == rc, (proc.returncode, proc.stdout, err)
-    assert "Traceback" not in err and err.count("\n") == 0, err
-    for word in words:
-        assert word in err, err
-    return err
-
-
-def _wait_for(condition, proc: subprocess.Popen | None = None, what: str = "", timeout: float = HANG) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert proc is None or proc.poll() is None, f"exited ({proc.returncode}) before {what}"
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
-        time.sleep(0.05)
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=HANG)
+from tests.helpers import (HANG, TRAIN, cli, cli_env, inspect_argv, kill, one_line_error, save_tiny_run, start_cli,
+                           training_outputs, wait_for, write_image_folder)
 
 
 def _stats_line(out: str) -> tuple[str, str]:
@@ -65,35 +24,17 @@ def _stats_line(out: str) -> tuple[str, str]:
     return (next(line for line in lines if "mean RGB" in line), next(line for line in lines if "PCA" in line))
 
 
-@pytest.fixture
-def cifar(data_root, tmp_path) -> Path:
-    """A few dozen real CIFAR-10 (JPEG) images: 3 classes x 8 train, x 4 test."""
-    src = data_root / "cifar10-jpeg"
-    if not src.is_dir():
-        pytest.skip(f"no {src}")
-    root = tmp_path / "cifar"
-    for split, n in (("train", 8), ("test", 4)):
-        for cls in ("airplane", "cat", "ship"):
-            (root / split / cls).mkdir(parents=True)
-            for f in sorted((src / split / cls).glob("*.jpg"))[:n]:
-                shutil.copy(f, root / split / cls / f.name)
-    return root
-
-
-TRAIN = ("train", "--recipe", "cifar10", "--batch-size", "8", "--workers", "0")
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # two trainings into one folder
 
 
 def test_a_second_training_into_a_busy_folder_is_refused_at_once(cifar, tmp_path):
-    env, run = _env(tmp_path), tmp_path / "run"
-    first = _start(*TRAIN, "--data-root", cifar, "--out-dir", run, "--epochs", "1000", env=env,
+    env, run = cli_env(tmp_path), tmp_path / "run"
+    first = start_cli(*TRAIN, "--data-root", cifar, "--out-dir", run, "--epochs", "1000", env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         lock = run / ".lock"
-        _wait_for(lambda: lock.is_file() and f"pid {first.pid}" in lock.read_text(), first, "run-folder lock")
+        wait_for(lambda: lock.is_file() and f"pid {first.pid}" in lock.read_text(), first, "run-folder lock")
         # "at once": refused before anything heavy (torch, data) is loaded; a torch that cannot be imported proves it
         fake = tmp_path / "no-torch" / "torch"
         fake.mkdir(parents=True)
@@ -101,12 +42,12 @@ def test_a_second_training_into_a_busy_folder_is_refused_at_once(cifar, tmp_path
         light = {**env, "PYTHONPATH": os.pathsep.join([str(fake.parent), env.get("PYTHONPATH", "")])}
         for argv in ([*TRAIN, "--data-root", cifar, "--out-dir", run, "--seed", "1"],
                      ["train", "--out-dir", run, "--resume"]):
-            _one_line_error(_cli(*argv, env=light, timeout=20), "in use by", f"pid {first.pid}")
-        _wait_for(lambda: (run / "last.pt").is_file(), first, "first checkpoint")
+            one_line_error(cli(*argv, env=light, timeout=20), "in use by", f"pid {first.pid}")
+        wait_for(lambda: (run / "last.pt").is_file(), first, "first checkpoint")
     finally:
-        _kill(first)
+        kill(first)
     # a killed training leaves no lock behind: the run continues
-    done = _cli("train", "--out-dir", run, "--resume", "--epochs", "1000", "--max-steps", "1", env=env)
+    done = cli("train", "--out-dir", run, "--resume", "--epochs", "1000", "--max-steps", "1", env=env)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -120,12 +61,12 @@ def _blacken(folder: Path) -> None:
 
 
 def test_statistics_follow_images_replaced_under_the_same_names(cifar, tmp_path):
-    env = _env(tmp_path)
-    before = _cli("stats", cifar, "--image-size", "32", "--workers", "0", env=env)
+    env = cli_env(tmp_path)
+    before = cli("stats", cifar, "--image-size", "32", "--workers", "0", env=env)
     assert before.returncode == 0, before.stderr
     assert not _stats_line(before.stdout)[0].endswith("mean RGB 0.0 0.0 0.0"), before.stdout
     _blacken(cifar / "train")
-    after = _cli("stats", cifar, "--image-size", "32", "--workers", "0", env=env)
+    after = cli("stats", cifar, "--image-size", "32", "--workers", "0", env=env)
     assert after.returncode == 0, after.stderr
     assert "images changed" in after.stderr  # the decoded cache says why it is rebuilt
     mean, pca = _stats_line(after.stdout)
@@ -135,7 +76,7 @@ def test_statistics_follow_images_replaced_under_the_same_names(cifar, tmp_path)
     assert len(stale) == 1, stale  # the statistics of the images that are gone are gone too
     # training subtracts the mean of the images that are there
     run = tmp_path / "run"
-    train = _cli(*TRAIN, "--data-root", cifar, "--out-dir", run, "--image-size", "32", "--crop", "28",
+    train = cli(*TRAIN, "--data-root", cifar, "--out-dir", run, "--image-size", "32", "--crop", "28",
                  "--epochs", "1", "--max-steps", "1", env=env)
     assert train.returncode == 0, train.stderr[-2000:]
     import torch
@@ -143,19 +84,12 @@ def test_statistics_follow_images_replaced_under_the_same_names(cifar, tmp_path)
     assert float(torch.load(run / "stats.pt", weights_only=True)["mean_image"].abs().max()) < 1.0
 
 
-def _inspect_argv(tmp: Path) -> tuple[Path, tuple]:
-    """A small `inspect` (tiny model, 9 synthetic images, one map of conv1) into ``tmp/inspect``: (data, argv)."""
-    data = write_image_folder(tmp / "data" / "val", classes=3, per_class=3, size=72).parent
-    return data, ("inspect", "--checkpoint", save_tiny_run(tmp / "tiny.pt"), "--data", data, "--layers", "conv1",
-                  "--maps", "1", "-k", "1", "--evolution-epochs", "none", "--workers", "0", "--out", tmp / "inspect")
-
-
 def test_an_analysis_sees_images_replaced_between_two_runs(tmp_path):
     """`inspect`, the images replaced under the same names, `inspect` again: the atlas is of the new images."""
-    (data, argv), env = _inspect_argv(tmp_path), _env(tmp_path)
+    (data, argv), env = inspect_argv(tmp_path), cli_env(tmp_path)
 
     def strongest() -> tuple[list[float], str]:
-        done = _cli(*argv, env=env)
+        done = cli(*argv, env=env)
         assert done.returncode == 0, done.stderr[-2000:]
         tiles = json.loads((tmp_path / "inspect" / "index.json").read_text())["tiles"]
         return [t["activation"] for t in tiles], done.stderr
@@ -169,9 +103,9 @@ def test_an_analysis_sees_images_replaced_between_two_runs(tmp_path):
 def test_a_second_analysis_into_the_same_folder_is_refused(tmp_path):
     from convscope.util.locks import beside, file_lock
 
-    _, argv = _inspect_argv(tmp_path)
+    _, argv = inspect_argv(tmp_path)
     with file_lock(beside(tmp_path / "inspect")):  # another inspect is writing tmp/inspect
-        _one_line_error(_cli(*argv, env=_env(tmp_path), timeout=HANG), "in use by", "another inspect")
+        one_line_error(cli(*argv, env=cli_env(tmp_path), timeout=HANG), "in use by", "another inspect")
     assert not (tmp_path / "inspect" / "index.json").exists()
 
 
@@ -181,17 +115,17 @@ def test_a_cache_build_of_another_process_is_waited_for_saying_so(tmp_path):
     from convscope.util.locks import file_lock
 
     data = write_image_folder(tmp_path / "data" / "train", per_class=4).parent
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     lock = tmp_path / "cache" / f".{cache_key(data, 'train', 32)}.u8.lock"
     log = tmp_path / "stats.log"
     with file_lock(lock), log.open("w") as err:  # "another process" building the cache
-        proc = _start("stats", data, "--image-size", "32", "--workers", "0", env=env, stderr=err,
+        proc = start_cli("stats", data, "--image-size", "32", "--workers", "0", env=env, stderr=err,
                       stdout=subprocess.PIPE, text=True)
         try:
-            _wait_for(lambda: "building the decoded cache" in log.read_text(), proc, "word of the wait")
+            wait_for(lambda: "building the decoded cache" in log.read_text(), proc, "word of the wait")
             assert f"waiting for pid {os.getpid()}" in log.read_text()
         except BaseException:
-            _kill(proc)
+            kill(proc)
             raise
     out, _ = proc.communicate(timeout=HANG)
     assert proc.returncode == 0 and "mean RGB" in out, log.read_text()
@@ -199,8 +133,8 @@ def test_a_cache_build_of_another_process_is_waited_for_saying_so(tmp_path):
 
 def test_two_stats_at_once_agree_and_leave_one_cache(tmp_path):
     data = write_image_folder(tmp_path / "data" / "train", per_class=6).parent
-    env = _env(tmp_path)
-    procs = [_start("stats", data, "--image-size", "32", "--workers", "0", env=env, stdout=subprocess.PIPE,
+    env = cli_env(tmp_path)
+    procs = [start_cli("stats", data, "--image-size", "32", "--workers", "0", env=env, stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=HANG) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
@@ -227,9 +161,9 @@ def _kill_when_reading(fifo: Path, proc: subprocess.Popen) -> None:
             return False
 
     try:
-        _wait_for(reading, proc, f"read of {fifo.name}")
+        wait_for(reading, proc, f"read of {fifo.name}")
     finally:
-        _kill(proc)
+        kill(proc)
         for f in fd:
             os.close(f)
 
@@ -240,30 +174,30 @@ def test_pack_refuses_a_second_pack_of_the_same_split(tmp_path):
     data = write_image_folder(tmp_path / "data" / "train", per_class=3).parent
     store = tmp_path / "store"
     with file_lock(store / ".pack-train.lock"):  # another pack of this split is running
-        _one_line_error(_cli("pack", data, "--out", store, "--workers", "0", env=_env(tmp_path), timeout=HANG),
+        one_line_error(cli("pack", data, "--out", store, "--workers", "0", env=cli_env(tmp_path), timeout=HANG),
                         "in use by", "another pack")
-    assert _cli("pack", data, "--out", store, "--workers", "0", env=_env(tmp_path)).returncode == 0
+    assert cli("pack", data, "--out", store, "--workers", "0", env=cli_env(tmp_path)).returncode == 0
 
 
 def test_a_pack_killed_midway_is_not_taken_for_a_store_and_the_next_pack_clears_it(tmp_path):
     data = write_image_folder(tmp_path / "data" / "train", per_class=4, size=48).parent
-    store, env = tmp_path / "store", _env(tmp_path)
-    first = _cli("pack", data, "--out", store, "--workers", "0", "--size", "32", "--shard-images", "100", env=env)
+    store, env = tmp_path / "store", cli_env(tmp_path)
+    first = cli("pack", data, "--out", store, "--workers", "0", "--size", "32", "--shard-images", "100", env=env)
     assert first.returncode == 0, first.stderr
     assert (store / "train.json").is_file()
     # re-pack with small shards; it blocks on the FIFO after writing some of them, and is killed there
     fifo = data / "train" / "class1" / "zzz_blocks.jpg"  # read last, after 8 images = 3 shards and a partial 4th
     os.mkfifo(fifo)
-    proc = _start("pack", data, "--out", store, "--workers", "0", "--size", "32", "--shard-images", "2", env=env,
+    proc = start_cli("pack", data, "--out", store, "--workers", "0", "--size", "32", "--shard-images", "2", env=env,
                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _kill_when_reading(fifo, proc)
     assert (store / "train-000002.tar").is_file()
     # the old index would now describe shards the killed pack replaced: it must not be there
     assert not (store / "train.json").exists(), "a half-rewritten store still looks packed"
-    refused = _cli("train", "--recipe", "cifar10", "--data-root", store, "--out-dir", tmp_path / "run", env=env)
+    refused = cli("train", "--recipe", "cifar10", "--data-root", store, "--out-dir", tmp_path / "run", env=env)
     assert refused.returncode == 2, refused.stderr
     fifo.unlink()
-    again = _cli("pack", data, "--out", store, "--workers", "0", "--size", "32", "--shard-images", "5", env=env)
+    again = cli("pack", data, "--out", store, "--workers", "0", "--size", "32", "--shard-images", "5", env=env)
     assert again.returncode == 0, again.stderr
     index = json.loads((store / "train.json").read_text())
     assert len(index["images"]) == 8 and sorted(p.name for p in store.glob("train-*.tar")) == index["shards"]
@@ -274,28 +208,13 @@ def test_a_pack_killed_midway_is_not_taken_for_a_store_and_the_next_pack_clears_
 # report: two at once, a kill in the middle
 
 
-def _run_folder(tmp: Path) -> Path:
-    """A valid run folder as train writes it (config.json and two epochs of metrics.jsonl): its report exits 0."""
-    from convscope.training.config import TrainConfig, config_to_json
-    from convscope.runfolder import MetricsRow, to_json
-
-    run = tmp / "run"
-    run.mkdir()
-    (run / "config.json").write_text(config_to_json(TrainConfig(model="zfnet", epochs=2, seed=0)))
-    rows = [MetricsRow(epoch=e, step=10 * e, lr=0.01, train_loss=1.0 / e, train_err=0.5, images_per_s=100.0,
-                       val_top1_err=0.6, val_top5_err=0.2, val_loss=1.0, val_count=10, filter_smoothness={})
-            for e in (1, 2)]
-    (run / "metrics.jsonl").write_text("".join(to_json(r, indent=None) for r in rows))
-    return run
-
-
 def test_report_refuses_a_second_build_into_the_same_folder(tmp_path):
     from convscope.util.locks import file_lock
 
-    run, env = _run_folder(tmp_path), _env(tmp_path)
+    run, env = training_outputs(tmp_path / "run", torn=False), cli_env(tmp_path)
     with file_lock(run / ".report.lock"):  # another report is being built into RUN/report
-        _one_line_error(_cli("report", run, env=env, timeout=HANG), "in use by")
-    built = _cli("report", run, env=env)
+        one_line_error(cli("report", run, env=env, timeout=HANG), "in use by")
+    built = cli("report", run, env=env)
     assert built.returncode == 0 and (run / "report" / "index.html").is_file(), built.stderr
 
 
@@ -313,8 +232,8 @@ sys.exit(main(["report", sys.argv[2]]))
 
 
 def test_a_report_killed_midway_leaves_no_page_over_missing_images(tmp_path):
-    run, env = _run_folder(tmp_path), _env(tmp_path)
-    first = _cli("report", run, env=env)
+    run, env = training_outputs(tmp_path / "run", torn=False), cli_env(tmp_path)
+    first = cli("report", run, env=env)
     assert first.returncode == 0 and (run / "report" / "index.html").is_file(), first.stderr
     fifo = tmp_path / "stop"
     os.mkfifo(fifo)
@@ -322,7 +241,7 @@ def test_a_report_killed_midway_leaves_no_page_over_missing_images(tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _kill_when_reading(fifo, proc)
     assert not (run / "report" / "index.html").exists(), "the old page is left over images that are gone"
-    again = _cli("report", run, env=env)
+    again = cli("report", run, env=env)
     assert again.returncode == 0 and (run / "report" / "index.html").is_file(), again.stderr
     assert not list((run / "report").glob(".*.tmp")) and not list(run.glob(".*.tmp"))
 
@@ -333,7 +252,7 @@ def test_a_report_killed_midway_leaves_no_page_over_missing_images(tmp_path):
 
 def test_a_file_as_out_dir_is_one_line(cifar, tmp_path):
     (tmp_path / "o1").write_text("not a folder")
-    _one_line_error(_cli(*TRAIN, "--data-root", cifar, "--out-dir", tmp_path / "o1", env=_env(tmp_path)),
+    one_line_error(cli(*TRAIN, "--data-root", cifar, "--out-dir", tmp_path / "o1", env=cli_env(tmp_path)),
                     "o1", "not a folder")
     assert (tmp_path / "o1").read_text() == "not a folder"
 

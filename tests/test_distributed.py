@@ -10,7 +10,7 @@ import torch
 
 from convscope.runfolder.checkpoint import load_checkpoint
 from convscope.data.sharding import ShardedEvalSampler
-from tests.test_train import _cli_args
+from tests.helpers import train_cli_args
 
 
 @pytest.mark.parametrize("n,world", [(10, 1), (10, 3), (7, 4), (3, 5)])
@@ -25,11 +25,12 @@ def test_torchrun_two_processes_matches_one_process(image_tree, tmp_path):
     # no random crops/flips/lighting so that the two runs see the same data; dropout is 0 in cifar_convnet
     det = dict(image_size=32, crop=32, flip=False, pca_alpha=0.0, epochs=2, batch_size=8)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "convscope", "train", *_cli_args(image_tree, tmp_path / "one", **det)],
+    single = subprocess.run([sys.executable, "-m", "convscope", "train",
+                             *train_cli_args(image_tree, tmp_path / "one", **det)],
                             capture_output=True, text=True, env=env, timeout=600)
     assert single.returncode == 0, single.stderr[-2000:]
     ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "convscope", "train", *_cli_args(image_tree, tmp_path / "two", **det)],
+                          "-m", "convscope", "train", *train_cli_args(image_tree, tmp_path / "two", **det)],
                          capture_output=True, text=True, env=env, timeout=600)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     a, b = load_checkpoint(tmp_path / "one" / "last.pt"), load_checkpoint(tmp_path / "two" / "last.pt")
@@ -48,7 +49,7 @@ def test_torchrun_two_processes_matches_one_process(image_tree, tmp_path):
 def test_torchrun_two_processes_inspect_like_one_process(tmp_path):
     """`torchrun --nproc-per-node 2 -m convscope inspect`: the ranks share the images, merge the top-k, rank 0 draws;
     the record is the one-process record (values up to float rounding: other batches round differently)."""
-    from tests.conftest import save_tiny_run, write_image_folder
+    from tests.helpers import save_tiny_run, write_image_folder
 
     write_image_folder(tmp_path / "data" / "val", classes=3, per_class=5, size=72)
     ckpt = save_tiny_run(tmp_path / "tiny.pt")

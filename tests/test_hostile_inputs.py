@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import save_tiny_run
-from tests.test_cli_promises import (  # noqa: F401 - cifar is a fixture
-    HANG, TRAIN, _cli, _env, _inspect_argv, _kill, _one_line_error, _run_folder, _start, _wait_for, cifar)
+from tests.helpers import (HANG, TRAIN, cli, cli_env, inspect_argv, one_line_error, save_tiny_run, start_cli,
+                           training_outputs)
 
 # ---------------------------------------------------------------------------------------------------------------
 # records that name files outside the run
@@ -33,9 +32,9 @@ from tests.test_cli_promises import (  # noqa: F401 - cifar is a fixture
 def inspected(tmp_path_factory) -> Path:
     """A run folder holding one small `inspect` (made once for the module; copy it before editing)."""
     tmp = tmp_path_factory.mktemp("inspected")
-    _, argv = _inspect_argv(tmp)
+    _, argv = inspect_argv(tmp)
     argv = (*argv[:-1], tmp / "run" / "inspect")
-    done = _cli(*argv, env=_env(tmp))
+    done = cli(*argv, env=cli_env(tmp))
     assert done.returncode == 0, done.stderr[-2000:]
     return tmp / "run"
 
@@ -59,7 +58,7 @@ def _edit(record: Path, change) -> None:
 
 
 def _report_refuses(run: Path, tmp: Path, *words: str) -> str:
-    err = _one_line_error(_cli("report", run, env=_env(tmp)), *words, rc=1)
+    err = one_line_error(cli("report", run, env=cli_env(tmp)), *words, rc=1)
     red = [f for f in (run / "report").rglob("*.jpg") if _mostly_red(f)]
     assert not red, f"the outside photo was cut into {red}"
     return err
@@ -137,8 +136,8 @@ def _hang_up_midway(port: int, path: str) -> None:
 
 
 def test_serve_serves_only_the_sites_own_regular_files(tmp_path):
-    run, env = _run_folder(tmp_path), _env(tmp_path)
-    proc = _start("serve", run, "--port", "0", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run, env = training_outputs(tmp_path / "run", torn=False), cli_env(tmp_path)
+    proc = start_cli("serve", run, "--port", "0", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         port = int(re.search(r"127\.0\.0\.1:(\d+)/", line).group(1))
@@ -181,8 +180,8 @@ _CLI = "import sys\nfrom convscope.cli import main\nsys.exit(main(sys.argv[1:]))
 
 
 def test_a_full_disk_while_train_resume_writes_a_checkpoint_is_one_line(cifar, tmp_path):
-    env, run = _env(tmp_path), tmp_path / "run"
-    first = _cli(*TRAIN, "--data-root", cifar, "--out-dir", run, "--epochs", "1", "--max-steps", "1", env=env)
+    env, run = cli_env(tmp_path), tmp_path / "run"
+    first = cli(*TRAIN, "--data-root", cifar, "--out-dir", run, "--epochs", "1", "--max-steps", "1", env=env)
     assert first.returncode == 0, first.stderr[-2000:]
     before = (run / "last.pt").read_bytes()
     argv = ["train", "--out-dir", run, "--resume", "--max-steps", "2"]
@@ -237,9 +236,9 @@ def test_a_user_factory_that_fails_is_one_line_naming_it(tmp_path, factory, word
     from PIL import Image
 
     Image.new("RGB", (64, 64)).save(image)
-    env = _env(tmp_path, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
-    done = _cli("predict", image, "--model", f"facts:{factory}", "--weights", "random", env=env)
-    _one_line_error(done, f"facts:{factory}", *words)
+    env = cli_env(tmp_path, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    done = cli("predict", image, "--model", f"facts:{factory}", "--weights", "random", env=env)
+    one_line_error(done, f"facts:{factory}", *words)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -247,12 +246,12 @@ def test_a_user_factory_that_fails_is_one_line_naming_it(tmp_path, factory, word
 
 
 def test_a_live_pid_in_the_lock_file_does_not_lock_the_run(tmp_path):
-    run, env = tmp_path / "run", _env(tmp_path)
+    run, env = tmp_path / "run", cli_env(tmp_path)
     run.mkdir()
     sleeper = subprocess.Popen(["sleep", "300"])
     try:
         (run / ".lock").write_text(f"pid {sleeper.pid} (/usr/bin/sleep)\n")
-        done = _cli("train", "--out-dir", run, "--resume", env=env)
+        done = cli("train", "--out-dir", run, "--resume", env=env)
         assert "in use" not in done.stderr, done.stderr
     finally:
         sleeper.kill()
@@ -262,13 +261,13 @@ def test_a_live_pid_in_the_lock_file_does_not_lock_the_run(tmp_path):
 def test_a_busy_run_names_the_real_holder_not_the_pid_in_the_file(tmp_path):
     from convscope.util.locks import file_lock
 
-    run, env = tmp_path / "run", _env(tmp_path)
+    run, env = tmp_path / "run", cli_env(tmp_path)
     run.mkdir()
     sleeper = subprocess.Popen(["sleep", "300"])
     try:
         with file_lock(run / ".lock"):  # this process holds the run
             (run / ".lock").write_text(f"pid {sleeper.pid} (/usr/bin/sleep)\n")  # and the file says another
-            err = _one_line_error(_cli("train", "--out-dir", run, "--resume", env=env), "in use by")
+            err = one_line_error(cli("train", "--out-dir", run, "--resume", env=env), "in use by")
         assert f"pid {os.getpid()}" in err and f"pid {sleeper.pid}" not in err, err
     finally:
         sleeper.kill()
@@ -281,12 +280,12 @@ def test_a_busy_run_names_the_real_holder_not_the_pid_in_the_file(tmp_path):
 
 @pytest.mark.parametrize("resume", [False, True])
 def test_inspect_clears_the_atlas_state_temp_files_a_kill_left(tmp_path, resume):
-    _, argv = _inspect_argv(tmp_path)
+    _, argv = inspect_argv(tmp_path)
     out = tmp_path / "inspect"
     out.mkdir()
     debris = out / ".atlas_state.pt.k1ll3d.tmp"
     debris.write_bytes(b"half a state")
-    done = _cli(*argv, *(["--resume"] if resume else []), env=_env(tmp_path))
+    done = cli(*argv, *(["--resume"] if resume else []), env=cli_env(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     assert not list(out.glob(".*.tmp")), list(out.iterdir())
 
@@ -313,8 +312,8 @@ def test_a_pickle_is_refused_in_one_line_without_torchs_advice(tmp_path, how):
     from PIL import Image
 
     Image.new("RGB", (64, 64)).save(image)
-    done = _cli("predict", image, "--model", "torchvision:alexnet", "--weights", weights, env=_env(tmp_path))
-    err = _one_line_error(done, "pickled", str(weights))
+    done = cli("predict", image, "--model", "torchvision:alexnet", "--weights", weights, env=cli_env(tmp_path))
+    err = one_line_error(done, "pickled", str(weights))
     assert "weights_only" not in err and "PAYLOAD RAN" not in done.stdout + err
 
 
@@ -326,6 +325,6 @@ def test_nan_weights_are_refused_in_one_line(tmp_path):
     from PIL import Image
 
     Image.new("RGB", (72, 72)).save(image)
-    done = _cli("predict", image, "--checkpoint", tmp_path / "nan.pt", env=_env(tmp_path))
-    _one_line_error(done, "NaN", "features.conv1.weight")
+    done = cli("predict", image, "--checkpoint", tmp_path / "nan.pt", env=cli_env(tmp_path))
+    one_line_error(done, "NaN", "features.conv1.weight")
     assert "nan%" not in done.stdout

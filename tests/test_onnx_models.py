@@ -23,9 +23,9 @@ onnx = pytest.importorskip("onnx", reason="the onnx package is not installed")
 
 from convscope.loading.onnx_models import OnnxError, load_onnx, load_into  # noqa: E402
 from convscope.loading.zoo import InputOptions, load_model  # noqa: E402
+from tests.helpers import squeezenet_weights  # noqa: E402
 
 DATA = Path(os.environ.get("CONVSCOPE_DATA", "/nonexistent"))
-SQUEEZENET = DATA / "models" / "squeezenet1_0-deepcompression" / "squeezenet1_0_imagenet_deepcompression.pth"
 
 
 def _export(model: nn.Module, path: Path, size: int = 224) -> Path:
@@ -47,10 +47,9 @@ def alexnet_onnx(tmp_path_factory) -> tuple[nn.Module, Path]:
 @pytest.fixture(scope="module")
 def squeezenet_onnx(tmp_path_factory) -> tuple[nn.Module, Path]:
     """The staged ImageNet-trained SqueezeNet 1.0 and its ONNX export."""
-    if not SQUEEZENET.is_file():
-        pytest.skip(f"the staged SqueezeNet is not at {SQUEEZENET} (set CONVSCOPE_DATA)")
+    weights = squeezenet_weights(DATA)
     model = torchvision.models.squeezenet1_0()
-    model.load_state_dict(torch.load(SQUEEZENET, map_location="cpu", weights_only=True))
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return model.eval(), _export(model, tmp_path_factory.mktemp("onnx") / "squeezenet.onnx")
 
 

@@ -21,18 +21,14 @@ from convscope.analysis import filter_diagnostics, graph
 from convscope.analysis._hooks import UnknownLayerError
 from convscope.analysis._layers import stage_layer, zf_layers, zf_numbers
 from convscope.training.metrics import layer_smoothness, spatial_autocorrelation
-
-WEIGHTS = "models/squeezenet1_0-deepcompression/squeezenet1_0_imagenet_deepcompression.pth"
+from tests.helpers import squeezenet_weights
 
 
 @pytest.fixture
 def squeezenet(data_root):
-    path = data_root / WEIGHTS
-    if not path.is_file():
-        pytest.skip(f"the staged ImageNet SqueezeNet is not in $CONVSCOPE_DATA ({WEIGHTS}; see SOURCES.md §6)")
     from convscope.loading.zoo import load_model
 
-    return load_model("torchvision:squeezenet1_0", str(path))
+    return load_model("torchvision:squeezenet1_0", str(squeezenet_weights(data_root)))
 
 
 @pytest.fixture

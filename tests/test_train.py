@@ -21,13 +21,11 @@ from convscope.training.config import PRESETS, TrainConfig
 from convscope.training.evaluation import ensemble_probs
 from convscope.training.optim import PaperSGD
 from convscope.training.train import Stop, main, make_scheduler
-
-TINY = dict(model="cifar_convnet", model_options={"width": 0.25, "input_size": 32}, image_size=36, crop=32,
-            batch_size=8, epochs=2, workers=0, lr=0.01, input_scale=1 / 64, keep_epochs=[1])
+from tests.helpers import TINY_TRAIN, train_cli_args
 
 
 def tiny_cfg(root, out, **kw) -> TrainConfig:
-    return replace(PRESETS["cifar10"], data_root=str(root), out_dir=str(out), **{**TINY, **kw})
+    return replace(PRESETS["cifar10"], data_root=str(root), out_dir=str(out), **{**TINY_TRAIN, **kw})
 
 
 def test_paper_sgd_one_step_by_hand():
@@ -94,7 +92,7 @@ def test_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path):
 
 def test_checkpoint_fields_are_read_as_a_typed_record(tmp_path):
     from convscope.runfolder.checkpoint import read_checkpoint
-    from tests.conftest import save_tiny_run
+    from tests.helpers import save_tiny_run
 
     rec = read_checkpoint(save_tiny_run(tmp_path / "tiny.pt"))  # a checkpoint to look at: no resume fields
     assert rec.model_name == "zfnet" and rec.classes == ["a", "b", "c"] and rec.epoch == 0 and not rec.resumable
@@ -135,18 +133,6 @@ def _run_cli(args, **kw):
                             stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def _cli_args(root, out, **kw):
-    cfg = {**TINY, "data_root": str(root), "out_dir": str(out), **kw}
-    args = ["--recipe", "cifar10"]
-    for k, v in cfg.items():
-        if isinstance(v, dict):
-            v = ",".join(f"{a}={b}" for a, b in v.items())
-        elif isinstance(v, list):
-            v = ",".join(map(str, v))
-        args += [f"--{k.replace('_', '-')}", str(v)]
-    return args
-
-
 def _wait_for_step(path: Path, step: int, proc, timeout=120):
     t0 = time.time()
     while time.time() - t0 < timeout:
@@ -172,8 +158,8 @@ def _metric_rows(run: Path) -> list[dict]:
 
 def test_resume_after_kill_is_bit_identical(image_tree, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    ref = _run_cli(_cli_args(image_tree, tmp_path / "ref", save_every_steps=1), env=env)
-    killed = _run_cli(_cli_args(image_tree, tmp_path / "kill", save_every_steps=1), env=env)
+    ref = _run_cli(train_cli_args(image_tree, tmp_path / "ref", save_every_steps=1), env=env)
+    killed = _run_cli(train_cli_args(image_tree, tmp_path / "kill", save_every_steps=1), env=env)
     _wait_for_step(tmp_path / "kill" / "last.pt", 5, killed)  # mid epoch 2 (4 steps per epoch)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
@@ -191,7 +177,7 @@ def test_resume_after_kill_is_bit_identical(image_tree, tmp_path):
 
 def test_resume_keeps_the_runs_settings_and_applies_allowed_overrides(image_tree, tmp_path):
     out = tmp_path / "run"
-    first = _run_cli(_cli_args(image_tree, out, batch_size=16, epochs=1))
+    first = _run_cli(train_cli_args(image_tree, out, batch_size=16, epochs=1))
     assert first.wait(timeout=300) == 0, first.stdout.read()
     proc = _run_cli(["--out-dir", str(out), "--resume", "--epochs", "2", "--lr", "0.003"])
     assert proc.wait(timeout=300) == 0, proc.stdout.read()
@@ -211,7 +197,7 @@ def test_resume_keeps_the_runs_settings_and_applies_allowed_overrides(image_tree
 
 def test_two_trainings_into_one_folder_are_refused(image_tree, tmp_path):
     out = tmp_path / "run"
-    first = _run_cli(_cli_args(image_tree, out, epochs=100000, save_every_steps=1))  # still running when asked
+    first = _run_cli(train_cli_args(image_tree, out, epochs=100000, save_every_steps=1))  # still running when asked
     _wait_for_step(out / "last.pt", 1, first)
     second = _run_cli(["--out-dir", str(out), "--resume"])
     output = second.stdout.read()
@@ -221,20 +207,20 @@ def test_two_trainings_into_one_folder_are_refused(image_tree, tmp_path):
     third = _run_cli(["--out-dir", str(out), "--resume", "--epochs", str(load_checkpoint(out / "last.pt")["epoch"] + 1)])
     assert third.wait(timeout=300) == 0, third.stdout.read()
     # two fresh runs started together: exactly one trains, the other is told why it may not
-    both = [_run_cli(_cli_args(image_tree, tmp_path / "race", epochs=1, seed=s)) for s in (0, 1)]
+    both = [_run_cli(train_cli_args(image_tree, tmp_path / "race", epochs=1, seed=s)) for s in (0, 1)]
     codes = sorted(p.wait(timeout=300) for p in both)
     assert codes == [0, 2]
 
 
 def test_sigterm_saves_then_resume_finishes(image_tree, tmp_path):
     out = tmp_path / "run"
-    proc = _run_cli(_cli_args(image_tree, out, epochs=100000, save_every_steps=2))
+    proc = _run_cli(train_cli_args(image_tree, out, epochs=100000, save_every_steps=2))
     _wait_for_step(out / "last.pt", 2, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143
     state = load_checkpoint(out / "last.pt")["state"]
     assert state["global_step"] >= 2
-    proc = _run_cli(_cli_args(image_tree, out, epochs=state["epoch"] + 1) + ["--resume"])
+    proc = _run_cli(train_cli_args(image_tree, out, epochs=state["epoch"] + 1) + ["--resume"])
     assert proc.wait(timeout=300) == 0
     assert load_checkpoint(out / "last.pt")["state"]["epoch"] == state["epoch"] + 1
 
@@ -244,7 +230,7 @@ def test_sigterm_to_the_whole_process_group_with_loader_workers_saves(image_tree
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "convscope", "train",
                              # no cache: the images are decoded in loader workers (a CPU reads a cache itself)
-                             *_cli_args(image_tree, out, epochs=100000, save_every_steps=2, workers=2, cache=False)],
+                             *train_cli_args(image_tree, out, epochs=100000, save_every_steps=2, workers=2, cache=False)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     _wait_for_step(out / "last.pt", 2, proc)
     os.killpg(proc.pid, signal.SIGTERM)
@@ -319,7 +305,7 @@ def test_nan_loss_stops_without_saving_the_bad_state_and_the_advice_works(image_
         main(tiny_cfg(image_tree, out, lr=1e12, epochs=3))
     assert exc.value.kind == "nan" and "no checkpoint" in str(exc.value) and not (out / "last.pt").exists()
     out = tmp_path / "run2"
-    assert _run_cli(_cli_args(image_tree, out, epochs=1)).wait(timeout=300) == 0
+    assert _run_cli(train_cli_args(image_tree, out, epochs=1)).wait(timeout=300) == 0
     good = _weights(out / "last.pt")
     proc = _run_cli(["--out-dir", str(out), "--resume", "--epochs", "2", "--lr", "1e12"])
     output = proc.stdout.read()

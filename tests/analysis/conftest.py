@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tests.conftest import TINY_OPTIONS
+from tests.helpers import TINY_OPTIONS
 
 
 @pytest.fixture(autouse=True, scope="module")

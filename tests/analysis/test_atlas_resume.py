@@ -15,8 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from convscope.analysis.atlas_state import StateMismatch, atlas_pass, load_state, pass_identity, state_file
 from convscope.cli import main
 from convscope.data.datasets import WithIndex, collate_with_index
-from tests.analysis.test_top_activations import _images, _model, brute_force
-from tests.conftest import save_tiny_run, write_image_folder
+from tests.helpers import brute_force, random_images, save_tiny_run, tiny_sequential, write_image_folder
 
 K = 4
 
@@ -26,7 +25,7 @@ class Interrupted(Exception):
 
 
 def _dataset(n=23):
-    return TensorDataset(_images(n), torch.zeros(n, dtype=torch.long))
+    return TensorDataset(random_images(n), torch.zeros(n, dtype=torch.long))
 
 
 def _make_loader(dataset, batch_size, fail_after=None):
@@ -69,7 +68,7 @@ def _same(a, b, exact=True):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_interrupted_at_random_points_then_resumed_equals_brute_force_and_one_pass(tmp_path, seed):
-    model, data = _model(), _dataset()
+    model, data = tiny_sequential(), _dataset()
     gen = torch.Generator().manual_seed(seed)
     batch_size = int(torch.randint(1, 6, (1,), generator=gen))
     v, i, yx = brute_force(model, data.tensors[0], 4, K)
@@ -89,7 +88,7 @@ def test_interrupted_at_random_points_then_resumed_equals_brute_force_and_one_pa
 
 
 def test_two_shards_interrupted_and_resumed_merge_to_the_one_process_answer(tmp_path):
-    model, data = _model(), _dataset()
+    model, data = tiny_sequential(), _dataset()
     whole = _pass(model, data, tmp_path / "whole.pt", batch_size=5, resume=False)
     parts = []
     for rank in range(2):
@@ -102,7 +101,7 @@ def test_two_shards_interrupted_and_resumed_merge_to_the_one_process_answer(tmp_
 
 
 def test_a_state_refuses_another_pass_in_one_line(tmp_path):
-    model, data = _model(), _dataset()
+    model, data = tiny_sequential(), _dataset()
     path = tmp_path / "state.pt"
     with pytest.raises(Interrupted):
         _pass(model, data, path, batch_size=4, fail_after=2)
@@ -114,15 +113,15 @@ def test_a_state_refuses_another_pass_in_one_line(tmp_path):
     with pytest.raises(StateMismatch, match="weights"):
         _pass(model, data, path, batch_size=4)
     with pytest.raises(StateMismatch, match="images 23 .this pass: images 20"):
-        _pass(_model(), _dataset(20), path, batch_size=4)
+        _pass(tiny_sequential(), _dataset(20), path, batch_size=4)
     with pytest.raises(StateMismatch, match=r"batch_size 4 \(this pass: batch_size 2\)"):
-        _pass(_model(), data, path, batch_size=2)
+        _pass(tiny_sequential(), data, path, batch_size=2)
     with pytest.raises(Interrupted):  # a new pass (no --resume) owns the file from its start on
         _pass(model, data, path, batch_size=4, resume=False, fail_after=0)
     assert load_state(path, _identity(model, data, batch_size=4)).done == 0
     path.write_bytes(b"not a state")
     with pytest.raises(StateMismatch, match="cannot read"):
-        _pass(_model(), data, path, batch_size=4)
+        _pass(tiny_sequential(), data, path, batch_size=4)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from convscope import cli
 from convscope.analysis import AnnotationError, correspondence, read_annotations, sign_consistency
 from convscope.analysis.correspondence import mask_boxes, pairwise_sign_hamming, random_boxes
 
-from tests.conftest import save_tiny_run
+from tests.helpers import save_tiny_run
 SHIPPED = Path(__file__).resolve().parents[2] / "convscope" / "data" / "annotations" / "dogs.json"
 
 

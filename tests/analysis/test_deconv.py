@@ -9,6 +9,7 @@ from torch import nn
 import convscope as cs
 from convscope.analysis import deconv_project
 from convscope.analysis.deconv import conv_stack, deconv_signal, feature_map_layer
+from tests.helpers import documented_input_size, small_model
 
 torch.set_num_threads(1)
 
@@ -278,14 +279,13 @@ def test_a_module_called_twice_is_refused_in_one_line():
 
 # --- any convnet graph: Sequential bit for bit, a residual net by hand, torchvision nets against Captum ---
 
-@pytest.mark.parametrize("name", ["zfnet", "alexnet", "alexnet_tv", "cifar_convnet"])
+@pytest.mark.parametrize("name", cs.list_models())
 def test_equals_the_explicit_sequential_deconvnet_bit_for_bit(name):
     from sequential_deconv import reference_project
 
     torch.manual_seed(5)
-    size = 32 if name == "cifar_convnet" else 75
-    opts = {} if name in ("alexnet_tv", "cifar_convnet") else dict(width=0.1, fc_width=8)
-    model = cs.get_model(name, num_classes=3, input_size=size, **opts).eval()  # with LRN where the model has it
+    size = min(75, documented_input_size(name))
+    model = small_model(name, input_size=size).eval()  # with LRN where the model has it
     x = torch.randn(2, 3, size, size)
     for layer in ("conv1", "conv2", "pool2", "conv3"):
         proj = deconv_project(model, x, layer=layer, channel=1, position=(1, 2))

@@ -8,20 +8,15 @@ import pytest
 import torch
 from PIL import Image
 
-import convscope as cs
-from convscope.util.atomic import atomic_save
 from convscope.cli import main
+from tests.helpers import save_tiny_run
 
 OPTS = dict(num_classes=2, width=0.1, input_size=64, fc_width=8)
 
 
 def _checkpoint(path, seed, epoch):
-    torch.manual_seed(seed)
-    model = cs.get_model("zfnet", **OPTS)
     config = dict(seed=seed, model_options={k: v for k, v in OPTS.items() if k != "num_classes"})
-    atomic_save(dict(model_name="zfnet", model_options=OPTS, model=model.state_dict(), epoch=epoch, config=config,
-                     classes=["stripes", "noise"], preprocess=dict(mean_image=torch.full((3, 72, 72), 120.0),
-                                                                   crop=64, input_scale=1 / 64)), path)
+    save_tiny_run(path, classes=["stripes", "noise"], options=OPTS, seed=seed, epoch=epoch, config=config)
 
 
 @pytest.fixture

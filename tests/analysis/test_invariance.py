@@ -10,7 +10,7 @@ from convscope.analysis._layers import stage_layer
 from convscope.analysis.invariance import DEFAULT_AMOUNTS, transform
 from convscope.models import get_model
 
-from tests.conftest import TINY_OPTIONS as OPTIONS, save_tiny_run
+from tests.helpers import TINY_OPTIONS as OPTIONS, save_tiny_run
 
 
 @pytest.fixture(scope="module")

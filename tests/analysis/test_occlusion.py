@@ -8,16 +8,12 @@ from convscope.analysis import UnknownLayerError, occlusion_map
 from convscope.analysis.occlusion import occlusion_grid
 from convscope.models import get_model
 
-from tests.conftest import save_tiny_run
+from tests.helpers import no_hooks, save_tiny_run, write_image_folder
 
 
 @pytest.fixture(scope="module")
 def image():
     return torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(1)) * 40
-
-
-def _no_hooks(model):
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
 @pytest.mark.parametrize("h, w, patch, stride", [(64, 64, 16, 8), (64, 48, 20, 6), (33, 40, 33, 5), (10, 10, 1, 1)])
@@ -112,24 +108,18 @@ def test_patch_larger_than_image_is_a_clear_error(model, image):
 def test_unknown_layer_lists_the_available_ones(model, image):
     with pytest.raises(UnknownLayerError, match="unknown layer 'conv9'; available: conv1"):
         occlusion_map(model, image, target=0, layer="conv9", fill=0.0)
-    assert _no_hooks(model)
+    assert no_hooks(model)
 
 
 def test_hooks_removed_after_success_and_error(model, image):
     occlusion_map(model, image, target=0, patch=32, stride=32, fill=0.0)
-    assert _no_hooks(model)
+    assert no_hooks(model)
     with pytest.raises(IndexError):
         occlusion_map(model, image, target=99, patch=32, stride=32, fill=0.0)
-    assert _no_hooks(model)
+    assert no_hooks(model)
 
 
 # --- the command -----------------------------------------------------------------------------------------------
-
-def _tiny_run(tmp_path, model):
-    path = tmp_path / "run.pt"
-    save_tiny_run(path, model, ["a", "b", "c"])
-    return path
-
 
 def _photo(path, seed=0):
     from PIL import Image
@@ -142,7 +132,7 @@ def _photo(path, seed=0):
 def test_command_writes_maps_json_and_png(tmp_path, model):
     (tmp_path / "b").mkdir()
     img = _photo(tmp_path / "b" / "x.jpg")
-    rc = cli.main(["occlusion", str(img), "--checkpoint", str(_tiny_run(tmp_path, model)), "--out",
+    rc = cli.main(["occlusion", str(img), "--checkpoint", str(save_tiny_run(tmp_path / "run.pt", model)), "--out",
                    str(tmp_path / "out"), "--patch", "16", "--stride", "16"])
     assert rc == 0
     import json
@@ -158,12 +148,10 @@ def test_command_shows_the_map_in_its_top_images_of_a_dataset(tmp_path, model):
     """ZF Fig. 7(c): beside the occlusion panel, the measured layer-5 map's projections in other images."""
     import json
 
-    from tests.conftest import write_image_folder
-
     write_image_folder(tmp_path / "data" / "train", classes=3, per_class=2, size=80)
     write_image_folder(tmp_path / "data" / "val", classes=3, per_class=3, size=80, seed=1)
     img = _photo(tmp_path / "x.jpg")
-    rc = cli.main(["occlusion", str(img), "--checkpoint", str(_tiny_run(tmp_path, model)), "--out",
+    rc = cli.main(["occlusion", str(img), "--checkpoint", str(save_tiny_run(tmp_path / "run.pt", model)), "--out",
                    str(tmp_path / "out"), "--patch", "16", "--stride", "16", "--atlas-data", str(tmp_path / "data"),
                    "--atlas-k", "4"])
     assert rc == 0
@@ -187,7 +175,7 @@ def test_command_bad_input_is_one_line(tmp_path, model, capsys, case, message):
     if case == "missing":
         img = tmp_path / "nope.jpg"
     extra = {"big_patch": ["--patch", "65"], "layer": ["--layer", "conv7"]}.get(case, [])
-    rc = cli.main(["occlusion", str(img), "--checkpoint", str(_tiny_run(tmp_path, model)), "--out",
+    rc = cli.main(["occlusion", str(img), "--checkpoint", str(save_tiny_run(tmp_path / "run.pt", model)), "--out",
                    str(tmp_path / "out"), *extra])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err

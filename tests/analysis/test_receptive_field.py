@@ -9,27 +9,26 @@ import convscope as cs
 from convscope.analysis import ReceptiveField, receptive_field
 from convscope.analysis.deconv import conv_stack
 from convscope.analysis.receptive_field import _walk
+from tests.helpers import documented_input_size, small_model
 
 torch.set_num_threads(1)
 
-MODELS = {
-    "zfnet": lambda: cs.get_model("zfnet", num_classes=3, width=0.05, input_size=96, fc_width=8),
-    "alexnet": lambda: cs.get_model("alexnet", num_classes=3, width=0.1, input_size=96, fc_width=8),
-    "alexnet_tv": lambda: cs.get_model("alexnet_tv", num_classes=3, input_size=96),
-    "cifar_convnet": lambda: cs.get_model("cifar_convnet", width=0.25),
-}
+
+def _model(name):
+    """Every registered model, small, at its documented input size or 96 px, whichever is smaller."""
+    return small_model(name, input_size=min(96, documented_input_size(name)))
 
 
 def test_hand_computed_zfnet_conv1():
-    rf = receptive_field(MODELS["zfnet"](), "conv1")
+    rf = receptive_field(_model("zfnet"), "conv1")
     assert rf == ReceptiveField(7, 2, 2.0)  # 7x7, stride 2, padding 1: unit 0 centred on pixel 2
     assert rf.box(0, 0) == (-1, -1, 6, 6)
     assert rf.box(1, 3) == (1, 5, 8, 12)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", cs.list_models())
 def test_feature_info_agrees_with_the_module_walk(name):
-    model = MODELS[name]()
+    model = _model(name)
     for entry in model.feature_info:
         if entry["rf"] is not None:
             assert receptive_field(model, entry["name"]) == _walk(model, entry["module"])
@@ -62,9 +61,9 @@ def _support(stack, upto, size, c, y, x):
     return (int(nz[:, 0].min()), int(nz[:, 1].min()), int(nz[:, 0].max()) + 1, int(nz[:, 1].max()) + 1), out.shape
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", cs.list_models())
 def test_box_equals_input_gradient_support(name):
-    model = MODELS[name]()
+    model = _model(name)
     size = model.input_size
     probe = _probe_stack(model)
     names = [n for n, _ in conv_stack(model)]
@@ -83,7 +82,7 @@ def test_box_equals_input_gradient_support(name):
 
 def test_max_pool_gradient_support_lies_inside_the_box():
     torch.manual_seed(0)
-    model = MODELS["zfnet"]().eval()
+    model = _model("zfnet").eval()
     stack = nn.Sequential(*[m for _, m in conv_stack(model)])
     names = [n for n, _ in conv_stack(model)]
     rf = receptive_field(model, "conv3")

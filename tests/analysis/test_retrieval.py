@@ -8,7 +8,7 @@ from convscope import cli
 from convscope.analysis import (binary_codes, hamming_neighbours, nearest_neighbours, precision_at_k,
                                 train_binary_autoencoder)
 
-from tests.conftest import save_tiny_run
+from tests.helpers import save_tiny_run
 
 
 def test_euclidean_neighbours_equal_brute_force():

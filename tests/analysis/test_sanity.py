@@ -7,6 +7,7 @@ import torch
 
 import convscope as cs
 from convscope.analysis.sanity import compare, parametrized_layers, plain_words, randomization_checks
+from tests.helpers import squeezenet_weights
 
 
 def test_similarity_measures():
@@ -144,17 +145,13 @@ def test_plain_words_speak_of_the_chance_level():
 # ---------------------------------------------------------------------------------------------------------------
 # the staged ImageNet network ($CONVSCOPE_DATA, SOURCES.md §6)
 
-SQUEEZENET = "models/squeezenet1_0-deepcompression/squeezenet1_0_imagenet_deepcompression.pth"
-
 
 def _squeezenet_and_photos(root, n: int):
     import torchvision
     from PIL import Image
     from torchvision import transforms as T
 
-    weights = root / SQUEEZENET
-    if not weights.is_file():
-        pytest.skip(f"the staged SqueezeNet is not in $CONVSCOPE_DATA ({SQUEEZENET})")
+    weights = squeezenet_weights(root)
     model = torchvision.models.squeezenet1_0()
     model.load_state_dict(torch.load(weights, weights_only=True))
     tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),

@@ -4,54 +4,18 @@ import os
 
 import pytest
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from convscope.analysis import TopActivations, project_top, receptive_field, top_activations
 from convscope.analysis.top_activations import batch_topk, empty_topk, image_maxima, merge_topk, rf_patches
+from tests.helpers import brute_force, brute_force_maxima, no_hooks, random_images, tiny_sequential
 
 torch.set_num_threads(1)
 
 
-def _model():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2), nn.Conv2d(6, 5, 3),
-                          nn.ReLU())
-    with torch.no_grad():
-        model[3].bias[2] = -1e3  # map 2 of layer "3" never fires: all its values tie at 0
-    return model.eval()
-
-
-def _images(n=23, seed=1):
-    return torch.randn(n, 3, 12, 12, generator=torch.Generator().manual_seed(seed))
-
-
-def brute_force_maxima(acts, k):
-    """ZF Fig. 2 by hand: each image's best unit of each map (first in row-major order among equal values), then
-    the k images with the largest such values (ties: smaller image index first)."""
-    n, c, h, w = acts.shape
-    out_v, out_i, out_yx = [], [], []
-    for ch in range(c):
-        best = []
-        for i in range(n):
-            units = [(float(acts[i, ch, y, x]), y, x) for y in range(h) for x in range(w)]
-            top = max(units, key=lambda u: u[0])  # max() keeps the first of equal values
-            best.append((-top[0], i, top[1], top[2]))
-        entries = sorted(best)[:k]
-        out_v.append([-e[0] for e in entries] + [float("-inf")] * (k - len(entries)))
-        out_i.append([e[1] for e in entries] + [-1] * (k - len(entries)))
-        out_yx.append([[e[2], e[3]] for e in entries] + [[0, 0]] * (k - len(entries)))
-    return torch.tensor(out_v), torch.tensor(out_i), torch.tensor(out_yx)
-
-
-def brute_force(model, images, layer_idx, k):
-    with torch.no_grad():
-        return brute_force_maxima(model[:layer_idx + 1](images), k)
-
-
 @pytest.mark.parametrize("batch_size", [1, 4, 23])
 def test_equals_brute_force_for_any_batch_size(batch_size):
-    model, images = _model(), _images()
+    model, images = tiny_sequential(), random_images()
     loader = DataLoader(TensorDataset(images, torch.zeros(len(images))), batch_size=batch_size)
     top = top_activations(model, loader, layer="3", k=5, progress=False)  # conv "3" -> its ReLU "4"
     v, i, yx = brute_force(model, images, 4, 5)
@@ -84,7 +48,7 @@ def test_an_image_met_twice_keeps_one_slot():
 
 
 def test_values_sit_at_their_positions():
-    model, images = _model(), _images()
+    model, images = tiny_sequential(), random_images()
     top = top_activations(model, [images[:10], images[10:]], layer=["1", "2"], k=3, progress=False)
     with torch.no_grad():
         pooled = model[:3](images)
@@ -96,7 +60,7 @@ def test_values_sit_at_their_positions():
 
 
 def test_merge_is_commutative_associative_and_sharding_independent():
-    model, images = _model(), _images()
+    model, images = tiny_sequential(), random_images()
     v, i, yx = brute_force(model, images, 4, 4)
     parts = []
     for shard in (range(0, 23, 3), range(1, 23, 3), range(2, 23, 3)):  # ShardedEvalSampler-style rank::world
@@ -118,7 +82,7 @@ def test_merge_is_commutative_associative_and_sharding_independent():
 
 
 def test_sampler_indices_are_used():
-    model, images = _model(), _images()
+    model, images = tiny_sequential(), random_images()
     order = [5, 7, 2, 11]
     loader = DataLoader(TensorDataset(images), batch_size=3, sampler=order)
     top = top_activations(model, loader, layer="3", k=2, progress=False)
@@ -128,14 +92,14 @@ def test_sampler_indices_are_used():
 
 
 def test_batch_indices_from_the_batch():
-    model, images = _model(), _images()
+    model, images = tiny_sequential(), random_images()
     batches = [(images[[3, 9]], torch.tensor([0, 0]), torch.tensor([3, 9]))]
     top = top_activations(model, batches, layer="3", k=2, batch_index=True, progress=False)
     assert set(top.index.flatten().tolist()) <= {3, 9}
 
 
 def test_channel_subset_and_small_datasets():
-    model, images = _model(), _images(2)
+    model, images = tiny_sequential(), random_images(2)
     top = top_activations(model, [images], layer="3", k=50, channels=[4, 1], progress=False)
     assert top.channels.tolist() == [4, 1]
     assert top.values.shape == (2, 50)
@@ -144,14 +108,10 @@ def test_channel_subset_and_small_datasets():
     assert (top.index[:, 2:] == -1).all() and torch.isinf(top.values[:, 2:]).all()  # only 2 images exist
 
 
-def _no_hooks(model):
-    return all(not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks for m in model.modules())
-
-
 def test_hooks_removed_after_success_and_after_an_exception():
-    model, images = _model(), _images()
+    model, images = tiny_sequential(), random_images()
     top_activations(model, [images], layer=["1", "3"], k=2, progress=False)
-    assert _no_hooks(model)
+    assert no_hooks(model)
 
     def broken():
         yield images[:4]
@@ -159,7 +119,7 @@ def test_hooks_removed_after_success_and_after_an_exception():
 
     with pytest.raises(RuntimeError, match="disk on fire"):
         top_activations(model, broken(), layer="3", k=2, progress=False)
-    assert _no_hooks(model)
+    assert no_hooks(model)
     model.train()
     top_activations(model, [images], layer="3", k=2, progress=False)
     assert model.training  # mode restored
@@ -180,7 +140,7 @@ def test_rf_patches_clip_and_pad():
 
 
 def test_project_top_gives_patches_and_projections_of_the_kept_units():
-    model, images = _model(), _images()
+    model, images = tiny_sequential(), random_images()
     top = top_activations(model, [images], layer="3", k=3, progress=False)
     tp = project_top(model, top, TensorDataset(images), channels=[0, 3], fill=0.0)
     rf = receptive_field(model, "3")
@@ -202,7 +162,7 @@ def _dist_worker(rank, world, port, images, result):
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
-        model = _model()
+        model = tiny_sequential()
         shard = list(range(rank, len(images), world))
         loader = DataLoader(TensorDataset(images), batch_size=4, sampler=shard)
         top = top_activations(model, loader, layer="3", k=4, progress=False)  # gathers across ranks
@@ -217,7 +177,7 @@ def test_all_gather_merges_every_rank(monkeypatch):
 
     from convscope.analysis.top_activations import all_gather_topk
 
-    model, images = _model(), _images()
+    model, images = tiny_sequential(), random_images()
     parts = []
     for shard in (list(range(0, 23, 2)), list(range(1, 23, 2))):
         loader = DataLoader(TensorDataset(images), batch_size=5, sampler=shard)
@@ -243,11 +203,11 @@ def test_ddp_ranks_merge_to_the_single_process_answer():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    images = _images()
+    images = random_images()
     manager = mp.Manager()
     result = manager.dict()
     mp.spawn(_dist_worker, args=(2, port, images, result), nprocs=2)
-    v, i, yx = brute_force(_model(), images, 4, 4)
+    v, i, yx = brute_force(tiny_sequential(), images, 4, 4)
     for rank in range(2):
         got_v, got_i, got_yx = result[rank]
         torch.testing.assert_close(got_v, v)

@@ -9,7 +9,7 @@ from convscope.analysis import extract_features, linear_probes, scratch_baseline
 from convscope.analysis.transfer import linear_accuracy, sample_per_class
 from convscope.models import get_model
 
-from tests.conftest import TINY_OPTIONS as OPTIONS, save_tiny_run
+from tests.helpers import TINY_OPTIONS as OPTIONS, save_tiny_run
 
 
 def _blobs(n, dim=20, classes=3, seed=0):

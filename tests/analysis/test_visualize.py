@@ -12,8 +12,8 @@ from torch import nn
 
 from convscope.analysis.visualize import (FourierImage, _frequency_scale, color_basis, deep_dream, map_objective,
                                           random_views, visualize_maps)
+from tests.helpers import no_hooks, squeezenet_weights
 
-SQUEEZENET = "models/squeezenet1_0-deepcompression/squeezenet1_0_imagenet_deepcompression.pth"
 ANGLES = (0, 45, 90, 135)
 
 
@@ -125,7 +125,7 @@ def test_hooks_removed_and_gradients_restored_also_after_an_error():
     visualize_maps(net, "1", [0], to_input=lambda p: p, size=24, steps=2)
     with pytest.raises(IndexError):
         visualize_maps(net, "1", [7], to_input=lambda p: p, size=24, steps=2)
-    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in net.modules())
+    assert no_hooks(net)
     assert all(p.requires_grad for p in net.parameters()) and net[0].weight.grad is None
 
 
@@ -160,10 +160,7 @@ CLASSES = (130, 207, 779)  # flamingo, golden retriever, school bus
 def squeezenet(data_root):
     from convscope.loading.zoo import load_model
 
-    path = data_root / SQUEEZENET
-    if not path.is_file():
-        pytest.skip(f"the staged SqueezeNet is not in CONVSCOPE_DATA ({SQUEEZENET})")
-    return load_model("torchvision:squeezenet1_0", str(path)).model
+    return load_model("torchvision:squeezenet1_0", str(squeezenet_weights(data_root))).model
 
 
 def _imagenet_input(pixels: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from convscope.cli import main
 from convscope.runfolder import read_record
 from convscope.runfolder.records import VisualizeRecord
 
-from tests.conftest import save_tiny_run
+from tests.helpers import save_tiny_run
 
 FAST = ["--steps", "3", "--size", "64", "--threads", "1"]
 

@@ -14,7 +14,7 @@ from PIL import Image
 from convscope.data import DecodedCache, build_dataset, compute_stats
 from convscope.data.loading import open_split
 from convscope.util.errors import UserError
-from tests.conftest import write_image_folder
+from tests.helpers import write_image_folder
 
 
 def test_imagenette_reader_gives_words_and_counts(data_root):

@@ -11,7 +11,7 @@ from convscope.data.datasets import build_dataset
 from convscope.data.loading import collate_for, open_split
 from convscope.data.store import JpegStore, is_store, pack
 from convscope.util.errors import UserError
-from tests.conftest import write_image_folder
+from tests.helpers import write_image_folder
 
 
 @pytest.fixture

@@ -1,20 +1,73 @@
-"""The models are the papers' networks: parameter counts, map sizes, LRN formula, groups, init, registry."""
+"""The models are the papers' networks: every registered model builds, runs its documented input size, has its
+documented parameter count, is captured and projected layer by layer (parametrised over ``list_models()``, as
+torchvision's test_models.py is); map sizes, LRN formula, groups, init, registry."""
+import functools
+import inspect
+import re
+
 import pytest
 import torch
 import torchvision
 from torch import nn
 
 import convscope as cs
+from convscope.analysis import capture, deconv_project
 from convscope.models import LRN, UnknownModelError, register_model, renorm_filters_
+from tests.helpers import builder, documented_input_size, no_hooks, small_model
+
+MODELS = cs.list_models()
 
 
 def n_params(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def test_alexnet_parameter_counts():
-    assert n_params(cs.get_model("alexnet")) == 60_965_224  # two columns (groups=2)
-    assert n_params(cs.get_model("alexnet", groups=1)) == 62_378_344  # one column
+@functools.cache
+def _small(name: str) -> nn.Module:
+    """One small build per model for the read-only tests below (alexnet_tv has no width option: 57M parameters)."""
+    torch.manual_seed(0)
+    return small_model(name, num_classes=5).eval()
+
+
+def _documented_params(name: str) -> int | None:
+    """The parameter count the builder's docstring states for its defaults ("60,965,224 parameters"), if any."""
+    found = re.search(r"(\d{1,3}(?:,\d{3})+) parameters", inspect.getdoc(builder(name)) or "")
+    return int(found.group(1).replace(",", "")) if found else None
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_runs_its_documented_input_size(name):
+    size = documented_input_size(name)
+    model = _small(name)
+    assert model.input_size == size
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, size, size))
+    assert out.shape == (2, 5) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if _documented_params(n)])
+def test_every_model_has_its_documented_parameter_count(name):
+    assert n_params(cs.get_model(name)) == _documented_params(name)
+
+
+def test_alexnet_one_column_parameter_count():
+    assert n_params(cs.get_model("alexnet", groups=1)) == 62_378_344  # the docstring's count with groups=1
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_conv_and_pool_map_is_captured_and_projected_to_the_input(name):
+    """Each conv and max-pool map of ``feature_info``: captured at its stated channels and size, and its strongest
+    activation projected back to an input-sized, finite picture; no hook is left behind."""
+    model, size = _small(name), documented_input_size(name)
+    maps = [i for i in model.feature_info if i["kind"] in ("conv", "maxpool2d")]
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), capture(model, [i["name"] for i in maps]) as acts:
+        model(x)
+    for info in maps:
+        assert acts[info["name"]].shape == (2, info["channels"], info["size"], info["size"]), info["name"]
+        proj = deconv_project(model, x, layer=info["name"], channel=info["channels"] - 1)
+        assert proj.shape == x.shape and torch.isfinite(proj).all(), info["name"]
+    assert no_hooks(model)
 
 
 def sizes(model, kinds=("conv", "maxpool2d")):
@@ -110,9 +163,9 @@ def test_a_wrong_model_option_is_a_user_error_naming_it():
     assert cs.get_model("zfnet", num_classes=3, width=1, input_size=64, fc_width=8)  # an int for a float is fine
 
 
-@pytest.mark.parametrize("name", ["alexnet", "alexnet_tv", "zfnet", "cifar_convnet"])
+@pytest.mark.parametrize("name", MODELS)
 def test_every_relu_is_a_named_non_inplace_module(name):
-    m = cs.get_model(name, num_classes=10)
+    m = _small(name)
     relus = [(n, mod) for n, mod in m.named_modules() if isinstance(mod, nn.ReLU)]
     assert relus and all(not mod.inplace and n.rsplit(".", 1)[-1].startswith("relu") for n, mod in relus)
 

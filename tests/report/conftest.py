@@ -1,32 +1,14 @@
 """One real run folder per test session: a tiny model trained for two epochs on an ImageNet-layout folder (wnid
 class folders named by a LOC_synset_mapping.txt, as a full ImageNet copy is), then every analysis command at small
-settings. The report tests read it (copy it before changing anything: :func:`copy_run`)."""
+settings. The report tests read it (copy it before changing anything: :func:`tests.helpers.copy_run`); the
+headless Chromium of the browser tests."""
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import write_image_folder
-
-WNIDS = ("n09990001", "n09990002", "n09990003")  # not Imagenette's: only the run's own record can name them
-WORDS = ("striped thing", "wavy thing", "other thing")
-
-
-def imagenet_layout(root: Path) -> Path:
-    """``root/{train,val}/<wnid>/*.jpg`` and ``root/LOC_synset_mapping.txt`` (wnid -> words)."""
-    for split, per_class, seed in (("train", 12, 0), ("val", 4, 1)):
-        write_image_folder(root / split, classes=len(WNIDS), per_class=per_class, size=40, seed=seed)
-        for c, wnid in enumerate(WNIDS):
-            (root / split / f"class{c}").rename(root / split / wnid)
-    (root / "LOC_synset_mapping.txt").write_text("".join(f"{w} {t}, a synonym\n" for w, t in zip(WNIDS, WORDS)))
-    return root
-
-
-def val_images(data: Path) -> list[str]:
-    """The first val image of each class."""
-    return [str(sorted((data / "val" / w).iterdir())[0]) for w in WNIDS]
+from tests.helpers import imagenet_layout, val_images
 
 
 @pytest.fixture(scope="session")
@@ -69,12 +51,6 @@ def real_run(tmp_path_factory):
     return run
 
 
-def copy_run(run: Path, dest: Path) -> Path:
-    """A copy of the run's records and figures (not its checkpoints or report) to change in a test."""
-    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("*.pt", "tensorboard", "report", ".lock"))
-    return dest
-
-
 @pytest.fixture(scope="session")
 def epoch1_inspect(real_run, tmp_path_factory):
     """The same run's epoch-1 snapshot inspected into a folder of its own (``E1/inspect``): two epochs to compare."""
@@ -86,3 +62,21 @@ def epoch1_inspect(real_run, tmp_path_factory):
                  "1", "--layers", "conv1,conv2,conv3", "--maps", "3", "--no-cache", "--workers", "0",
                  "--evolution-epochs", "none", "--out", str(other / "inspect")]) == 0
     return other
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium through Playwright (skipped where either is missing; never downloads one)."""
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
+                    "the test never downloads a browser")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()

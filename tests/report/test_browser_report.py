@@ -14,24 +14,9 @@ import pytest
 from convscope.report import build_report
 
 pytestmark = pytest.mark.browser
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
 SECTIONS = ("overview", "curves", "evaluation", "predictions", "filters", "atlas", "evolution", "occlusion", "sanity",
             "invariance", "correspondence", "transfer", "retrieval", "config")
 README_SHOT = Path(__file__).resolve().parents[2] / "docs" / "report-screenshot.png"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
-                    "the test never downloads a browser")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
 
 
 def _open(browser, index: Path):
@@ -152,9 +137,9 @@ def test_explorer_fetches_only_the_shown_maps_images(real_run, browser, tmp_path
 
 
 def test_html_in_class_names_stays_text_in_the_browser(browser, tmp_path):
-    from tests.report.test_site import EVIL, EVIL2, _evil_outputs
+    from tests.helpers import EVIL, EVIL2, evil_outputs
 
-    run = _evil_outputs(tmp_path / "run")
+    run = evil_outputs(tmp_path / "run")
     page, problems = _open(browser, build_report(run))
     assert EVIL in page.locator("section#predictions").inner_text()
     page.locator("#explorer").scroll_into_view_if_needed()

@@ -15,7 +15,7 @@ from convscope.report import build_report
 from convscope.report.sections import SECTIONS
 from convscope.runfolder import read_metrics, read_record, to_json
 from convscope.runfolder.codec import FieldError, decode, hints, is_optional, json_name
-from tests.report.conftest import WNIDS, WORDS, copy_run
+from tests.helpers import WNIDS, WORDS, copy_run, report_sections
 
 SOURCES = list(dict.fromkeys(s.source for s in SECTIONS if s.source))
 WRONG = ("text", 12345, [], True)  # a retyped value: the first of these the field's type refuses
@@ -27,10 +27,6 @@ def _files(run: Path):
         files = sorted(run.glob(source.path))
         assert files, f"the real run has no {source.path}"
         yield source, files[0]
-
-
-def _sections(html: str) -> dict[str, str]:
-    return dict(re.findall(r'<section id="([a-z]+)" class="(section(?: missing)?)"', html))
 
 
 def _walk(tp, value, keys, field):
@@ -132,7 +128,7 @@ def test_every_nested_field_of_every_record_is_named_when_wrong(real_run, tmp_pa
     run = copy_run(real_run, tmp_path / "run")
     site = tmp_path / "site"
     assert main(["report", str(run), "--out", str(site)]) == 0
-    assert set(_sections((site / "index.html").read_text()).values()) == {"section"}  # all present
+    assert set(report_sections((site / "index.html").read_text()).values()) == {"section"}  # all present
     capsys.readouterr()
     checked = 0
     for source, path in _files(run):
@@ -158,7 +154,7 @@ def test_every_nested_field_of_every_record_is_named_when_wrong(real_run, tmp_pa
             assert name in lines[0] and f"field '{field}'" in lines[0], (what, lines[0])
             assert "written by convscope" in lines[0] or source.record.__name__ in ("TrainConfig", "MetricsRow")
             assert f"re-run `{source.command.split()[0]} {source.command.split()[1]}" in lines[0], lines[0]
-            sections = _sections((site / "index.html").read_text())
+            sections = report_sections((site / "index.html").read_text())
             assert {k for k, v in sections.items() if v != "section"} == mine, what
             checked += 1
     assert checked > 300  # every record, every field (a schema walk: new fields are covered as they are added)

@@ -8,41 +8,18 @@ import pytest
 from PIL import Image
 
 from convscope.cli import main
-from convscope.training.config import TrainConfig, config_to_json
 from convscope.report import build_report
 from convscope.report.charts import Series, line_chart
 from convscope.report.site import json_for_script
-
-EVIL = "<script>alert(1)</script>"
-EVIL2 = "</script><img src=x onerror=alert(2)>"
-
-
-def _training_outputs(run, data_root="/data/imagenette2-160"):
-    from convscope.runfolder import to_json
-    from convscope.runfolder.records import MetricsRow
-
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(config_to_json(TrainConfig(model="zfnet", model_options=dict(width=0.25),
-                                                                data_root=data_root, epochs=3, crop=64,
-                                                                image_size=72)))
-    lines = [MetricsRow(epoch=e, step=10 * e, lr=0.01 / (1 + (e > 2) * 9), train_loss=2.3 - 0.2 * e,
-                        train_err=0.9 - 0.1 * e, images_per_s=100.0, val_top1_err=0.85 - 0.1 * e,
-                        val_top5_err=0.5 - 0.1 * e, val_loss=2.2 - 0.2 * e, val_count=50, filter_smoothness={})
-             for e in (1, 2, 3)]
-    (run / "metrics.jsonl").write_text("".join(to_json(m, indent=None) for m in lines) + "{\"epoch\": 4, \"ste")  # torn
-    return run
-
-
-def _sections(html):
-    return dict(re.findall(r'<section id="([a-z]+)" class="(section(?: missing)?)"', html))
+from tests.helpers import EVIL, EVIL2, evil_outputs, report_sections, training_outputs
 
 
 def test_training_only_run_builds_and_says_what_is_missing(tmp_path):
-    run = _training_outputs(tmp_path / "run")
+    run = training_outputs(tmp_path / "run")
     index = build_report(run)
     assert index == run / "report" / "index.html"
     html = index.read_text()
-    sections = _sections(html)
+    sections = report_sections(html)
     assert sections["overview"] == sections["curves"] == sections["config"] == "section"
     missing = {"evaluation", "predictions", "filters", "atlas", "evolution", "occlusion", "sanity", "invariance",
                "correspondence", "transfer", "retrieval"}
@@ -62,47 +39,13 @@ def test_empty_folder_is_a_user_error_and_report_command_prints_the_path(tmp_pat
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "none of the files a report is built from" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nope")]) == 2
-    run = _training_outputs(tmp_path / "run")
+    run = training_outputs(tmp_path / "run")
     assert main(["report", str(run), "--out", str(tmp_path / "site")]) == 0
     assert str(tmp_path / "site" / "index.html") in capsys.readouterr().out
 
 
-def _evil_outputs(run):
-    """A run whose class and file names are HTML/JS."""
-    from convscope.runfolder import write_record
-    from convscope.runfolder import records as r
-
-    _training_outputs(run, data_root=f"/data/{EVIL}")
-    img = run / "imgs" / "a<b>&'q'.jpg"
-    img.parent.mkdir()
-    Image.new("RGB", (80, 60), (200, 30, 30)).save(img)
-    write_record(run / "predictions.json", r.PredictionsRecord(predictions=[r.Prediction(image=str(img), top=[
-        r.ClassProb(cls=EVIL, prob=0.7), r.ClassProb(cls=EVIL2, prob=0.2)])]))
-    write_record(run / "eval.json", r.EvalRecord(checkpoints=[EVIL], data_root=EVIL, split="val", results=[
-        r.EvalRow(views="center", models=1, top1_err=0.5, top5_err=0.2, loss=1.0, count=10)]))
-    ins = run / "inspect"
-    ins.mkdir()
-    Image.new("RGB", (120, 60), "white").save(ins / "top9_conv1.png")
-    tile = r.Tile(figure="top9_conv1.png", layer="conv1", map=3, rank=1, activation=2.5, position=[1, 1],
-                  rf_box=[0, 0, 8, 8], projection_tile=[0, 0, 20, 20], patch_tile=[30, 0, 50, 20], image_index=0,
-                  image=str(img), label=0, class_name=EVIL2)
-    diagnostics = r.Diagnostics(high_frequency=EVIL, dead_criterion=EVIL, layers={})
-    write_record(ins / "index.json", r.InspectRecord(
-        checkpoint=EVIL, model="zfnet", epoch=3, data=EVIL, split="val", images=1, k=1, input_size=64,
-        figures={"top9_conv1.png": r.Figure(kind="top9", layer="conv1")}, tiles=[tile],
-        layers={"conv1": r.LayerInfo(maps=8, shown=[3], never_active=0, map_size=[8, 8],
-                                     receptive_field=r.ReceptiveField(size=7, stride=2, offset=2.0))},
-        filters=r.FilterInfo(layer="conv1", count=8, dead=0, dead_maps=[], criterion=EVIL, diagnostics=diagnostics),
-        filter_smoothness=r.Smoothness(statistic=EVIL, rows=[])))
-    write_record(run / "occlusion" / "x.json", r.OcclusionRecord(
-        image=f"/d/{EVIL}.jpg", target=0, target_name=EVIL, layer="relu5", channel=1, patch=8, stride=8, fill="grey",
-        grid=[1, 1], clean_prob=0.5, clean_label=EVIL2, clean_feature=1.0, min_prob=0.1, min_prob_origin=[0, 0],
-        max_prob=0.5, labels_seen=[EVIL]))
-    return run
-
-
 def test_names_from_data_are_escaped_and_json_cannot_break_out(tmp_path):
-    run = _evil_outputs(tmp_path / "run")
+    run = evil_outputs(tmp_path / "run")
     html = build_report(run).read_text()
     assert EVIL not in html and "<img src=x" not in html and "onerror=alert(2)>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown as text
@@ -136,7 +79,7 @@ def test_line_chart_is_escaped_and_handles_gaps():
 def test_serve_binds_localhost_only(tmp_path):
     from convscope.commands.serve import make_server
 
-    run = _training_outputs(tmp_path / "run")
+    run = training_outputs(tmp_path / "run")
     index = build_report(run)
     server = make_server(index.parent, 0)
     try:
@@ -151,7 +94,7 @@ def test_serve_binds_localhost_only(tmp_path):
 
 
 def test_report_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
-    run = _training_outputs(tmp_path / "run")
+    run = training_outputs(tmp_path / "run")
     mine = tmp_path / "my-folder"
     (mine / "img").mkdir(parents=True)
     (mine / "img" / "holiday.jpg").write_bytes(b"precious")
@@ -169,12 +112,12 @@ def test_report_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
 
 
 def test_malformed_section_file_is_reported_in_its_section(tmp_path):
-    run = _training_outputs(tmp_path / "run")
+    run = training_outputs(tmp_path / "run")
     (run / "eval.json").write_text("{not json")
     problems = []
     html = build_report(run, problems=problems).read_text()
-    assert _sections(html)["evaluation"] == "section missing"
-    assert "cannot be used" in html and "eval.json: is not valid JSON" in html and _sections(html)["curves"] == "section"
+    assert report_sections(html)["evaluation"] == "section missing"
+    assert "cannot be used" in html and "eval.json: is not valid JSON" in html and report_sections(html)["curves"] == "section"
     assert len(problems) == 1 and "convscope evaluate" in problems[0]
 
 
@@ -183,7 +126,7 @@ def test_a_renamed_key_names_the_file_and_the_field(tmp_path, capsys):
     from convscope.runfolder import write_record
     from convscope.runfolder.records import EvalRecord, EvalRow
 
-    run = _training_outputs(tmp_path / "run")
+    run = training_outputs(tmp_path / "run")
     write_record(run / "eval.json", EvalRecord(checkpoints=["x.pt"], data_root="d", split="val", results=[
         EvalRow(views="center", models=1, top1_err=0.3, top5_err=0.05, loss=1.0, count=10)]))
     assert main(["report", str(run)]) == 0 and "30.00%" in (run / "report" / "index.html").read_text()

@@ -7,8 +7,7 @@ import pytest
 
 from convscope.cli import main
 from convscope.report import build_report
-from tests.report.conftest import copy_run
-from tests.report.test_browser_report import browser  # noqa: F401 (the fixture)
+from tests.helpers import copy_run
 
 
 @pytest.fixture(scope="module")
