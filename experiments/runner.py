@@ -27,6 +27,7 @@ from pathlib import Path
 
 from convscope.training.config import TrainConfig
 from convscope.runfolder import read_metrics, read_record
+from convscope.runfolder.layout import RunFolder
 from convscope.runfolder.records import CorrespondenceRecord, EvalRecord, MetricsRow, TransferRecord
 
 HERE = Path(__file__).resolve().parent
@@ -234,7 +235,7 @@ def overrides(exp: Experiment, variant: str, seed: int) -> dict:
 def train_command(exp: Experiment, variant: str, seed: int, data_root: Path, root: Path) -> list[str]:
     """``convscope train`` for one run; with ``--resume`` when the folder already holds a checkpoint."""
     out = run_folder(root, exp, variant, seed)
-    if (out / "last.pt").is_file():  # --epochs: the same number, or more for a run continued from a shorter one
+    if RunFolder(out).last.is_file():  # --epochs: the same number, or more for a run continued from a shorter one
         epochs = overrides(exp, variant, seed).get("epochs")
         return [sys.executable, "-m", "convscope", "train", "--out-dir", str(out),
                 *(["--epochs", str(epochs)] if epochs else []), "--resume"]
@@ -316,9 +317,9 @@ def copy_to_continue(short: Path, folder: Path, epochs: int) -> None:
     tmp = folder.with_name(folder.name + ".copy")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(short, tmp, ignore=shutil.ignore_patterns("*.lock", ".*.tmp", "*.tmp"))
-    config = json.loads((tmp / "config.json").read_text())
+    config = json.loads(RunFolder(tmp).config.read_text())
     config.update(epochs=epochs, out_dir=str(folder))
-    (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    RunFolder(tmp).config.write_text(json.dumps(config, indent=2) + "\n")
     os.replace(tmp, folder)
 
 
@@ -371,17 +372,12 @@ NAN_EXIT = 3  # convscope train's exit code for that stop (commands.train.EXIT_C
 
 
 def read_run(folder: Path) -> list[MetricsRow] | None:
-    """The per-epoch records of a finished run, else None. Finished: all its epochs logged, its ``stop_train_err``
-    reached, or its training diverged (the epochs logged before, possibly none)."""
-    config, metrics = folder / "config.json", folder / "metrics.jsonl"
+    """The per-epoch records of a finished run, else None. Finished: as the run folder says (all its epochs logged,
+    or its ``stop_train_err`` reached), or its training diverged (the epochs logged before, possibly none)."""
+    run = RunFolder(folder)
     if (folder / DIVERGED).is_file():
-        return read_metrics(metrics) if metrics.is_file() else []
-    if not (config.is_file() and metrics.is_file()):
-        return None
-    rows, cfg = read_metrics(metrics), read_record(TrainConfig, config)
-    stop = cfg.stop_train_err
-    done = len(rows) >= cfg.epochs or bool(rows and stop and rows[-1].train_err <= stop)
-    return rows if done else None
+        return read_metrics(run.metrics) if run.metrics.is_file() else []
+    return run.finished(read_record(TrainConfig, run.config)) if run.config.is_file() else None
 
 
 def curve_key(exp: Experiment) -> str:
@@ -1022,7 +1018,7 @@ def run_ensemble(exp: Experiment, data_root: Path, root: Path, *, results: Path 
             if not out.is_file():
                 print(f"[{exp.name}] {variant} #{i}: evaluating {', '.join(f.name for f in members)}", flush=True)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                done = runner([sys.executable, "-m", "convscope", "evaluate", *[str(f / "last.pt") for f in members],
+                done = runner([sys.executable, "-m", "convscope", "evaluate", *[str(RunFolder(f).last) for f in members],
                                "--data-root", str(data_root / base.data), "--views", "center", "--workers", "1",
                                "--out", str(out)])
                 if getattr(done, "returncode", 0) != 0:
@@ -1044,7 +1040,7 @@ def run_experiment(exp: Experiment, data_root: Path, root: Path, *, seeds=None, 
     for seed in seeds or exp.seeds:
         for variant in (v for v in exp.variants if not variants or v in variants):
             folder = run_folder(root, exp, variant, seed)
-            started = read_run(folder) is not None or (folder / "last.pt").is_file()  # finished or interrupted
+            started = read_run(folder) is not None or RunFolder(folder).last.is_file()  # finished or interrupted
             # outside the bracket: not run, nor continued if begun before the bracket closed
             skip = None if read_run(folder) is not None else outside_bracket(exp, load_results(results), variant)
             if skip:
