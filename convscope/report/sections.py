@@ -103,8 +103,8 @@ def overview(site: Site, _record) -> str:
         f'<div class="card"><div class="card-label">{label}</div><div class="card-value">{value}</div>'
         f'<div class="card-detail">{detail}</div></div>' for label, value, detail in cards) + "</div>"
     if not cards:
-        body = (f'<div class="missing-note"><p>This folder has no training outputs ({CONFIG.path}, {METRICS.path}). '
-                f'Train a model into it with:</p><pre><code>{site.cmd(TRAIN_COMMAND)}</code></pre></div>')
+        body = (f'<div class="missing-note"><p>This folder has no training outputs ({CONFIG.path}, '
+                f'{METRICS.path}). Train a model into it with:</p><pre><code>{site.cmd(TRAIN_COMMAND)}</code></pre></div>')
     real = site.run / "real-network" / "report" / "index.html"  # convscope demo's second part
     if real.is_file():
         body += ('<p class="howto"><strong>The same tools on a network that learned ImageNet:</strong> '
