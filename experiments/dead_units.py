@@ -21,6 +21,7 @@ from torch import nn
 from convscope.data.loading import open_split
 from convscope.models import get_model
 from convscope.loading.runs import load_run
+from convscope.runfolder.layout import RunFolder
 
 
 def measure(model: nn.Module, pre, images: torch.Tensor, labels: torch.Tensor) -> dict:
@@ -51,7 +52,7 @@ def main() -> None:
     images, labels = ds.__getitems__(list(range(len(ds))))
     rows = {}
     for run_dir in sorted((Path(args.root) / "relu_tanh").glob("relu_*/seed0")):
-        run = load_run(run_dir / "last.pt")
+        run = load_run(RunFolder(run_dir).last)
         trained = measure(run.model.train(), run.preprocess, images, labels)
         torch.manual_seed(int(run.config.get("seed", 0)))
         init = get_model(run.model_name, **run.model_options)

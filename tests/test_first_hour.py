@@ -278,14 +278,13 @@ def test_a_top_k_figure_has_no_empty_row_of_tiles():
 def test_a_demo_run_again_redoes_a_step_that_was_stopped_half_way(tmp_path, monkeypatch):
     import convscope.cli
     from convscope.commands import demo
+    from tests.test_runfolder_layout import write_run
 
     data = tmp_path / "imagenette2-160"
     for split in ("train", "val"):
         (data / split / "n01440764").mkdir(parents=True)
         (data / split / "n01440764" / "a.JPEG").write_bytes(b"")
-    out = tmp_path / "run"
-    out.mkdir()
-    (out / "metrics.jsonl").write_text("{}\n" * 4)  # training finished (--quick: 4 epochs)
+    out = write_run(tmp_path / "run", [0.5, 0.4, 0.3, 0.2]).path  # training finished (--quick: 4 epochs)
     (out / "eval.json").write_text("{}")  # a finished step
     for half_done in ("occlusion", "invariance", "correspondence", "retrieval"):  # a folder, no record yet
         (out / half_done).mkdir()

@@ -103,21 +103,18 @@ def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
 
 
 def default_out(checkpoint: str | Path, name: str) -> Path:
-    """``RUN/name`` when the checkpoint is a run folder or lies in one (config.json beside it), else
-    ``analysis/name`` in the working folder."""
-    path = Path(checkpoint)
-    run_dir = path if path.is_dir() else path.parent
-    return run_dir / name if (run_dir / "config.json").is_file() else Path("analysis") / name
+    """``RUN/name`` for a checkpoint in a run folder, else ``analysis/name``
+    (:func:`convscope.runfolder.layout.default_out`)."""
+    from ..runfolder.layout import default_out
+
+    return default_out(checkpoint, name)
 
 
 def model_folder(args: argparse.Namespace) -> Path:
     """Where the analyses of a ``--model`` go by default: ``analysis/<model>-<weights>/`` (one report each)."""
-    weights = Path(args.weights).stem if args.weights and Path(args.weights).is_file() else (args.weights or "")
-    model = "onnx:" + Path(args.model[5:]).name if args.model.startswith("onnx:") else args.model
-    named = f"{model}-{weights}" if weights else model  # an ONNX file carries its weights
-    named += f"-{args.into}" if getattr(args, "into", None) else ""  # onnx: in convscope's model NAME
-    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in named.replace(":", "_"))
-    return Path("analysis") / slug
+    from ..runfolder.layout import AnalysisFolder
+
+    return AnalysisFolder.of_model(args.model, args.weights, getattr(args, "into", None)).path
 
 
 def load_model(args: argparse.Namespace, device: str | None = None):
@@ -161,13 +158,9 @@ def load(args: argparse.Namespace):
 
 def write_model_record(folder: Path, run) -> None:
     """``model.json`` in a ``--model``'s analysis folder: what model and weights its analyses looked at."""
-    from ..runfolder import write_record
-    from ..runfolder.records import ModelRecord
+    from ..runfolder.layout import AnalysisFolder
 
-    folder.mkdir(parents=True, exist_ok=True)
-    write_record(folder / "model.json", ModelRecord(**run.source, classes=len(run.classes),
-                                                    input_size=run.preprocess.crop,
-                                                    image_size=run.preprocess.image_size))
+    AnalysisFolder(folder).write_model_record(run)
 
 
 def read_inputs(run, paths) -> torch.Tensor:

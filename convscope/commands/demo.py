@@ -202,7 +202,9 @@ def run_steps(args: argparse.Namespace) -> int:
 def trained_part(args: argparse.Namespace, data: Path, out: Path, skip: set[str], samples: list[str], cli) -> int:
     """Train the imagenette recipe into ``out``, run every analysis on it and build its report."""
     q = args.quick
-    from ..training.config import PRESETS
+    from ..runfolder import read_record
+    from ..runfolder.layout import RunFolder
+    from ..training.config import PRESETS, TrainConfig
 
     epochs = args.epochs or (4 if q else PRESETS["imagenette"].epochs)
 
@@ -218,14 +220,14 @@ def trained_part(args: argparse.Namespace, data: Path, out: Path, skip: set[str]
         if rc:
             raise SystemExit(rc)
 
-    ckpt = str(out / "best.pt")
+    run = RunFolder(out)
+    ckpt = str(run.best)
     train = ["train", "--recipe", "imagenette", "--data-root", str(data), "--out-dir", str(out),
              "--epochs", str(epochs)] + (["--train-subset", "4096", "--val-subset", "500",
                                          "--keep-epochs", "1,2,4"] if q else [])
-    metrics = out / "metrics.jsonl"
-    finished = metrics.is_file() and len(metrics.read_text().splitlines()) >= epochs
-    if not finished:
-        rc = cli(train + (["--resume"] if (out / "last.pt").is_file() else []))
+    # finished as the experiments runner says it (stop_train_err honoured), at the demo's number of epochs
+    if not run.config.is_file() or run.finished(read_record(TrainConfig, run.config), epochs=epochs) is None:
+        rc = cli(train + (["--resume"] if run.last.is_file() else []))
         if rc:
             return rc
     sub = ["--subset", "500"] if q else []

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.loading import collate_for, open_split
     from ..training.evaluation import evaluate
     from ..runfolder import write_record
+    from ..runfolder.layout import RunFolder
     from ..runfolder.records import EvalRecord, EvalRow
 
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{r.views:<8}{r.models:>7}{r.top1_err:>11.2%}{r.top5_err:>11.2%}{r.count:>9}")
     first = Path(args.checkpoints[0]) if args.checkpoints else None
     out = Path(args.out) if args.out else (_inputs.model_folder(args) if first is None else
-                                           first if first.is_dir() else first.parent) / "eval.json"
+                                           RunFolder.of(first).path) / EvalRecord.PATH
     write_record(out, EvalRecord(checkpoints=[str(c) for c in args.checkpoints] or [args.model], data_root=str(args.data_root),
                                  split=args.split, results=rows))
     print(f"wrote {out}")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 from ..util.errors import UserError
 from ..runfolder import as_record, write_record
+from ..runfolder.layout import RunFolder
 from ..runfolder.records import (CompareSide, Diagnostics, FilterInfo, FiltersCompare, Figure, InspectRecord,
                                  LayerInfo, ReceptiveField, Smoothness, SmoothnessRow, Tile, UnitInfo)
 from . import _inputs
@@ -146,17 +146,6 @@ def _atlas_pass(args, run_, dataset, layers: list[str], out: Path, info, class_m
                       log=print if info.is_main else (lambda _: None), class_means=class_means)
 
 
-def _epoch_files(checkpoint: str) -> list[tuple[int, Path]]:
-    path = Path(checkpoint)
-    run_dir = path if path.is_dir() else path.parent
-    files = []
-    for f in sorted((run_dir / "epochs").glob("epoch_*.pt")):
-        m = re.search(r"epoch_(\d+)", f.stem)
-        if m:
-            files.append((int(m.group(1)), f))
-    return sorted(files)
-
-
 def _pick_epochs(files: list[tuple[int, Path]], spec: str) -> list[tuple[int, Path]]:
     if spec == "none" or not files:
         return []
@@ -252,7 +241,7 @@ def run(args: argparse.Namespace) -> int:
         why = unprojectable(model, layer)
         if why is not None:
             raise UserError(f"cannot inspect layer '{layer}': {why}")
-    snapshots = _epoch_files(args.checkpoint) if args.checkpoint else []  # a --model has no training epochs
+    snapshots = RunFolder.of(args.checkpoint).epoch_files() if args.checkpoint else []  # a --model has no training epochs
     epochs = _pick_epochs(snapshots, args.evolution_epochs)
     convs12 = first_convs(model, 2, spatial=True)  # by alias where unique: "conv1", as the records always named it
     conv1 = convs12[0]

@@ -36,8 +36,7 @@ EXIT_CODES = {"nan": 3, "sigterm": 143}
 
 def resolve(args: argparse.Namespace):
     """The run's configuration: the recipe with the flags given, or on ``--resume`` the run's saved one."""
-    from pathlib import Path
-
+    from ..runfolder.layout import RunFolder
     from ..training.config import config_from_dict, resolve_config, resume_config
     from ..util.errors import UserError
 
@@ -46,7 +45,7 @@ def resolve(args: argparse.Namespace):
     from ..runfolder.checkpoint import read_checkpoint  # torch: only a resumed run reads one here
     if not getattr(args, "out_dir", None):
         raise UserError("--resume needs --out-dir: the run folder to continue")
-    last = Path(args.out_dir) / "last.pt"
+    last = RunFolder(args.out_dir).last
     if not last.is_file():
         raise UserError(f"--resume: no checkpoint in {args.out_dir} (expected {last}); start without --resume")
     # only the saved config is needed here (training loads the checkpoint itself): map, do not read, the tensors
@@ -63,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
+    from ..runfolder.layout import LAST
     from ..training.config import config_to_json
     from ..util.locks import removed_on_failure, run_lock
 
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     # claim the run folder first, before torch loads and data is read: a second training into it is refused in
     # one line at once instead of after seconds of silence (training claims it again, for free, in this process)
     claim = bool(out_dir) and os.environ.get("RANK", "0") == "0" and (cfg is not None or Path(out_dir).is_dir())
-    with removed_on_failure(out_dir or ".", keep="last.pt", enabled=claim), run_lock(out_dir or ".", enabled=claim):
+    with removed_on_failure(out_dir or ".", keep=LAST, enabled=claim), run_lock(out_dir or ".", enabled=claim):
         cfg = cfg or resolve(args)
         from ..training.train import Stop, main
 

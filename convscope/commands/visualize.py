@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..util.errors import UserError
 from ..runfolder import MalformedFile, read_record, write_record
+from ..runfolder.layout import RunFolder
 from ..runfolder.records import Dream, InspectRecord, VisualizedMap, VisualizeRecord
 from . import _inputs
 
@@ -113,7 +114,7 @@ def _colour(args, run_):
 
     if args.colour == "imagenet":
         return color_basis(), "imagenet (fb.resnet.torch's RGB PCA)"
-    stats = run_.path.parent / "stats.pt" if run_.path is not None else None
+    stats = RunFolder(run_.path.parent).stats if run_.path is not None else None
     if stats is None or not stats.is_file():
         raise UserError("--colour run needs the run's stats.pt (a --checkpoint in its run folder)")
     d = DataStats.load(stats)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..runfolder.checkpoint import load_weights, read_checkpoint
+from ..runfolder.layout import RunFolder
 from ..data.transforms import Preprocess
 from ..models import get_model
 
@@ -36,9 +37,7 @@ class LoadedRun:
 def checkpoint_file(path: str | Path) -> Path:
     """A checkpoint file, or a run folder's ``best.pt`` (else ``last.pt``)."""
     path = Path(path)
-    if path.is_dir():
-        return next((path / n for n in ("best.pt", "last.pt") if (path / n).is_file()), path / "last.pt")
-    return path
+    return RunFolder(path).checkpoint() if path.is_dir() else path
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> LoadedRun:

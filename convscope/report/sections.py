@@ -16,6 +16,7 @@ from typing import Callable
 
 from ..training.config import TrainConfig
 from ..runfolder import MalformedFile
+from ..runfolder.layout import EPOCH_GLOB, EPOCHS
 from ..runfolder.records import (NO_LABEL, TRAIN_COMMAND, CorrespondenceRecord, EvalRecord, InspectRecord,
                                  InvarianceRecord, MetricsRow, OcclusionRecord, PredictionsRecord, RetrievalRecord,
                                  SanityRecord, TransferRecord)
@@ -102,8 +103,8 @@ def overview(site: Site, _record) -> str:
         f'<div class="card"><div class="card-label">{label}</div><div class="card-value">{value}</div>'
         f'<div class="card-detail">{detail}</div></div>' for label, value, detail in cards) + "</div>"
     if not cards:
-        body = ('<div class="missing-note"><p>This folder has no training outputs (config.json, metrics.jsonl). '
-                f'Train a model into it with:</p><pre><code>{site.cmd(TRAIN_COMMAND)}</code></pre></div>')
+        body = (f'<div class="missing-note"><p>This folder has no training outputs ({CONFIG.path}, '
+                f'{METRICS.path}). Train a model into it with:</p><pre><code>{site.cmd(TRAIN_COMMAND)}</code></pre></div>')
     real = site.run / "real-network" / "report" / "index.html"  # convscope demo's second part
     if real.is_file():
         body += ('<p class="howto"><strong>The same tools on a network that learned ImageNet:</strong> '
@@ -540,7 +541,7 @@ SECTIONS = (
                          "under its receptive field, and where that patch lies in the source image."),
     SectionSpec("evolution", "Feature evolution", INSPECT, evolution, "the feature-evolution strips", trained_only=True,
                 options=" --evolution-epochs paper",
-                note="inspect draws them from the epoch snapshots RUN/epochs/epoch_*.pt (train --keep-epochs)",
+                note=f"inspect draws them from the epoch snapshots RUN/{EPOCHS}/{EPOCH_GLOB} (train --keep-epochs)",
                 subtitle="ZF Fig. 4: for a few feature maps (rows), the strongest activation at each saved epoch "
                          "(columns), projected to pixels: lower layers settle early, higher ones keep changing."),
     SectionSpec("occlusion", "Occlusion sensitivity", OCCLUSION, occlusion, "occlusion maps",
@@ -564,7 +565,7 @@ SECTIONS = (
     SectionSpec("retrieval", "Retrieval", RETRIEVAL, retrieval, "nearest-neighbour retrieval",
                 subtitle="AlexNet Fig. 4 (right): the training images nearest to a query in fc7 feature space "
                          "(semantic), against raw-pixel distance (colour and layout)."),
-    SectionSpec("config", "Configuration", CONFIG, config, "config.json", trained_only=True,
+    SectionSpec("config", "Configuration", CONFIG, config, CONFIG.path, trained_only=True,
                 subtitle="config.json: the recipe this run was trained with (every field can be set on "
                          "<code>convscope train</code>)."),
 )

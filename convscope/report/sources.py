@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..training.config import TrainConfig
+from ..runfolder import layout
 from ..runfolder.records import (TRAIN_COMMAND, CorrespondenceRecord, EvalRecord, InspectRecord, InvarianceRecord,
                                  MetricsRow, ModelRecord, OcclusionRecord, PredictionsRecord, RetrievalRecord,
                                  SanityRecord, TransferRecord, VisualizeRecord)
@@ -24,8 +25,8 @@ class Source:
         return cls(record.PATH, record, record.COMMAND)
 
 
-CONFIG = Source("config.json", TrainConfig, TRAIN_COMMAND)
-METRICS = Source("metrics.jsonl", MetricsRow, TRAIN_COMMAND, lines=True)
+CONFIG = Source(layout.CONFIG, TrainConfig, TRAIN_COMMAND)
+METRICS = Source(layout.METRICS, MetricsRow, TRAIN_COMMAND, lines=True)
 MODEL = Source.of(ModelRecord)  # a --model's analysis folder
 EVAL, PREDICTIONS, INSPECT, OCCLUSION, SANITY, INVARIANCE, CORRESPONDENCE, TRANSFER, RETRIEVAL = map(Source.of, (
     EvalRecord, PredictionsRecord, InspectRecord, OcclusionRecord, SanityRecord, InvarianceRecord,

@@ -16,6 +16,14 @@ experiment runner) that read them back.
       retrieval/retrieval.json        retrieval    RetrievalRecord
       visualize/<layer>.json + .png   visualize    VisualizeRecord (one per layer; dream_<layer>.json: --dream)
       report/                         report       the static site (only its own img/ and static/ are replaced)
+    analysis/<model>-<weights>/       the analyses of a --model (a model convscope did not train):
+      model.json                      any          ModelRecord (what model and weights they looked at)
+      <command>/ ...                  <command>    as in RUN/
+    analysis/<command>/               <command>    the analyses of a checkpoint outside any run folder
+
+Where each file lies, where an analysis writes by default and when a run is finished (all its epochs logged, or
+stopped early at its stop_train_err, as train stops) is said once, in :mod:`.layout` (:class:`~.layout.RunFolder`,
+:class:`~.layout.AnalysisFolder`); what a file holds, here.
 
 Every record (:mod:`.records`) is a dataclass with nested dataclasses, written as a JSON object
 ``{"format": FORMAT, "kind": KIND, "convscope": VERSION, ...fields}`` atomically through :func:`write_record`

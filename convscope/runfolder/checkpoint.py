@@ -1,7 +1,6 @@
 """Checkpoints: ``weights_only`` loads, written atomically (:mod:`convscope.util.atomic`) (a trained run as a usable model: :mod:`convscope.loading.runs`)."""
 from __future__ import annotations
 
-import os
 import pickle
 import warnings
 from dataclasses import dataclass, field, fields
@@ -139,21 +138,3 @@ def check_finite(state: dict, path: str | Path) -> None:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise CheckpointError(f"{path}: weights hold NaN or inf ({', '.join(bad[:3])}{more}); a diverged or damaged "
                               "file, not a model to use")
-
-
-def link_epoch(out: Path, epoch: int, *, best: bool, keep_last: int, keep_epochs: list[int]) -> None:
-    """Hard-link last.pt as epochs/epoch_NNN.pt (and best.pt when ``best``), then prune the epoch checkpoints
-    beyond the newest ``keep_last`` that are not among the snapshots ``keep_epochs``."""
-    folder = out / "epochs"
-    folder.mkdir(exist_ok=True)
-    target = folder / f"epoch_{epoch:03d}.pt"
-    for dst in [target] + ([out / "best.pt"] if best else []):
-        tmp = dst.with_suffix(".tmp")
-        if tmp.exists():
-            tmp.unlink()
-        os.link(out / "last.pt", tmp)
-        os.replace(tmp, dst)
-    epochs = sorted(folder.glob("epoch_*.pt"))
-    for old in epochs[: max(len(epochs) - keep_last, 0)]:
-        if int(old.stem.split("_")[1]) not in keep_epochs:
-            old.unlink()

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..runfolder import MetricsRow, read_metrics, to_json
+from ..runfolder.layout import RunFolder
 
 SMOOTHNESS = ("lag-1 spatial autocorrelation: the correlation of each filter's weights (minus their mean) with "
               "their right and lower neighbours (white noise ~0, a 7x7 Gabor of wavelength 5 ~0.6, a blob ~0.9)")
@@ -25,14 +26,14 @@ class MetricsLog:
     """Append one JSON object per line to ``metrics.jsonl`` and mirror scalars to TensorBoard (rank 0 only)."""
 
     def __init__(self, out_dir: str | Path, enabled: bool = True):
-        self.path = Path(out_dir) / "metrics.jsonl"
+        self.path = RunFolder(out_dir).metrics
         self.enabled = enabled
         self.tb = None
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(Path(out_dir) / "tensorboard"))
+                self.tb = SummaryWriter(str(RunFolder(out_dir).tensorboard))
             except ImportError:  # tensorboard is optional at run time
                 self.tb = None
 

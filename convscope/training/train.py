@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from ..util.progress import tqdm
 
-from ..runfolder.checkpoint import FORMAT_VERSION, CheckpointRecord, link_epoch, read_checkpoint, unwrap
+from ..runfolder.checkpoint import FORMAT_VERSION, CheckpointRecord, read_checkpoint, unwrap
 from ..util.atomic import atomic_save, atomic_write_text
 from .config import TrainConfig, config_from_dict, config_to_json
 from ..util.locks import removed_on_failure, run_lock
@@ -38,6 +38,7 @@ from .metrics import MetricsLog, layer_smoothness, topk_correct
 from ..models import UnknownModelError, get_model, list_models, model_accepts, renorm_filters_
 from .optim import PaperSGD
 from ..runfolder import MetricsRow
+from ..runfolder.layout import LAST, RunFolder
 
 log = logging.getLogger("convscope.training.train")
 
@@ -96,7 +97,7 @@ def save_checkpoint(path: Path, run: Checkpointed, state: TrainState, metrics: d
 
 def load_stats(cfg: TrainConfig, train_ds, out: Path, dist: DistInfo) -> DataStats:
     """Mean image + RGB PCA of the training split: from the run folder, else the cache, else computed once."""
-    run_file = out / "stats.pt"
+    run_file = RunFolder(out).stats
     if dist.is_main and not run_file.is_file():
         stats = cached_stats(train_ds, cfg.data_root, cfg.train_split, cfg.image_size, cache_dir=cfg.cache_dir,
                              num_workers=cfg.workers)
@@ -168,7 +169,7 @@ def train_one_epoch(run: "Session", epoch: int, sigterm: threading.Event) -> dic
                            ((cfg.epochs - epoch) * steps - step) * cfg.batch_size)
             if stop:
                 run.save("step", sums)
-                raise Stop("sigterm", f"SIGTERM: saved {out}/last.pt at epoch {epoch + 1}, step {step}; "
+                raise Stop("sigterm", f"SIGTERM: saved {RunFolder(out).last} at epoch {epoch + 1}, step {step}; "
                                       f"continue with: {resume_command(out)}")
             if cfg.save_every_steps and state.global_step % cfg.save_every_steps == 0:
                 run.save("step", sums)
@@ -176,8 +177,8 @@ def train_one_epoch(run: "Session", epoch: int, sigterm: threading.Event) -> dic
                 break
     if state.step_in_epoch < steps:
         run.save("step", sums)
-        log.info("stopped at --max-steps %d (epoch %d, step %d of %d); saved %s/last.pt", cfg.max_steps, epoch + 1,
-                 state.step_in_epoch, steps, out)
+        log.info("stopped at --max-steps %d (epoch %d, step %d of %d); saved %s", cfg.max_steps, epoch + 1,
+                 state.step_in_epoch, steps, RunFolder(out).last)
         return None
     return epoch_train_metrics(sums, dist, time.perf_counter() - t0, (steps - first) * cfg.batch_size)
 
@@ -205,7 +206,7 @@ def main(cfg: TrainConfig, *, resume: bool = False) -> dict:
             raise UserError("no data: give --data-root (an ImageNet-layout folder, an ImageFolder tree or CIFAR-10)")
         if cfg.model not in list_models():
             raise UnknownModelError(f"unknown model '{cfg.model}'; available: {', '.join(list_models())}")
-        with removed_on_failure(out, keep="last.pt", enabled=dist.is_main):
+        with removed_on_failure(out, keep=LAST, enabled=dist.is_main):
             if dist.is_main:
                 out.mkdir(parents=True, exist_ok=True)
             with run_lock(out, enabled=dist.is_main):
@@ -216,19 +217,20 @@ def main(cfg: TrainConfig, *, resume: bool = False) -> dict:
 
 def _check_start(cfg: TrainConfig, out: Path, resume: bool) -> CheckpointRecord | None:
     """The checkpoint to resume from (None for a fresh run); refuses a fresh run into a used folder."""
+    last = RunFolder(out).last
     if not resume:
-        if (out / "last.pt").is_file():
+        if last.is_file():
             raise UserError(f"{out} already holds a run; continue it with --resume or choose another --out-dir")
         return None
-    if not (out / "last.pt").is_file():
-        raise UserError(f"--resume: no checkpoint in {out} (expected {out}/last.pt); start without --resume")
-    ckpt = read_checkpoint(out / "last.pt")
+    if not last.is_file():
+        raise UserError(f"--resume: no checkpoint in {out} (expected {last}); start without --resume")
+    ckpt = read_checkpoint(last)
     if not ckpt.resumable:
-        raise UserError(f"--resume: {out}/last.pt holds weights only (no optimiser, schedule or position to "
+        raise UserError(f"--resume: {last} holds weights only (no optimiser, schedule or position to "
                         "continue from); start a new run")
     saved = config_from_dict(ckpt.config)
     if saved.model != cfg.model or saved.model_options != cfg.model_options:
-        raise UserError(f"--resume: {out}/last.pt is a {saved.model} {saved.model_options} run, not "
+        raise UserError(f"--resume: {last} is a {saved.model} {saved.model_options} run, not "
                         f"{cfg.model} {cfg.model_options}")
     return ckpt
 
@@ -275,10 +277,11 @@ class Session:
         and at epoch ends links epochs/epoch_NNN.pt and, if best, best.pt."""
         self.state.partial = all_reduce_sum(sums.clone().to(self.dist.device)).cpu().tolist()
         if self.dist.is_main:
-            save_checkpoint(self.out / "last.pt", self.saved, self.state, metrics)
+            run = RunFolder(self.out)
+            save_checkpoint(run.last, self.saved, self.state, metrics)
             if kind == "epoch":
-                link_epoch(self.out, self.state.epoch, best=bool(metrics and metrics.get("best")),
-                           keep_last=self.cfg.keep_last, keep_epochs=self.cfg.keep_epochs)
+                run.link_epoch(self.state.epoch, best=bool(metrics and metrics.get("best")),
+                               keep_last=self.cfg.keep_last, keep_epochs=self.cfg.keep_epochs)
 
     def loader(self, epoch: int) -> tuple[DataLoader, int]:
         """This rank's batches of ``epoch`` from the saved position on, and the epoch's number of steps."""
@@ -307,9 +310,9 @@ def start(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> Session:
     optimiser (AlexNet §5), and restore the saved state on ``resume``."""
     ckpt = _check_start(cfg, out, resume)
     if dist.is_main:  # temp files of writes a kill interrupted (this process holds the folder: none is live)
-        for debris in [*out.glob(".*.tmp"), *out.glob("epochs/*.tmp"), *out.glob("*.tmp")]:
+        for debris in [*out.glob(".*.tmp"), *RunFolder(out).epochs.glob("*.tmp"), *out.glob("*.tmp")]:
             debris.unlink(missing_ok=True)
-        atomic_write_text(out / "config.json", config_to_json(cfg))
+        atomic_write_text(RunFolder(out).config, config_to_json(cfg))
 
     opts = dict(cache=cfg.cache, cache_dir=cfg.cache_dir, workers=cfg.workers, is_main=dist.is_main)
     train_ds = open_split(cfg.data_root, cfg.train_split, cfg.image_size, subset=cfg.train_subset, **opts)
@@ -349,7 +352,7 @@ def start(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> Session:
         torch.set_rng_state(ckpt.rng["torch"])
         if torch.cuda.is_available() and "cuda" in ckpt.rng:
             torch.cuda.set_rng_state(ckpt.rng["cuda"])
-        log.info("resumed %s at epoch %d, step %d", out / "last.pt", state.epoch + 1, state.step_in_epoch)
+        log.info("resumed %s at epoch %d, step %d", RunFolder(out).last, state.epoch + 1, state.step_in_epoch)
     train_model = model
     if dist.world_size > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
@@ -400,9 +403,10 @@ def _run(cfg: TrainConfig, dist: DistInfo, out: Path, resume: bool) -> dict:
                          cfg.stop_train_err, epoch + 1)
     except Stop as err:
         if err.kind == "nan":  # nothing of the diverged state is saved: last.pt is the last good position
-            where = (f"the last good state is {out}/last.pt (epoch {state.epoch + 1}, step "
+            last_pt = RunFolder(out).last
+            where = (f"the last good state is {last_pt} (epoch {state.epoch + 1}, step "
                      f"{state.step_in_epoch} when it was saved); continue from it with a lower lr: convscope "
-                     f"train --out-dir {out} --resume --lr {cfg.lr / 10:g}" if (out / "last.pt").is_file() else
+                     f"train --out-dir {out} --resume --lr {cfg.lr / 10:g}" if last_pt.is_file() else
                      f"no checkpoint was saved yet; start again with a lower --lr (e.g. {cfg.lr / 10:g})")
             raise Stop("nan", f"{err}; stopped before the update. {where}") from None
         raise

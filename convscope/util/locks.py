@@ -26,6 +26,7 @@ except ImportError:  # Windows: no advisory locks here; runs are not guarded
 
 log = logging.getLogger(__name__)
 _held: set[str] = set()  # lock files this process holds (resolved paths)
+RUN_LOCK = ".lock"  # in a run folder, held while it trains (runfolder.layout.RunFolder.lock)
 
 
 class FolderBusy(UserError):
@@ -155,7 +156,7 @@ def run_lock(run_dir: str | Path, *, enabled: bool = True) -> contextlib.Abstrac
     if not enabled:
         return contextlib.nullcontext()
     run_dir = expect_folder(run_dir, "the run folder")
-    return claim(run_dir / ".lock", str(run_dir), "wait for it to finish (or stop it), or choose another --out-dir",
+    return claim(run_dir / RUN_LOCK, str(run_dir), "wait for it to finish (or stop it), or choose another --out-dir",
                  error=RunFolderBusy)
 
 

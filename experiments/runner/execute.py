@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from convscope.runfolder import read_record
+from convscope.runfolder.layout import RunFolder
 from convscope.runfolder.records import EvalRecord
 
 from . import catalogue
@@ -35,7 +36,7 @@ def run_ensemble(exp: Experiment, data_root: Path, root: Path, *, results: Path 
             if not out.is_file():
                 print(f"[{exp.name}] {variant} #{i}: evaluating {', '.join(f.name for f in members)}", flush=True)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                done = runner([sys.executable, "-m", "convscope", "evaluate", *[str(f / "last.pt") for f in members],
+                done = runner([sys.executable, "-m", "convscope", "evaluate", *[str(RunFolder(f).last) for f in members],
                                "--data-root", str(data_root / base.data), "--views", "center", "--workers", "1",
                                "--out", str(out)])
                 if getattr(done, "returncode", 0) != 0:
@@ -57,7 +58,7 @@ def run_experiment(exp: Experiment, data_root: Path, root: Path, *, seeds=None, 
     for seed in seeds or exp.seeds:
         for variant in (v for v in exp.variants if not variants or v in variants):
             folder = run_folder(root, exp, variant, seed)
-            started = read_run(folder) is not None or (folder / "last.pt").is_file()  # finished or interrupted
+            started = read_run(folder) is not None or RunFolder(folder).last.is_file()  # finished or interrupted
             # outside the bracket: not run, nor continued if begun before the bracket closed
             skip = None if read_run(folder) is not None else outside_bracket(exp, load_results(results), variant)
             if skip:

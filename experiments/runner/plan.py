@@ -8,6 +8,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from convscope.runfolder.layout import RunFolder
+
 from . import catalogue
 from .catalogue import Experiment
 from .store import DIVERGED, read_run, run_row
@@ -31,7 +33,7 @@ def overrides(exp: Experiment, variant: str, seed: int) -> dict:
 def train_command(exp: Experiment, variant: str, seed: int, data_root: Path, root: Path) -> list[str]:
     """``convscope train`` for one run; with ``--resume`` when the folder already holds a checkpoint."""
     out = run_folder(root, exp, variant, seed)
-    if (out / "last.pt").is_file():  # --epochs: the same number, or more for a run continued from a shorter one
+    if RunFolder(out).last.is_file():  # --epochs: the same number, or more for a run continued from a shorter one
         epochs = overrides(exp, variant, seed).get("epochs")
         return [sys.executable, "-m", "convscope", "train", "--out-dir", str(out),
                 *(["--epochs", str(epochs)] if epochs else []), "--resume"]
@@ -113,7 +115,7 @@ def copy_to_continue(short: Path, folder: Path, epochs: int) -> None:
     tmp = folder.with_name(folder.name + ".copy")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(short, tmp, ignore=shutil.ignore_patterns("*.lock", ".*.tmp", "*.tmp"))
-    config = json.loads((tmp / "config.json").read_text())
+    config = json.loads(RunFolder(tmp).config.read_text())
     config.update(epochs=epochs, out_dir=str(folder))
-    (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    RunFolder(tmp).config.write_text(json.dumps(config, indent=2) + "\n")
     os.replace(tmp, folder)

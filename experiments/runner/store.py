@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from convscope.runfolder import read_metrics, read_record
+from convscope.runfolder.layout import RunFolder
 from convscope.runfolder.records import MetricsRow
 from convscope.training.config import TrainConfig
 
@@ -21,17 +22,12 @@ NAN_EXIT = 3  # convscope train's exit code for that stop (commands.train.EXIT_C
 
 
 def read_run(folder: Path) -> list[MetricsRow] | None:
-    """The per-epoch records of a finished run, else None. Finished: all its epochs logged, its ``stop_train_err``
-    reached, or its training diverged (the epochs logged before, possibly none)."""
-    config, metrics = folder / "config.json", folder / "metrics.jsonl"
+    """The per-epoch records of a finished run, else None. Finished: as the run folder says (all its epochs logged,
+    or its ``stop_train_err`` reached), or its training diverged (the epochs logged before, possibly none)."""
+    run = RunFolder(folder)
     if (folder / DIVERGED).is_file():
-        return read_metrics(metrics) if metrics.is_file() else []
-    if not (config.is_file() and metrics.is_file()):
-        return None
-    rows, cfg = read_metrics(metrics), read_record(TrainConfig, config)
-    stop = cfg.stop_train_err
-    done = len(rows) >= cfg.epochs or bool(rows and stop and rows[-1].train_err <= stop)
-    return rows if done else None
+        return read_metrics(run.metrics) if run.metrics.is_file() else []
+    return run.finished(read_record(TrainConfig, run.config)) if run.config.is_file() else None
 
 
 def curve_key(exp: Experiment) -> str:
