@@ -38,7 +38,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from captum.attr import Occlusion
 
-    from convscope.analysis import occlusion_layer, occlusion_map
+    from convscope.analysis import occlusion_map
+    from convscope.analysis.occlusion import occlusion_layer
     from convscope.models import get_model
 
     if args.checkpoint or ":" in args.model:

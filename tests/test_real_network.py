@@ -17,11 +17,17 @@ import pytest
 import torch
 import torchvision
 
-from convscope.analysis import filter_diagnostics, graph
+from convscope.analysis import graph, resolve_layers
 from convscope.analysis._hooks import UnknownLayerError
-from convscope.analysis._layers import stage_layer, zf_layers, zf_numbers
+from convscope.analysis._layers import stage_layer, zf_numbers
+from convscope.analysis.filters import filter_diagnostics
 from convscope.training.metrics import layer_smoothness, spatial_autocorrelation
 from tests.helpers import squeezenet_weights
+
+
+def zf_layers(model, given, wanted, input_size=224):
+    """The ZF numbers (or names) a command's ``--layers`` resolves to, its default ``wanted`` when none is given."""
+    return [x.given for x in resolve_layers(model, given, default=wanted, input_size=input_size)]
 
 
 @pytest.fixture
@@ -114,7 +120,7 @@ def test_resnet_stages_and_layer_seven():
 def test_every_recipes_model_has_working_default_layers():
     """A `--recipe cifar10` model has three conv stages and no fc6/fc7: occlusion's and transfer's defaults are
     its own layers."""
-    from convscope.analysis import occlusion_layer
+    from convscope.analysis.occlusion import occlusion_layer
     from convscope.models import get_model
 
     cifar = get_model("cifar_convnet", num_classes=10)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 from typing import Iterator, Sequence
 
 import torch
@@ -36,6 +37,8 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
 
     Returns ``(dotted_name, module)``. Raises :class:`UnknownLayerError` listing the available aliases.
     """
+    if _is_layer(layer):  # a Layer (analysis._layers.resolve_layers) found before: its module as found then
+        return layer.path, layer.module
     named = dict(model.named_modules())
     if isinstance(layer, nn.Module):
         for name, mod in named.items():
@@ -49,7 +52,23 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> tuple[str, nn.Mod
         return hits[0], named[hits[0]]
     if len(hits) > 1:
         raise UnknownLayerError(f"layer '{layer}' is ambiguous: {', '.join(hits)}")
-    raise UnknownLayerError(f"unknown layer '{layer}'; available: {', '.join(layer_names(model))}")
+    choices = layer_names(model)
+    near = difflib.get_close_matches(str(layer), choices, n=3)
+    hint = f"did you mean {' or '.join(near)}? " if near else ""
+    raise UnknownLayerError(f"unknown layer '{layer}'; {hint}available: {', '.join(choices)}")
+
+
+def _is_layer(layer) -> bool:
+    """Whether ``layer`` is a :class:`~convscope.analysis._layers.Layer` (told by its fields: that module imports
+    this one)."""
+    return isinstance(getattr(layer, "module", None), nn.Module) and isinstance(getattr(layer, "path", None), str)
+
+
+def layer_key(model: nn.Module, layer) -> str:
+    """The name :func:`capture` keys a layer's output by: a name as given, a Layer's name, a module's dotted name."""
+    if isinstance(layer, str):
+        return layer
+    return layer.name if _is_layer(layer) else resolve_layer(model, layer)[0]
 
 
 @contextlib.contextmanager
@@ -68,7 +87,7 @@ def capture(model: nn.Module, layers: Sequence[str | nn.Module], *, detach: bool
     handles = []
     try:
         for layer in layers:
-            key = layer if isinstance(layer, str) else resolve_layer(model, layer)[0]
+            key = layer_key(model, layer)
             _, mod = resolve_layer(model, layer)
 
             def hook(_mod, _inp, out, key=key):

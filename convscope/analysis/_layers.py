@@ -1,14 +1,112 @@
-"""ZF's numbered layers ("layer 1" ... "layer 7") and chunked forward passes that collect their outputs."""
+"""The one layer resolver (what a user typed -> :class:`Layer` values), ZF's numbered layers ("layer 1" ...
+"layer 7"), the layers each figure looks at by default, and chunked forward passes that collect layer outputs."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from ..util.errors import UserError
-from ._hooks import UnknownLayerError, capture, eval_mode, model_device, resolve_layer
+from ._hooks import UnknownLayerError, _is_layer, capture, eval_mode, model_device, resolve_layer, short_names
+
+
+@dataclass(frozen=True, eq=False)
+class Layer:
+    """One layer of one model, resolved once from what the user typed (:func:`resolve_layers`).
+
+    ``name`` is how the analyses and their records spell it (the alias or dotted name as typed; for a ZF number
+    :func:`stage_layer`'s alias, e.g. ``pool5``, ``relu7``, SqueezeNet's ``features.12``), ``path`` its dotted
+    module name, ``zf`` the ZF number it was chosen by (None for a name). Every analysis taking a layer takes a
+    Layer too; :attr:`receptive_field` is computed on first use."""
+
+    name: str
+    path: str
+    module: nn.Module = field(repr=False)
+    model: nn.Module = field(repr=False)
+    zf: int | None = None
+
+    @property
+    def given(self) -> int | str:
+        """The ZF number it was chosen by, else its name: how the records of ZF-numbered commands spell it."""
+        return self.zf if self.zf is not None else self.name
+
+    @cached_property
+    def receptive_field(self):
+        """Its :class:`~convscope.analysis.receptive_field.ReceptiveField` (size, stride, offset) in input pixels."""
+        from .receptive_field import receptive_field
+
+        return receptive_field(self.model, self.path)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Layers(list):
+    """:func:`resolve_layers`' answer: a list of :class:`Layer`; ``skipped`` the default layers left out, with why
+    (the atlas's conv maps the deconvnet cannot project from)."""
+
+    def __init__(self, layers=(), skipped: Sequence[tuple[str, str]] = ()):
+        super().__init__(layers)
+        self.skipped = list(skipped)
+
+
+def resolve_layers(model: nn.Module, typed=None, *, default: str | Sequence[int] = (), input_size: int = 224) -> Layers:
+    """What a user typed -> :class:`Layer` values: the one place a ``--layer``/``--layers`` value is resolved.
+
+    ``typed``: a name or alias (``conv5``, ``features.conv5``, ``layer1.0.relu``), a ZF layer number 1-7 (an int
+    or a bare digit string always means ZF's number: :func:`stage_layer`), a ``Layer``, a comma-separated string
+    or a sequence of these; None (or nothing) takes the figure's ``default``: ZF numbers (each missing one
+    replaced by the nearest lower one the model has), ``"atlas"`` (conv1-conv5, else the rectified conv maps the
+    deconvnet can project from), ``"occlusion"`` (the last conv stage's rectified map), ``"sanity"`` (ZF's 2 and 5)
+    or ``"sanity-occlusion"`` (the layer-5 map). An unknown name or a number the model lacks is a one-line
+    :class:`UnknownLayerError` with the choices."""
+    items = _typed_items(typed)
+    if items is None:
+        return _default_layers(model, default, input_size)
+    if not items:
+        raise UserError("no layer given (an empty --layers)")
+    return Layers(_one_layer(model, x, input_size) for x in items)
+
+
+def _typed_items(typed) -> list | None:
+    if typed is None:
+        return None
+    if isinstance(typed, (str, int, Layer)):
+        typed = [typed]
+    items = []
+    for x in typed:
+        items += [p.strip() for p in x.split(",") if p.strip()] if isinstance(x, str) else [x]
+    return items if items or typed else None
+
+
+def _one_layer(model: nn.Module, x, input_size: int) -> Layer:
+    if _is_layer(x):
+        return x
+    zf = int(x) if isinstance(x, int) or x.isdigit() else None
+    name = stage_layer(model, zf if zf is not None else x, input_size)
+    path, module = resolve_layer(model, name)
+    return Layer(name=name, path=path, module=module, model=model, zf=zf)
+
+
+def _default_layers(model: nn.Module, default, input_size: int) -> Layers:
+    skipped = []
+    if default == "atlas":
+        names, skipped = atlas_layers(model, input_size)
+    elif default == "occlusion":
+        names = [occlusion_layer(model, input_size)]
+    elif default in ("sanity", "sanity-occlusion"):
+        projected, top = sanity_layers(model, input_size)
+        names = projected if default == "sanity" else [top]
+    elif isinstance(default, str):
+        raise ValueError(f"unknown default {default!r}: ZF numbers, 'atlas', 'occlusion', 'sanity' or "
+                         "'sanity-occlusion'")
+    else:
+        names = default_numbers(model, default, input_size)
+    return Layers((_one_layer(model, n, input_size) for n in names), skipped)
 
 
 def numbered_layers(model: nn.Module, input_size: int = 224) -> tuple[list[str], list[str]]:
@@ -71,6 +169,8 @@ def stage_layer(model: nn.Module, layer: int | str, input_size: int = 224) -> st
     rectified one). Anything that is not an int or a digit string is returned as given (``"conv5"``,
     ``"classifier.fc7"``) after checking that the model has it.
     """
+    if _is_layer(layer):
+        return layer.name
     if isinstance(layer, str) and not layer.isdigit():
         resolve_layer(model, layer)
         return layer
@@ -149,13 +249,30 @@ def atlas_layers(model: nn.Module, input_size: int = 224) -> tuple[list[str], li
     return keep, skipped
 
 
-def zf_layers(model: nn.Module, given: Sequence[str] | None, wanted: Sequence[int],
-              input_size: int = 224) -> list[int | str]:
-    """A command's ``--layers``: ZF numbers (digit strings) and layer names as given, else :func:`default_numbers`
-    of ``wanted``."""
-    if given is None:
-        return list(default_numbers(model, wanted, input_size))
-    return [int(x) if x.isdigit() else x for x in given]
+def occlusion_layer(model: nn.Module, input_size: int = 224) -> str:
+    """The layer whose strongest map ZF Fig. 7 sums when none is named: the rectified map of the last conv stage,
+    ``relu5`` on a model with ZF's named stages (``relu3`` on the three-stage CIFAR net), else the model's own
+    layer 5 by meaning, its last feature layer below the classifier (:func:`stage_layer`)."""
+    top = default_numbers(model, (5,), input_size)[0]
+    return f"relu{top}" if named_stages(model) else stage_layer(model, top, input_size)
+
+
+def parametrized_layers(model: nn.Module) -> list[str]:
+    """Names of the conv and linear layers, input to output: the paper alias (``conv1``, ``fc8``) where it is
+    unique in the model, else the dotted name (torchvision's ``features.0``, ResNet's ``layer1.0.conv1``)."""
+    return short_names(model, [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))])
+
+
+def sanity_layers(model: nn.Module, input_size: int = 224) -> tuple[list[str], str]:
+    """The default layers of the checks: the projections' (ZF's layers 2 and 5: ``conv2``, ``conv5`` on a model with
+    ZF's named stages, else an early and the last conv stage by meaning) and the occlusion's (the layer-5 feature
+    map: the last conv's rectified output, else the last conv stage)."""
+    from .deconv import feature_map_layer
+
+    if named_stages(model):
+        last_conv = [n for n in parametrized_layers(model) if n.startswith("conv")][-1]
+        return ["conv2", "conv5"], feature_map_layer(model, last_conv)
+    return [stage_layer(model, i, input_size) for i in (2, 5)], stage_layer(model, 5, input_size)
 
 
 def _by_meaning(model: nn.Module, index: int, input_size: int) -> str:

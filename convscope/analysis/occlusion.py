@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._hooks import capture, eval_mode, model_device, resolve_layer
+from ._hooks import _is_layer, capture, eval_mode, model_device, resolve_layer
+from ._layers import occlusion_layer  # noqa: F401 - ZF Fig. 7's default layer, kept with the resolver
 from .incremental import occluded_outputs
 from .incremental import supports as incremental_supports
 
@@ -99,6 +100,7 @@ def occlusion_map(
         >>> occ = occlusion_map(model, x, target=3, patch=32, stride=8)
         >>> occ.prob.shape   # ((128 - 32) // 8 + 1, ...) = (13, 13) for a 128-px input
     """
+    layer = layer.name if _is_layer(layer) else layer  # a resolved Layer: its name, as the result spells it
     if image.dim() == 4:
         if image.shape[0] != 1:
             raise ValueError(f"occlusion_map takes one image, got a batch of {image.shape[0]}")
@@ -156,17 +158,6 @@ def occlusion_is_incremental(model: nn.Module, layer: str) -> bool:
     except GraphError:
         return False
     return True
-
-
-def occlusion_layer(model: nn.Module, input_size: int = 224) -> str:
-    """The layer whose strongest map ZF Fig. 7 sums when none is named: the rectified map of the last conv stage,
-    ``relu5`` on a model with ZF's named stages (``relu3`` on the three-stage CIFAR net), else the model's own
-    layer 5 by meaning, its last feature layer below the classifier
-    (:func:`~convscope.analysis._layers.stage_layer`)."""
-    from ._layers import default_numbers, named_stages, stage_layer
-
-    top = default_numbers(model, (5,), input_size)[0]
-    return f"relu{top}" if named_stages(model) else stage_layer(model, top, input_size)
 
 
 def grey_fill(preprocess) -> torch.Tensor:

@@ -118,3 +118,27 @@ def train_binary_autoencoder(features: torch.Tensor, *, bits: int = 64, hidden: 
 def binary_codes(autoencoder: BinaryAutoencoder, features: torch.Tensor) -> torch.Tensor:
     """(N, D) features -> (N, bits) bool codes."""
     return autoencoder.encode(features.flatten(1).float().cpu()) > 0.5
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """AlexNet Fig. 4 (right) as numbers: per way of comparing (``"fc7 Euclidean"``, ``"pixel Euclidean"``,
+    ``"64-bit code Hamming"``) each query's neighbours in the gallery and its precision@k (N,)."""
+
+    neighbours: dict[str, Neighbours]
+    precision: dict[str, torch.Tensor]
+
+
+def image_retrieval(queries: torch.Tensor, gallery: torch.Tensor, query_labels: torch.Tensor,
+                    gallery_labels: torch.Tensor, *, query_pixels: torch.Tensor, gallery_pixels: torch.Tensor,
+                    k: int = 10, bits: int = 64, epochs: int = 60, seed: int = 0) -> Retrieval:
+    """The feature layer's Euclidean neighbours against the pixels' and (``bits`` > 0) against the Hamming
+    neighbours of an auto-encoder's binary codes trained on the gallery's features (``epochs``, ``seed``), each
+    scored by precision@k against the labels."""
+    neighbours = {"fc7 Euclidean": nearest_neighbours(queries, gallery, k=k),
+                  "pixel Euclidean": nearest_neighbours(query_pixels, gallery_pixels, k=k)}
+    if bits:
+        ae = train_binary_autoencoder(gallery, bits=bits, epochs=epochs, seed=seed)
+        neighbours[f"{bits}-bit code Hamming"] = hamming_neighbours(binary_codes(ae, queries),
+                                                                    binary_codes(ae, gallery), k=k)
+    return Retrieval(neighbours, {m: precision_at_k(nb, query_labels, gallery_labels) for m, nb in neighbours.items()})

@@ -33,9 +33,9 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ._hooks import eval_mode, resolve_layer, short_names
-from ._layers import named_stages, stage_layer
-from .deconv import deconv_project, feature_map_layer
+from ._hooks import eval_mode, resolve_layer
+from ._layers import parametrized_layers, sanity_layers  # noqa: F401 - the checks' defaults live with the resolver
+from .deconv import deconv_project
 from .occlusion import occlusion_map
 from .receptive_field import receptive_field
 from .top_activations import rf_patches
@@ -84,22 +84,6 @@ def _mean_std(v: torch.Tensor) -> tuple[float, float]:
     if len(v) == 0:
         return math.nan, math.nan
     return float(v.mean()), float(v.std()) if len(v) > 1 else 0.0
-
-
-def parametrized_layers(model: nn.Module) -> list[str]:
-    """Names of the conv and linear layers, input to output: the paper alias (``conv1``, ``fc8``) where it is
-    unique in the model, else the dotted name (torchvision's ``features.0``, ResNet's ``layer1.0.conv1``)."""
-    return short_names(model, [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))])
-
-
-def sanity_layers(model: nn.Module, input_size: int = 224) -> tuple[list[str], str]:
-    """The default layers of the checks: the projections' (ZF's layers 2 and 5: ``conv2``, ``conv5`` on a model with
-    ZF's named stages, else an early and the last conv stage by meaning) and the occlusion's (the layer-5 feature
-    map: the last conv's rectified output, else the last conv stage)."""
-    if named_stages(model):
-        last_conv = [n for n in parametrized_layers(model) if n.startswith("conv")][-1]
-        return ["conv2", "conv5"], feature_map_layer(model, last_conv)
-    return [stage_layer(model, i, input_size) for i in (2, 5)], stage_layer(model, 5, input_size)
 
 
 def _module(model: nn.Module, alias: str) -> nn.Module:
@@ -235,6 +219,10 @@ class SanityResult:
     independent: dict[str, list[dict]]
     pictures: dict[str, list[list[torch.Tensor]]]  # kind -> steps (trained first) -> one picture per item
 
+    def words(self) -> dict[str, str]:
+        """The cascade's verdict per picture kind in one sentence each (:func:`plain_words`)."""
+        return {kind: plain_words(kind, rows) for kind, rows in self.cascade.items()}
+
 
 PROJECTION_KINDS = {"deconvnet": "projections", "guided": "guided backprop", "gradient": "gradient"}
 
@@ -297,6 +285,7 @@ def randomization_checks(
     occlusion_targets: Sequence[int] | None = None,
     occlusion: dict | None = None,
     reinit: Callable[[str, nn.Module], None] | None = None,
+    config: dict | None = None,
     seed: int = 0,
     steps: Sequence[str] | None = None,
     independent: bool = True,
@@ -315,7 +304,7 @@ def randomization_checks(
             :func:`~convscope.analysis.deconv_project`): one kind of picture per layer and method.
         occlusion_targets: class per image for the occlusion probability maps (None: no occlusion check).
         occlusion: keyword arguments of :func:`occlusion_map` (patch, stride, fill, layer ...).
-        reinit: how a layer is re-initialised (default :func:`default_reinit`).
+        reinit: how a layer is re-initialised (default :func:`default_reinit` of ``config``: the run's own init).
         seed: seed of the random weights.
         steps: the cascade's layers, top first (default every conv and linear layer, output to input).
         independent: also randomise each layer alone.
@@ -326,7 +315,7 @@ def randomization_checks(
         :class:`SanityResult`; the cascade's first row is the trained model itself (similarity 1; its chance
         level is the trained pictures' similarity to each other).
     """
-    reinit = reinit or default_reinit(model)
+    reinit = reinit or default_reinit(model, config)
     order = list(steps) if steps is not None else list(reversed(parametrized_layers(model)))  # fc8, ... conv1
     units = {layer: strongest_units(model, images, layer) for layer in projection_layers}
     occ = dict(occlusion or {})

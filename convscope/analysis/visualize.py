@@ -320,7 +320,8 @@ class VisualizationSanity:
 
 
 def visualization_sanity(model: nn.Module, vis: FeatureVisualization, *,
-                         to_input: Callable[[torch.Tensor], torch.Tensor], reinit: Callable[[str, nn.Module], None],
+                         to_input: Callable[[torch.Tensor], torch.Tensor],
+                         reinit: Callable[[str, nn.Module], None] | None = None, config: dict | None = None,
                          lr: float = 0.05, color: torch.Tensor | None = None, batch: int = 8) -> VisualizationSanity:
     """Adebayo et al. 2018's model randomisation applied to feature visualisation: every conv and linear layer of
     a copy of ``model`` re-initialised by ``reinit`` (seeded by ``vis.seed``), the same maps optimised on it with
@@ -329,9 +330,11 @@ def visualization_sanity(model: nn.Module, vis: FeatureVisualization, *,
     near the chance level (two trained images of different maps) = the picture shows what was learned.
 
     Example:
-        >>> check = visualization_sanity(model, vis, to_input=normalize, reinit=default_reinit(model))
+        >>> check = visualization_sanity(model, vis, to_input=normalize)   # reinit: the run's init (``config``)
     """
-    from .sanity import compare, parametrized_layers, randomized_copy
+    from .sanity import compare, default_reinit, parametrized_layers, randomized_copy
+
+    reinit = reinit or default_reinit(model, config)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(vis.seed)

@@ -35,6 +35,19 @@ def spellings(**aliases: str):
     return lambda text: aliases.get(text, text)
 
 
+def add_layer_argument(parser: argparse.ArgumentParser, *, many: bool, default: str, required: bool = False,
+                       extra: str = "") -> None:
+    """The one way a command takes layers: ``--layers`` (``many``: ``a,b`` or ``a b``) or ``--layer`` (one). A value
+    is ZF's layer number 1-7 (a bare integer always is; per model as :func:`convscope.analysis.resolve_layers`
+    says: on SqueezeNet 5 = ``features.12``, its last feature layer) or a module name or alias; the command resolves
+    it once with ``resolve_layers``. ``default`` says in the help what is taken when none is given."""
+    what = "layers: ZF layer numbers 1-7 or module names/aliases, as 'a,b' or 'a b'" if many else \
+        "layer: a ZF layer number 1-7 or a module name/alias"
+    parser.add_argument("--layers" if many else "--layer", nargs="+" if many else None, required=required,
+                        default=None, metavar="LAYER", help=f"{what}{extra}; default: {default}" if not required
+                        else f"{what}{extra}")
+
+
 def unique_stems(paths) -> list[str]:
     """An output file stem per input path, unique among them: the file's stem, prefixed by as many parent folder
     names as it takes (``a/0000.jpg``, ``b/0000.jpg`` -> ``a_0000``, ``b_0000``), numbered as a last resort."""

@@ -16,8 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("annotations", help="JSON or CSV part boxes (see convscope.analysis.correspondence)")
     _inputs.add_run_arguments(parser, out="correspondence")
     parser.add_argument("--parts", nargs="+", default=None, help="parts to mask (default: all in the file)")
-    parser.add_argument("--layers", nargs="+", default=None,
-                        help="ZF layer numbers or layer names (default: 5 and 7, or the nearest lower layers the model has)")
+    _inputs.add_layer_argument(parser, many=True, default="5 and 7, or the nearest lower layers the model has")
     parser.add_argument("--draws", type=_inputs.positive, default=10, help="random-mask draws")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random masks")
     parser.add_argument("--data-root", default=None,
@@ -25,17 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis import correspondence, read_annotations, zf_layers
+    from ..analysis import correspondence, read_annotations, resolve_layers
     from ..report.figures import correspondence_figure
 
     ann = read_annotations(args.annotations, parts=args.parts, root=args.data_root,
                            data_root=os.environ.get("CONVSCOPE_DATA"))
     run_, out = _inputs.load(args)
     pre = run_.preprocess
+    layers = resolve_layers(run_.model, args.layers, default=(5, 7), input_size=pre.crop)
     inputs = _inputs.read_inputs(run_, ann.files)
     boxes = ann.input_boxes(pre.image_size, pre.crop)
     table = correspondence(run_.model, inputs, boxes, parts=ann.parts, draws=args.draws, seed=args.seed,
-                           layers=zf_layers(run_.model, args.layers, (5, 7), run_.preprocess.crop))
+                           layers=layers)
     write_record(out / "correspondence.json", CorrespondenceRecord(
         annotations=str(args.annotations), images=[str(f) for f in ann.files], layers=list(table.layers),
         rows=list(table.rows), mean=table.mean, std=table.std, sem=table.sem, random_draws=table.random_draws,

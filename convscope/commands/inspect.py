@@ -6,10 +6,9 @@ import argparse
 from pathlib import Path
 
 from ..util.errors import UserError
-from ..runfolder import as_record, write_record
+from ..runfolder import build, write_record
 from ..runfolder.layout import RunFolder
-from ..runfolder.records import (CompareSide, Diagnostics, FilterInfo, FiltersCompare, Figure, InspectRecord,
-                                 LayerInfo, ReceptiveField, Smoothness, SmoothnessRow, Tile, UnitInfo)
+from ..runfolder.records import Figure, FiltersCompare, InspectRecord, Smoothness, UnitInfo
 from . import _inputs
 
 HELP = "deconvnet top-9 atlas per layer, conv1 filters and feature evolution (ZF Fig. 2, 4, 6; AlexNet Fig. 3)"
@@ -29,17 +28,13 @@ ORDER = 40
 PAPER_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 64)  # ZF Fig. 4
 
 
-_METHOD_NAMES = dict(deconvnet="projection", guided="guided backprop", gradient="gradient")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _inputs.add_run_arguments(parser, out="inspect")
     parser.add_argument("--data", required=True, help="dataset root (e.g. $CONVSCOPE_DATA/imagenette2-160)")
     parser.add_argument("--split", default="val", help="split searched for each map's top images")
-    parser.add_argument("--layers", default=None,
-                        help="comma-separated layers (module names or aliases); default: conv1-conv5 for a convscope "
-                             "model, else every conv with its own rectified map (the last per resolution when "
-                             "there are more than 8: VGG16's conv*_last, ResNet's stem and layer1-4)")
+    _inputs.add_layer_argument(parser, many=True, default="conv1-conv5 for a convscope model, else every conv with "
+                               "its own rectified map (the last per resolution when there are more than 8: VGG16's "
+                               "conv*_last, ResNet's stem and layer1-4)")
     parser.add_argument("--maps", type=_inputs.positive, default=16, help="feature maps drawn per layer (seeded random, live ones)")
     parser.add_argument("--method", default="deconvnet", choices=("deconvnet", "guided", "gradient"),
                         help="how each top unit is projected to pixels: ZF's deconvnet, guided backpropagation "
@@ -86,40 +81,6 @@ def _open(args, image_size: int, subset: int, is_main: bool = True):
                       workers=args.workers, is_main=is_main)
 
 
-def _unit_infos(top, means, dataset, hierarchy) -> list[UnitInfo] | None:
-    """Every map's WordNet name (ImageNet-style class folders and a WordNet) and selectivity (a whole pass seen)."""
-    from ..analysis import class_selectivity, is_wordnet_id, map_names
-
-    wnids = list(getattr(dataset, "wnids", None) or [])
-    samples = getattr(dataset, "samples", None)
-    names = None
-    if hierarchy is not None and samples and wnids and all(is_wordnet_id(w) for w in wnids):
-        names = map_names(top.index, [int(label) for _, label in samples], wnids, hierarchy)
-    sel = None
-    if means is not None and means.images == len(dataset) and int((means.counts > 0).sum()) >= 2:
-        sel = class_selectivity(means.means()).tolist()
-    if names is None and sel is None:
-        return None
-    channels = top.channels.tolist()
-    return [UnitInfo(map=c, selectivity=None if sel is None else round(sel[c], 4),
-                     **({} if names is None or names[i] is None else dict(
-                         name=names[i].name, synset=names[i].synset, count=names[i].count, k=names[i].k)))
-            for i, c in enumerate(channels)]
-
-
-def _hierarchy(dataset):
-    """WordNet for naming maps when the classes are WordNet ids (one line saying how to get it when missing)."""
-    from ..analysis import WORDNET_HOW_TO_GET as HOW_TO_GET, is_wordnet_id, load_hierarchy
-
-    wnids = list(getattr(dataset, "wnids", None) or [])
-    if not wnids or not all(is_wordnet_id(w) for w in wnids):
-        return None
-    hierarchy = load_hierarchy()
-    if hierarchy is None:
-        print(HOW_TO_GET)
-    return hierarchy
-
-
 def _print_units(layer: str, units: list[UnitInfo] | None, shown: list[int]) -> None:
     """The drawn maps' names and selectivity, one line per layer."""
     if not units:
@@ -129,21 +90,6 @@ def _print_units(layer: str, units: list[UnitInfo] | None, shown: list[int]) -> 
              + (f" (sel {by_map[c].selectivity:.2f})" if by_map[c].selectivity is not None else "")
              for c in shown if c in by_map]
     print(f"{layer} map names: " + "; ".join(parts))
-
-
-def _atlas_pass(args, run_, dataset, layers: list[str], out: Path, info, class_means=None):
-    """ZF Fig. 2's one pass over all layers: this process's shard, saved as it goes (--resume), merged over
-    torchrun's processes."""
-    from ..analysis import atlas_pass, pass_identity, state_file
-
-    identity = pass_identity(run_.model, dataset, layers=layers, k=args.k, model_name=run_.model_name,
-                             data=Path(args.data).resolve(), split=args.split, preprocess=run_.preprocess,
-                             rank=info.rank, world_size=info.world_size, batch_size=args.batch_size)
-    return atlas_pass(run_.model, dataset, lambda indices: _loader(dataset, args, indices), layers=layers,
-                      k=args.k, identity=identity, state_path=state_file(out, info.rank, info.world_size),
-                      resume=args.resume, every=args.save_every, batch_size=args.batch_size, rank=info.rank,
-                      world_size=info.world_size, transform=run_.preprocess, progress=info.is_main,
-                      log=print if info.is_main else (lambda _: None), class_means=class_means)
 
 
 def _pick_epochs(files: list[tuple[int, Path]], spec: str) -> list[tuple[int, Path]]:
@@ -171,16 +117,6 @@ def _pick_epochs(files: list[tuple[int, Path]], spec: str) -> list[tuple[int, Pa
     return [(e, by_epoch[e]) for e in wanted]
 
 
-def _sample_info(dataset, index: int) -> dict:
-    samples = getattr(dataset, "samples", None)
-    classes = getattr(dataset, "classes", None)
-    if not samples:
-        return {"image_index": index}
-    path, label = samples[index]
-    return {"image_index": index, "image": str(path), "label": int(label),
-            "class_name": classes[label] if classes and 0 <= label < len(classes) else None}
-
-
 def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) -> Smoothness:
     """Per-layer filter smoothness of the random init (rebuilt from the run's seed), every saved epoch and the
     inspected checkpoint: learned structure versus initial noise at a glance."""
@@ -190,195 +126,163 @@ def _smoothness_table(run_, epoch_files: list[tuple[int, Path]], device: str) ->
     rows = []
     init = initial_model(run_)
     if init is not None:
-        rows.append(SmoothnessRow(label="random init", epoch=0, layers=layer_smoothness(init)))
+        rows.append(("random init", 0, layer_smoothness(init)))
     for e, path in epoch_files:
-        rows.append(SmoothnessRow(label=f"epoch {e}", epoch=e,
-                                  layers=layer_smoothness(load_run(path, device=device).model)))
+        rows.append((f"epoch {e}", e, layer_smoothness(load_run(path, device=device).model)))
     label = f"this checkpoint (epoch {run_.epoch})" if run_.trained_here else "this model (pretrained)"
-    rows.append(SmoothnessRow(label=label, epoch=run_.epoch,
-                              layers=layer_smoothness(run_.model)))
-    return Smoothness(statistic=SMOOTHNESS, rows=rows)
+    rows.append((label, run_.epoch, layer_smoothness(run_.model)))
+    return build.smoothness(SMOOTHNESS, rows)
 
 
-def _layers(model, given: str | None, input_size: int) -> list[str]:
-    """The layers to inspect: as given, else :func:`~convscope.analysis.atlas_layers` (conv1-conv5 where the model
-    has them, else the graph's rectified conv maps)."""
-    from ..analysis import atlas_layers
+def _layers(model, given, input_size: int) -> list:
+    """The layers to inspect (resolved once): as given, else conv1-conv5 where the model has them, else the graph's
+    rectified conv maps the deconvnet can project from; each one checked to be projectable."""
+    from ..analysis import resolve_layers, unprojectable
 
-    if given is not None:
-        return [name.strip() for name in given.split(",") if name.strip()]
-    keep, skipped = atlas_layers(model, input_size)
+    layers = resolve_layers(model, given, default="atlas", input_size=input_size)
+    skipped = layers.skipped
     for name, why in skipped[:1]:
         print(f"skipping {len(skipped)} layer(s) the deconvnet cannot project from ({', '.join(n for n, _ in skipped)});"
               f" e.g. {name}: {why}")
-    return keep
-
-
-def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from ..analysis import (compare_filters, conv_filters, feature_evolution, filter_diagnostics, filter_stats,
-                            first_convs, live_maps, project_top, receptive_field, resolve_layer,
-                            unprojectable)
-    from ..loading.runs import load_run
-    from ..report.figures import filter_spectra_figure
-    from ..report import images as img
-
-    if args.layers is not None and not [n for n in args.layers.split(",") if n.strip()]:
-        raise UserError("--layers is empty")
-    if args.k < 1 or args.maps < 1:
-        raise UserError(f"-k and --maps must be positive (got {args.k}, {args.maps})")
-    if args.compare and not Path(args.compare).exists():  # fail before the long pass, not after it
-        raise UserError(f"--compare: checkpoint not found: {args.compare}")
-    from ..util.dist import cleanup, init_distributed
-
-    info = init_distributed(args.device)  # under torchrun: this process's rank (one process: rank 0 of 1)
-    run_, out = _inputs.load(args)
-    model, pre = run_.model, run_.preprocess
-    layers = _layers(model, args.layers, pre.crop)
     for layer in layers:
-        resolve_layer(model, layer)
-        why = unprojectable(model, layer)
+        why = unprojectable(model, layer.name)
         if why is not None:
             raise UserError(f"cannot inspect layer '{layer}': {why}")
-    snapshots = RunFolder.of(args.checkpoint).epoch_files() if args.checkpoint else []  # a --model has no training epochs
-    epochs = _pick_epochs(snapshots, args.evolution_epochs)
-    convs12 = first_convs(model, 2, spatial=True)  # by alias where unique: "conv1", as the records always named it
-    conv1 = convs12[0]
+    return layers
 
-    dataset = _open(args, pre.image_size, args.max_images, is_main=info.is_main)
-    if len(dataset) == 0:
-        raise UserError(f"no images in {args.data} ({args.split})")
-    figures: dict[str, Figure] = {}
-    tiles: list[Tile] = []
-    layer_info: dict[str, LayerInfo] = {}
 
-    # ZF Fig. 2: one pass, all layers
-    means: dict = {}  # per layer: each map's per-image maximum averaged per class, for selectivity
-    tops = _atlas_pass(args, run_, dataset, layers, out, info, means)
-    cleanup()  # the processes are done together: rank 0 draws and writes alone
-    if not info.is_main:
-        return 0
-    gen = torch.Generator().manual_seed(args.seed)
-    chosen: dict[str, list[int]] = {}
-    hierarchy = _hierarchy(dataset)
-    for layer in layers:
-        top = tops[layer]
-        maps = live_maps(top, args.maps, gen)
-        dead = top.values[:, 0] <= 0
-        chosen[layer] = maps
-        rf = receptive_field(model, layer)
+def _draw_atlas(args, run_, found, dataset, out: Path, figures: dict) -> tuple[list, dict]:
+    """ZF Fig. 2's figures (one per layer and method), their tiles and each layer's summary."""
+    from ..report.inspect_figures import draw_top9
 
-        def draw(method: str, name: str, kind: str, patches=None):
-            """The layer's top-9 figure with projections by ``method`` (patches shared with the first figure)."""
-            tp = project_top(model, top, dataset, channels=maps, transform=pre, to_pixels=pre.to_pixels,
-                             batch_size=args.batch_size, method=method)
-            fig, boxes = img.top9_figure(tp.projections, tp.patches if patches is None else patches,
-                                         labels=[f"map {c}" for c in maps],
-                                         title=f"{run_.model_name} {layer}: top-{args.k} images per map among "
-                                               f"{len(dataset)} {args.split} images ({_METHOD_NAMES[method]} | "
-                                               "patch)")
-            img.save_png(fig, out / name)
-            figures[name] = Figure(kind=kind, layer=layer, method=method)
-            return tp, boxes
+    tiles, layer_info = [], {}
+    sample = (lambda i: build.sample_info(dataset, i))
+    for layer, a in found.layers.items():
+        main, *also = a.projections.items()
+        names = {args.method: f"top9_{layer}.png", **{m: f"top9_{layer}_{m}.png" for m, _ in also}}
+        for method, tp in a.projections.items():
+            boxes = draw_top9(out, names[method], tp, main[1].patches, model=run_.model_name, layer=layer,
+                              maps=a.maps, k=args.k, images=len(dataset), split=args.split, method=method)
+            figures[names[method]] = Figure(kind="top9" if method == args.method else "top9_also", layer=layer,
+                                            method=method)
+            tiles += build.top9_tiles(names[method], layer, tp, boxes, args.k, sample) if method == args.method else []
+        layer_info[layer] = build.layer_info(maps=len(a.top.channels), shown=a.maps, never_active=a.never_active,
+                                             rf=a.receptive_field, map_size=a.top.map_size,
+                                             channels=a.top.channels.tolist(), names=a.names,
+                                             selectivity=a.selectivity)
+        _print_units(layer, layer_info[layer].units, a.maps)
+        print(f"{layer}: {len(a.top.channels)} maps ({a.never_active} never active) -> {out / names[args.method]}")
+    return tiles, layer_info
 
-        name = f"top9_{layer}.png"
-        tp, boxes = draw(args.method, name, "top9")
-        if args.also_method and args.also_method != args.method:
-            draw(args.also_method, f"top9_{layer}_{args.also_method}.png", "top9_also", tp.patches)
-        layer_info[layer] = LayerInfo(maps=len(top.channels), shown=maps, never_active=int(dead.sum()),
-                                      receptive_field=ReceptiveField(size=rf.size, stride=rf.stride,
-                                                                     offset=rf.offset),
-                                      map_size=list(top.map_size),
-                                      units=_unit_infos(top, means.get(layer), dataset, hierarchy))
-        _print_units(layer, layer_info[layer].units, maps)
-        for i, c in enumerate(maps):
-            for r in range(args.k):
-                j = i * args.k + r
-                if int(tp.index[i, r]) < 0:
-                    continue
-                tiles.append(Tile(figure=name, layer=layer, map=c, rank=r + 1, activation=float(tp.values[i, r]),
-                                  position=tp.yx[i, r].tolist(), rf_box=tp.boxes[i, r].tolist(),
-                                  projection_tile=list(boxes[j][0]), patch_tile=list(boxes[j][1]),
-                                  **_sample_info(dataset, int(tp.index[i, r]))))
-        print(f"{layer}: {len(top.channels)} maps ({int(dead.sum())} never active) -> {out / name}")
 
-    # AlexNet Fig. 3 / ZF Fig. 6
-    stats = filter_stats(model, conv1, rel_rms=args.dead_rms)
-    fig, _ = img.filter_grid(stats.weights, dead=stats.dead, ncol=16,
-                             title=f"{run_.model_name} {conv1} filters (each on its own scale; red = dead)")
-    img.save_png(fig, out / "filters_conv1.png")
-    figures["filters_conv1.png"] = Figure(kind="filters", layer=conv1)
-    filters = FilterInfo(layer=conv1, count=len(stats.rms), dead=stats.num_dead,
-                         dead_maps=stats.dead.nonzero().flatten().tolist(), criterion=stats.criterion,
-                         diagnostics=as_record(Diagnostics, filter_diagnostics(model, rel_rms=args.dead_rms)))
-    spectra = [(run_.model_name, model)]
+def _filters(args, run_, snapshots, out: Path, figures: dict):
+    """AlexNet Fig. 3 / ZF Fig. 6: the first conv's filters, the filter smoothness over training, and with --compare
+    a second model's filters beside them; the filters' spectra."""
+    from ..analysis import compare_filters, inspect_filters
+    from ..loading.runs import load_run
+    from ..report import inspect_figures as draw
+
+    mine = inspect_filters(run_.model, rel_rms=args.dead_rms)
+    draw.draw_filters(out, run_.model_name, mine.layer, mine.stats.weights, mine.stats.dead)
+    figures["filters_conv1.png"] = Figure(kind="filters", layer=mine.layer)
+    filters = build.filter_info(mine.layer, rms=mine.stats.rms, dead=mine.stats.dead, criterion=mine.stats.criterion,
+                                diagnostics=mine.diagnostics)
+    spectra, compared = [(run_.model_name, mine.spectra)], None
     smoothness = _smoothness_table(run_, snapshots, args.device)
     print("filter smoothness (" + smoothness.statistic.split(":")[0] + "): " + "; ".join(
         f"{row.label}: " + " ".join(f"{k} {v:.2f}" for k, v in row.layers.items()) for row in smoothness.rows))
-    compared = None
     if args.compare:
         other = load_run(args.compare, device=args.device)
-        cmp = compare_filters(model, other.model, None, rel_rms=args.dead_rms)
-        parts = [img.filter_grid(s.weights, per_tile=False, dead=s.dead, ncol=12,
-                                 title=f"{name}: {s.num_dead}/{len(s.rms)} dead")[0]
-                 for name, s in ((run_.model_name, cmp.a), (other.model_name, cmp.b))]
-        fig, _ = img.side_by_side(parts)
-        img.save_png(fig, out / "filters_compare.png")
-        figures["filters_compare.png"] = Figure(kind="filters_compare", layer=conv1)
+        cmp, theirs = compare_filters(run_.model, other.model, None, rel_rms=args.dead_rms), \
+            inspect_filters(other.model, rel_rms=args.dead_rms)
+        draw.draw_filters_compare(out, [(run_.model_name, cmp.a), (other.model_name, cmp.b)])
+        figures["filters_compare.png"] = Figure(kind="filters_compare", layer=mine.layer)
         compared = FiltersCompare(
-            a=CompareSide(checkpoint=str(args.checkpoint or run_.path or args.model), model=run_.model_name,
-                          dead=cmp.a.num_dead, count=len(cmp.a.rms)),
-            b=CompareSide(checkpoint=str(args.compare), model=other.model_name, dead=cmp.b.num_dead,
-                          count=len(cmp.b.rms),
-                          diagnostics=as_record(Diagnostics, filter_diagnostics(other.model, rel_rms=args.dead_rms))),
-            criterion=cmp.a.criterion, scale="common per model")
-        spectra.append((f"{other.model_name} ({Path(args.compare).parent.name})", other.model))
-        print(f"conv1 dead filters ({stats.criterion}): {cmp.a.num_dead} vs {cmp.b.num_dead}")
-    fig = filter_spectra_figure([(name, {layer: conv_filters(m, layer) for layer in first_convs(m, 2, spatial=True)})
-                                 for name, m in spectra])
-    fig.savefig(out / "filters_spectrum.png", dpi=100)
-    figures["filters_spectrum.png"] = Figure(kind="filters_spectrum", layer=",".join(convs12))
+            a=build.compare_side(_source(args, run_), run_.model_name, rms=cmp.a.rms, dead=cmp.a.dead),
+            b=build.compare_side(str(args.compare), other.model_name, rms=cmp.b.rms, dead=cmp.b.dead,
+                                 diagnostics=theirs.diagnostics), criterion=cmp.a.criterion, scale="common per model")
+        spectra.append((f"{other.model_name} ({Path(args.compare).parent.name})", theirs.spectra))
+        print(f"conv1 dead filters ({mine.stats.criterion}): {cmp.a.num_dead} vs {cmp.b.num_dead}")
+    draw.draw_spectra(out, spectra)
+    figures["filters_spectrum.png"] = Figure(kind="filters_spectrum", layer=",".join(mine.spectra))
     diag = filters.diagnostics
     print("high-frequency share (" + diag.high_frequency.split(" at ")[0] + "): " + ", ".join(
         f"{k} {v.high_frequency_mean:.2f}" for k, v in diag.layers.items() if v.high_frequency_mean is not None)
         + ("; colour-specific conv1 kernels per column: " + ", ".join(
             f"{s}/{n}" for s, n in zip(diag.columns.colour_specific, diag.columns.count))
            if diag.columns else ""))
+    return filters, smoothness, compared
 
-    # ZF Fig. 4
-    if epochs:
-        evo_data = _open(args, pre.image_size, args.evolution_images) if args.evolution_images else dataset
-        evo_maps = {layer: chosen[layer][:args.evolution_maps] for layer in layers}
 
-        def snapshots():
-            for e, path in epochs:
-                yield e, load_run(path, device=args.device).model
+def _evolution(args, run_, epochs, maps: dict, dataset, out: Path, figures: dict) -> list:
+    """ZF Fig. 4: the strongest activation of the first --evolution-maps drawn maps per layer at each chosen
+    snapshot, as strips, and their tiles."""
+    from ..analysis import feature_evolution
+    from ..loading.runs import load_run
+    from ..report.inspect_figures import draw_evolution
 
-        evo = feature_evolution(snapshots(), _loader(evo_data, args), evo_data, channels=evo_maps, transform=pre,
-                                to_pixels=pre.to_pixels, batch_index=True)
-        for layer, fe in evo.items():
-            name = f"evolution_{layer}.png"
-            fig, boxes = img.evolution_strip(fe.projections, epochs=fe.epochs.tolist(),
-                                             labels=[f"map {c}" for c in fe.channels.tolist()],
-                                             title=f"{layer}: strongest activation over {len(evo_data)} "
-                                                   f"{args.split} images per epoch")
-            img.save_png(fig, out / name)
-            figures[name] = Figure(kind="evolution", layer=layer, epochs=fe.epochs.tolist())
-            n_ep = len(fe.epochs)
-            for i, c in enumerate(fe.channels.tolist()):
-                for j, e in enumerate(fe.epochs.tolist()):
-                    tiles.append(Tile(figure=name, layer=layer, map=c, epoch=e, rank=1,
-                                      activation=float(fe.values[j, i]), position=fe.yx[j, i].tolist(),
-                                      projection_tile=list(boxes[i * n_ep + j]),
-                                      **_sample_info(evo_data, int(fe.index[j, i]))))
-        print(f"evolution over epochs {[e for e, _ in epochs]} -> {out}/evolution_*.png")
-    else:
+    if not epochs:
         print("no epoch snapshots selected (RUN/epochs/epoch_*.pt): no evolution strip")
+        return []
+    pre = run_.preprocess
+    evo_data = _open(args, pre.image_size, args.evolution_images) if args.evolution_images else dataset
+    snapshots = ((e, load_run(path, device=args.device).model) for e, path in epochs)
+    evo = feature_evolution(snapshots, _loader(evo_data, args), evo_data, transform=pre, to_pixels=pre.to_pixels,
+                            channels={layer: m[:args.evolution_maps] for layer, m in maps.items()}, batch_index=True)
+    tiles = []
+    for layer, fe in evo.items():
+        name = f"evolution_{layer}.png"
+        boxes = draw_evolution(out, name, fe, images=len(evo_data), split=args.split)
+        figures[name] = Figure(kind="evolution", layer=layer, epochs=fe.epochs.tolist())
+        tiles += build.evolution_tiles(name, fe, boxes, lambda i: build.sample_info(evo_data, i))
+    print(f"evolution over epochs {[e for e, _ in epochs]} -> {out}/evolution_*.png")
+    return tiles
+
+
+def _source(args, run_) -> str:
+    return str(args.checkpoint or run_.path or args.model)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis import atlas, atlas_tops
+    from ..util.dist import cleanup, init_distributed
+
+    if args.k < 1 or args.maps < 1:
+        raise UserError(f"-k and --maps must be positive (got {args.k}, {args.maps})")
+    if args.compare and not Path(args.compare).exists():  # fail before the long pass, not after it
+        raise UserError(f"--compare: checkpoint not found: {args.compare}")
+    info = init_distributed(args.device)  # under torchrun: this process's rank (one process: rank 0 of 1)
+    run_, out = _inputs.load(args)
+    model, pre = run_.model, run_.preprocess
+    layers = _layers(model, args.layers, pre.crop)
+    snapshots = RunFolder.of(args.checkpoint).epoch_files() if args.checkpoint else []  # a --model has no training epochs
+    epochs = _pick_epochs(snapshots, args.evolution_epochs)
+    dataset = _open(args, pre.image_size, args.max_images, is_main=info.is_main)
+    if len(dataset) == 0:
+        raise UserError(f"no images in {args.data} ({args.split})")
+
+    # ZF Fig. 2: one pass over all layers, this process's shard (saved as it goes: --resume), merged over processes
+    means: dict = {}  # per layer: each map's per-image maximum averaged per class, for selectivity
+    tops = atlas_tops(model, dataset, lambda indices: _loader(dataset, args, indices), layers=layers, k=args.k,
+                      folder=out, source=dict(model_name=run_.model_name, data=Path(args.data).resolve(),
+                                              split=args.split), preprocess=pre, resume=args.resume,
+                      every=args.save_every, batch_size=args.batch_size, rank=info.rank, world_size=info.world_size,
+                      progress=info.is_main, log=print if info.is_main else (lambda _: None), class_means=means)
+    cleanup()  # the processes are done together: rank 0 draws and writes alone
+    if not info.is_main:
+        return 0
+    found = atlas(model, tops, dataset, maps=args.maps, seed=args.seed, methods=[args.method, args.also_method or
+                  args.method], transform=pre, to_pixels=pre.to_pixels, batch_size=args.batch_size, class_means=means)
+    if found.note:
+        print(found.note)
+    figures: dict[str, Figure] = {}
+    tiles, layer_info = _draw_atlas(args, run_, found, dataset, out, figures)
+    filters, smoothness, compared = _filters(args, run_, snapshots, out, figures)  # AlexNet Fig. 3 / ZF Fig. 6
+    tiles += _evolution(args, run_, epochs, {layer: a.maps for layer, a in found.layers.items()}, dataset, out,
+                        figures)  # ZF Fig. 4
     write_record(out / "index.json", InspectRecord(
-        checkpoint=str(args.checkpoint or run_.path or args.model), model=run_.model_name, epoch=run_.epoch,
-        data=str(args.data), split=args.split,
-        images=len(dataset), k=args.k, input_size=pre.crop, figures=figures, tiles=tiles, layers=layer_info,
-        filters=filters, filter_smoothness=smoothness, filters_compare=compared))
+        checkpoint=_source(args, run_), model=run_.model_name, epoch=run_.epoch, data=str(args.data),
+        split=args.split, images=len(dataset), k=args.k, input_size=pre.crop, figures=figures, tiles=tiles,
+        layers=layer_info, filters=filters, filter_smoothness=smoothness, filters_compare=compared))
     print(f"wrote {len(figures)} figures and {len(tiles)} tile records to {out}")
     return 0

@@ -28,20 +28,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="vertical shifts in pixels (default: ZF's -60..60 of 224, scaled to the input size)")
     parser.add_argument("--scale", nargs="+", type=float, default=None, help="scale factors (default 1..1.8)")
     parser.add_argument("--rotate", nargs="+", type=float, default=None, help="angles in degrees (default 0..330)")
-    parser.add_argument("--layers", nargs="+", default=None,
-                        help="ZF layer numbers or layer names (default: 1 and 7, or the nearest lower layer the model has)")
+    _inputs.add_layer_argument(parser, many=True, default="1 and 7, or the nearest lower layer the model has")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..analysis import invariance_curves, zf_layers
+    from ..analysis import invariance_curves, resolve_layers
     from ..report.figures import invariance_figure
 
     run_, out = _inputs.load(args)
     if args.target and len(args.target) not in (1, len(args.images)):
         raise UserError(f"give one --target or one per image ({len(args.images)}), not {len(args.target)}")
     inputs = _inputs.read_inputs(run_, args.images)
+    layers = resolve_layers(run_.model, args.layers, default=(1, 7), input_size=run_.preprocess.crop)
     targets = []
     for i, path in enumerate(args.images):
         name = args.target[min(i, len(args.target) - 1)] if args.target else None
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     for kind in args.kinds:
         amounts = getattr(args, kind)  # None: the paper's range (shifts scaled to the input size)
         cur = invariance_curves(run_.model, inputs, torch.tensor(targets), kind=kind, amounts=amounts,
-                                layers=zf_layers(run_.model, args.layers, (1, 7), run_.preprocess.crop))
+                                layers=layers)
         curves.append(cur)
         result[kind] = Curve(amounts=cur.amounts, distance=cur.distance, prob=cur.prob,
                              mean_distance={k: v.mean(0) for k, v in cur.distance.items()}, mean_prob=cur.prob.mean(0))

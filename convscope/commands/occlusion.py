@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="true class (index, name or wnid); default: the image's labels entry, class folder or "
                              "wnid in its file name, else the predicted class (said so)")
     _inputs.add_labels_argument(parser)
-    parser.add_argument("--layer", default=None, help="layer whose strongest map is summed (paper: layer 5; default "
-                        "relu5, or the last conv stage of a --model)")
+    _inputs.add_layer_argument(parser, many=False, default="relu5, or the last conv stage of a --model",
+                               extra=" whose strongest map is summed (paper: layer 5)")
     parser.add_argument("--patch", type=_inputs.positive, default=32, help="occluder side in input pixels")
     parser.add_argument("--stride", type=_inputs.positive, default=8, help="occluder step in input pixels")
     parser.add_argument("--fill", choices=FILLS, default="grey", type=_inputs.spellings(gray="grey"),
@@ -42,12 +42,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..analysis import occlusion_is_incremental, occlusion_layer, occlusion_map
+    from ..analysis import occlusion_is_incremental, occlusion_map, resolve_layers
     from ..report.figures import occlusion_figure
 
     run_, out = _inputs.load(args)
     model, pre = run_.model, run_.preprocess
-    args.layer = args.layer or occlusion_layer(model, pre.crop)
+    args.layer = resolve_layers(model, args.layer, default="occlusion", input_size=pre.crop)[0].name
     print("occlusion: " + ("incremental (only what each occluder changes is recomputed)"
                            if occlusion_is_incremental(model, args.layer) else
                            "full forward per occluder position (the incremental path follows plain conv stacks "

@@ -21,9 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="gallery images per class (0 = all)")
     parser.add_argument("--query-per-class", type=_inputs.count, default=20,
                         help="query images per class (0 = all)")
-    parser.add_argument("--layer", default=None,
-                        help="feature layer, a ZF number or a name (default: 7 = fc7 on AlexNet, or the model's "
-                             "nearest lower layer: its last feature layer)")
+    _inputs.add_layer_argument(parser, many=False, default="7 = fc7 on AlexNet, or the model's nearest lower "
+                               "layer: its last feature layer", extra=" (the features compared)")
     parser.add_argument("--k", type=_inputs.positive, default=10, help="neighbours for precision@k")
     parser.add_argument("--bits", type=_inputs.count, default=64,
                         help="binary code length of the auto-encoder (0 = skip)")
@@ -38,8 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..analysis import (binary_codes, extract_features, hamming_neighbours, nearest_neighbours, precision_at_k,
-                            train_binary_autoencoder, zf_layers)
+    from ..analysis import extract_features, image_retrieval, resolve_layers
     from ..report.figures import retrieval_figure
 
     run_, out = _inputs.load(args)
@@ -49,24 +47,20 @@ def run(args: argparse.Namespace) -> int:
     qry_u8, qry_y, qdata, qry_idx = _inputs.subset(args.data, args.query_split, image_size=pre.image_size,
                                                    per_class=args.query_per_class or None, seed=args.seed + 1,
                                                    classes=getattr(data, "wnids", None))
-    layer = zf_layers(run_.model, None if args.layer is None else [args.layer], (7,), pre.crop)[0]
+    layer = resolve_layers(run_.model, args.layer, default=(7,), input_size=pre.crop)[0]
 
     def features(images):
         return next(iter(extract_features(run_.model, images, layers=[layer], transform=pre).values()))
 
     gal_f, qry_f = features(gal_u8), features(qry_u8)
     gal_px, qry_px = _inputs.preprocess_batches(run_, gal_u8), _inputs.preprocess_batches(run_, qry_u8)
-    neighbours = {"fc7 Euclidean": nearest_neighbours(qry_f, gal_f, k=args.k),
-                  "pixel Euclidean": nearest_neighbours(qry_px, gal_px, k=args.k)}
-    if args.bits:
-        ae = train_binary_autoencoder(gal_f, bits=args.bits, epochs=args.ae_epochs, seed=args.seed)
-        neighbours[f"{args.bits}-bit code Hamming"] = hamming_neighbours(binary_codes(ae, qry_f),
-                                                                         binary_codes(ae, gal_f), k=args.k)
-    precision = {m: precision_at_k(nb, qry_y, gal_y) for m, nb in neighbours.items()}
+    found = image_retrieval(qry_f, gal_f, qry_y, gal_y, query_pixels=qry_px, gallery_pixels=gal_px, k=args.k,
+                            bits=args.bits, epochs=args.ae_epochs, seed=args.seed)
+    neighbours, precision = found.neighbours, found.precision
     show = torch.randperm(qry_y.numel(), generator=torch.Generator().manual_seed(args.seed))[:args.show]
     ks = sorted({k for k in (1, 5, args.k) if k <= args.k})
     write_record(out / "retrieval.json", RetrievalRecord(
-        data=str(args.data), layer=layer, gallery=int(gal_y.numel()), queries=int(qry_y.numel()),
+        data=str(args.data), layer=layer.given, gallery=int(gal_y.numel()), queries=int(qry_y.numel()),
         chance=float(torch.bincount(gal_y).max() / gal_y.numel()),
         precision_at_k={m: p for m, p in precision.items()},
         examples=[RetrievalExample(query=qdata.samples[qry_idx[i]][0],

@@ -27,8 +27,8 @@ ORDER = 55
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (e.g. one val photo per class)")
     _inputs.add_run_arguments(parser, out="sanity")
-    parser.add_argument("--layers", default=None, help="layers whose projections are tracked (default conv2,conv5; "
-                        "for a --model its ZF layers 2 and 5 by meaning: an early and the last conv stage)")
+    _inputs.add_layer_argument(parser, many=True, default="conv2,conv5; for a --model its ZF layers 2 and 5 by "
+                               "meaning: an early and the last conv stage", extra=" whose projections are tracked")
     _inputs.add_labels_argument(parser)
     parser.add_argument("--methods", default="deconvnet", help="how units are projected, comma-separated: "
                         "deconvnet (ZF), guided (guided backpropagation), gradient (plain input gradient)")
@@ -43,8 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..analysis import (PROJECTION_METHODS as METHODS, default_reinit, plain_words, randomization_checks,
-                            resolve_layer, sanity_layers)
+    from ..analysis import PROJECTION_METHODS as METHODS, randomization_checks, resolve_layers
     from ..report.figures import sanity_figure
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -54,10 +53,9 @@ def run(args: argparse.Namespace) -> int:
     if len(args.images) < MIN_IMAGES:
         print(f"note: {len(args.images)} images give no usable spread of the scores; give at least {MIN_IMAGES}",
               flush=True)
-    projected, top_conv = sanity_layers(run_.model, run_.preprocess.crop)  # ZF's layers 2, 5; the layer-5 map
-    layers = [x.strip() for x in args.layers.split(",") if x.strip()] if args.layers else projected
-    for layer in layers:
-        resolve_layer(run_.model, layer)
+    crop = run_.preprocess.crop  # ZF's layers 2, 5 by default; the occlusion's layer-5 map
+    layers = [layer.name for layer in resolve_layers(run_.model, args.layers, default="sanity", input_size=crop)]
+    top_conv = resolve_layers(run_.model, None, default="sanity-occlusion", input_size=crop)[0].name
     if args.patch > run_.preprocess.crop:
         raise UserError(f"--patch {args.patch} is larger than the model's {run_.preprocess.crop}-px input")
     inputs = _inputs.read_inputs(run_, args.images)
@@ -70,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
     occlusion = dict(patch=args.patch, stride=args.stride, fill="grey", preprocess=run_.preprocess, layer=top_conv)
     result = randomization_checks(run_.model, inputs, projection_layers=layers, methods=methods,
                                   occlusion_targets=targets, occlusion=occlusion, independent=not args.cascade_only,
-                                  reinit=default_reinit(run_.model, run_.config), seed=args.seed,
+                                  config=run_.config, seed=args.seed,
                                   progress=lambda msg: print(msg, flush=True))
-    words = {kind: plain_words(kind, rows) for kind, rows in result.cascade.items()}
+    words = result.words()
     steps = (lambda table: {kind: [SanityStep(**row) for row in rows] for kind, rows in table.items()})
     write_record(out / "sanity.json", SanityRecord(
         checkpoint=str(args.checkpoint or args.model), images=args.images, order=result.order,

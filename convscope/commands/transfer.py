@@ -23,8 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool-per-class", type=_inputs.count, default=0,
                         help="training images per class to draw the splits from (default 2 x max N)")
     parser.add_argument("--test-per-class", type=_inputs.count, default=100, help="test images per class (0 = all)")
-    parser.add_argument("--layers", nargs="+", default=None,
-                        help="ZF layer numbers or layer names (default: the ZF layers 1-7 the model has)")
+    _inputs.add_layer_argument(parser, many=True, default="the ZF layers 1-7 the model has")
     parser.add_argument("--spatial", type=_inputs.count, default=6,
                         help="average-pool conv maps to this side before the probe (0 = keep full size)")
     parser.add_argument("--svm", action="store_true", help="also train linear SVMs (multi-class hinge loss)")
@@ -37,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis import extract_features, linear_probes, scratch_baseline, zf_layers
+    from ..analysis import extract_features, linear_probes, resolve_layers, scratch_baseline
     from ..models import get_model
     from ..loading.zoo import build, parse_spec
 
@@ -54,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     test_u8, test_y, _, _ = _inputs.subset(args.data, args.test_split, image_size=pre.crop,
                                            per_class=args.test_per_class or None, seed=args.seed + 1,
                                            classes=getattr(data, "wnids", None))
-    layers = zf_layers(run_.model, args.layers, range(1, 8), run_.preprocess.crop)
+    layers = resolve_layers(run_.model, args.layers, default=range(1, 8), input_size=pre.crop)
     spatial = args.spatial or None
 
     def features(images):

@@ -32,8 +32,7 @@ METHOD = ("Adam on a Fourier-basis image (1/f-scaled coefficients, colours decor
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _inputs.add_run_arguments(parser, out="visualize")
-    parser.add_argument("--layer", required=True,
-                        help="layer (module name, alias or ZF's layer number 1-7), or 'logits' for class scores")
+    _inputs.add_layer_argument(parser, many=False, default="", required=True, extra=", or 'logits' for class scores")
     parser.add_argument("--maps", default=None,
                         help="comma-separated maps and ranges (0,5,9 or 0-15; class indices or names for logits); "
                              "default: the maps `convscope inspect` drew for the layer, else 0-15")
@@ -60,11 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..analysis import stage_layer
+    from ..analysis import resolve_layers
 
     run_, out = _inputs.load(args)
     model, pre = run_.model, run_.preprocess
-    layer = None if args.layer == LOGITS else stage_layer(model, args.layer, pre.crop)  # checks the name
+    layer = None if args.layer == LOGITS else resolve_layers(model, args.layer, input_size=pre.crop)[0].name
     size = args.size or pre.crop
     args.steps = args.steps or (64 if args.dream else 256)
     args.lr = args.lr if args.lr is not None else (0.02 if args.dream else 0.05)
@@ -227,7 +226,7 @@ def _sanity(args, run_, layer, record, out, to_input, colour, size) -> None:
     """--sanity: :func:`~convscope.analysis.visualization_sanity` on the record's maps (re-read from their PNGs)."""
     import torch
 
-    from ..analysis import FeatureVisualization, default_reinit, visualization_sanity
+    from ..analysis import FeatureVisualization, visualization_sanity
     from ..data.images import read_image
     from ..report.images import save_png
 
@@ -237,7 +236,7 @@ def _sanity(args, run_, layer, record, out, to_input, colour, size) -> None:
                                images=trained, activation=torch.zeros(len(maps)), peak=torch.zeros(len(maps)),
                                trace=torch.zeros(len(maps), 0))
     check = visualization_sanity(run_.model, vis, to_input=to_input, lr=args.lr, color=colour, batch=args.batch,
-                                 reinit=default_reinit(run_.model, run_.config))
+                                 config=run_.config)
     with torch.no_grad():
         top1 = run_.model(to_input(check.images.to(next(run_.model.parameters()).device))).argmax(1).tolist()
     for i, m in enumerate(record.maps):

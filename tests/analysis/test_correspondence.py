@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from convscope import cli
-from convscope.analysis import AnnotationError, correspondence, read_annotations, sign_consistency
+from convscope.analysis import AnnotationError, correspondence, read_annotations
+from convscope.analysis.correspondence import sign_consistency
 from convscope.analysis.correspondence import mask_boxes, pairwise_sign_hamming, random_boxes
 
 from tests.helpers import save_tiny_run

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 import convscope as cs
-from convscope.analysis import compare_filters, conv_filters, filter_stats
+from convscope.analysis import compare_filters, filter_stats
+from convscope.analysis.filters import conv_filters
 from convscope.training.metrics import layer_smoothness, spatial_autocorrelation
 
 

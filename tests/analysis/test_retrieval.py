@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from convscope import cli
-from convscope.analysis import (binary_codes, hamming_neighbours, nearest_neighbours, precision_at_k,
+from convscope.analysis.retrieval import (binary_codes, hamming_neighbours, nearest_neighbours, precision_at_k,
                                 train_binary_autoencoder)
 
 from tests.helpers import save_tiny_run
@@ -35,7 +35,7 @@ def test_hamming_by_hand_with_ties_to_the_lower_index():
 
 
 def test_precision_at_k_by_hand():
-    from convscope.analysis import Neighbours
+    from convscope.analysis.retrieval import Neighbours
 
     nb = Neighbours(index=torch.tensor([[0, 1, 2], [2, 3, 0]]), distance=torch.zeros(2, 3))
     gallery = torch.tensor([0, 1, 0, 1])

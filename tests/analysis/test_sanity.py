@@ -68,7 +68,8 @@ def test_default_layers_follow_the_models_stage_names():
     relu3's map, and --layers still works); a model without them gets layers 2 and 5 by meaning."""
     import torchvision
 
-    from convscope.analysis import occlusion_layer, sanity_layers
+    from convscope.analysis.occlusion import occlusion_layer
+    from convscope.analysis.sanity import sanity_layers
     from convscope.models import get_model
 
     assert sanity_layers(get_model("zfnet", num_classes=3, width=0.125, fc_width=16, input_size=64), 64) == (
