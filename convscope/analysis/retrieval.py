@@ -131,11 +131,11 @@ class Retrieval:
 
 def image_retrieval(queries: torch.Tensor, gallery: torch.Tensor, query_labels: torch.Tensor,
                     gallery_labels: torch.Tensor, *, query_pixels: torch.Tensor, gallery_pixels: torch.Tensor,
-                    k: int = 10, bits: int = 64, epochs: int = 60, seed: int = 0) -> Retrieval:
+                    k: int = 10, bits: int = 64, epochs: int = 60, seed: int = 0, layer: str = "fc7") -> Retrieval:
     """The feature layer's Euclidean neighbours against the pixels' and (``bits`` > 0) against the Hamming
     neighbours of an auto-encoder's binary codes trained on the gallery's features (``epochs``, ``seed``), each
-    scored by precision@k against the labels."""
-    neighbours = {"fc7 Euclidean": nearest_neighbours(queries, gallery, k=k),
+    scored by precision@k against the labels. The methods are named by ``layer`` (``"fc7 Euclidean"``)."""
+    neighbours = {f"{layer} Euclidean": nearest_neighbours(queries, gallery, k=k),
                   "pixel Euclidean": nearest_neighbours(query_pixels, gallery_pixels, k=k)}
     if bits:
         ae = train_binary_autoencoder(gallery, bits=bits, epochs=epochs, seed=seed)

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     gal_f, qry_f = features(gal_u8), features(qry_u8)
     gal_px, qry_px = _inputs.preprocess_batches(run_, gal_u8), _inputs.preprocess_batches(run_, qry_u8)
     found = image_retrieval(qry_f, gal_f, qry_y, gal_y, query_pixels=qry_px, gallery_pixels=gal_px, k=args.k,
-                            bits=args.bits, epochs=args.ae_epochs, seed=args.seed)
+                            bits=args.bits, epochs=args.ae_epochs, seed=args.seed, layer=layer.name)
     neighbours, precision = found.neighbours, found.precision
     show = torch.randperm(qry_y.numel(), generator=torch.Generator().manual_seed(args.seed))[:args.show]
     ks = sorted({k for k in (1, 5, args.k) if k <= args.k})

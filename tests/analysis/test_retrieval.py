@@ -73,6 +73,7 @@ def test_command_writes_precision_and_grid(tmp_path, capsys):
     assert rc == 0
     info = json.loads((tmp_path / "o" / "retrieval.json").read_text())
     assert info["gallery"] == 10 and info["queries"] == 4 and len(info["examples"]) == 2
-    assert set(info["precision_at_k"]) == {"fc7 Euclidean", "pixel Euclidean", "8-bit code Hamming"}
+    # the feature method is named by the layer it reads (ZF 7 here: relu7, fc7 after its ReLU), on any model
+    assert set(info["precision_at_k"]) == {"relu7 Euclidean", "pixel Euclidean", "8-bit code Hamming"}
     assert all(len(v) == 3 for v in info["precision_at_k"].values())
-    assert (tmp_path / "o" / "retrieval.png").is_file() and "| fc7 Euclidean |" in capsys.readouterr().out
+    assert (tmp_path / "o" / "retrieval.png").is_file() and "| relu7 Euclidean |" in capsys.readouterr().out
