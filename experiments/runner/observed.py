@@ -52,8 +52,9 @@ def _transfer_rows(folder: Path | None = None, scratch_folder: Path | None = Non
     if scratch:
         ms, es = scratch.mean[0][j], scratch.std[0][j]
         runs = len(scratch.acc[0][j])
-        vs = (f"best frozen layer ({rows[best]}) {pm(m, e)} ({splits} splits) vs from scratch {pm(ms, es)} "
-              f"({runs} splits) at N={n[j]}/class")
+        scratch_text = f"{pm(ms, es)} ({runs} splits)" if runs > 1 else f"{100 * ms:.1f}% (1 split: no spread)"
+        vs = (f"best frozen layer ({rows[best]}) {pm(m, e)} ({splits} splits) vs from scratch {scratch_text} "
+              f"at N={n[j]}/class")
         margin = math.sqrt(e ** 2 + es ** 2)
         word = ("yes: pretrained features beat training from scratch beyond the spread" if m - ms > margin else
                 "partly: pretrained ahead within the spread" if m > ms else "no: scratch is as good or better")
