@@ -115,14 +115,6 @@ def add_run_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--threads", type=count, default=0, help="CPU threads for torch (0 = torch's default)")
 
 
-def default_out(checkpoint: str | Path, name: str) -> Path:
-    """``RUN/name`` for a checkpoint in a run folder, else ``analysis/name``
-    (:func:`convscope.runfolder.layout.default_out`)."""
-    from ..runfolder.layout import default_out
-
-    return default_out(checkpoint, name)
-
-
 def model_folder(args: argparse.Namespace) -> Path:
     """Where the analyses of a ``--model`` go by default: ``analysis/<model>-<weights>/`` (one report each)."""
     from ..runfolder.layout import AnalysisFolder
@@ -161,6 +153,8 @@ def load(args: argparse.Namespace):
     elif args.model:
         out = model_folder(args) / args.out_name
     else:
+        from ..runfolder.layout import default_out
+
         out = default_out(args.checkpoint, args.out_name)
     out.mkdir(parents=True, exist_ok=True)
     if args.model and out.name == args.out_name:  # FOLDER/<command>/ (the default, or --out in that layout): the
